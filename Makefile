@@ -1,0 +1,103 @@
+# Shop gateway: a gRPC-transcoding API gateway (Go) in front of two Python
+# services, with every mutation emitted to Kafka. `make help` lists targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT    := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+TOOLS   := $(ROOT)/.tools/bin
+BUF     := $(TOOLS)/buf
+VENV    := $(ROOT)/.venv
+PY      := $(VENV)/bin/python
+GO      ?= go
+export PATH := $(TOOLS):$(PATH)
+
+-include $(ROOT)/mk/*.mk
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) | sort
+
+## ---- code generation ----------------------------------------------------
+
+TOOLS_STAMP := $(TOOLS)/.stamp
+$(TOOLS_STAMP): tools/go.mod tools/go.sum
+	cd tools && GOBIN=$(TOOLS) $(GO) install \
+	  github.com/bufbuild/buf/cmd/buf \
+	  google.golang.org/protobuf/cmd/protoc-gen-go \
+	  google.golang.org/grpc/cmd/protoc-gen-go-grpc \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
+	touch $@
+
+.PHONY: tools
+tools: $(TOOLS_STAMP) ## Build buf and the protoc plugins at pinned versions into .tools/bin.
+
+.PHONY: protos
+protos: ## Fetch the imported third-party protos into .third_party/ (not committed).
+	bash scripts/fetch-protos.sh
+
+.PHONY: generate
+generate: tools protos ## Regenerate gen/ from proto/ with buf (offline, local plugins).
+	$(BUF) format -w proto
+	$(BUF) lint
+	$(BUF) generate
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail if `make generate` changes anything under proto/ or gen/.
+	@if [ -n "$$(git status --porcelain -- proto gen)" ]; then \
+	  echo "generated code is out of date; run make generate and commit:"; \
+	  git status --porcelain -- proto gen; git diff --stat -- proto gen; exit 1; fi
+	@echo "gen/ is up to date"
+
+.PHONY: breaking
+breaking: tools protos ## Check proto/ for WIRE_JSON breaking changes against main.
+	$(BUF) breaking --against '.git#branch=main'
+
+## ---- build, lint ----------------------------------------------------------
+
+.PHONY: build
+build: ## Build the gateway binary into bin/gateway.
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
+
+.PHONY: lint
+lint: tools protos ## go vet, gofmt, buf lint.
+	$(GO) vet ./...
+	@out="$$(gofmt -l gateway gen)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(BUF) lint
+
+## ---- Kafka -----------------------------------------------------------------
+
+.PHONY: kafka-start
+kafka-start: ## Start the local single-node KRaft Kafka broker on 127.0.0.1:9092.
+	bash scripts/kafka.sh start
+
+.PHONY: kafka-stop
+kafka-stop: ## Stop the local Kafka broker.
+	bash scripts/kafka.sh stop
+
+## ---- tests -------------------------------------------------------------------
+
+.PHONY: test-go-unit
+test-go-unit: ## Go unit tests with the race detector (fuzz seed corpora included).
+	$(GO) test -race -count=1 ./gateway/...
+
+.PHONY: test
+test: ## Every test: Go unit, Python, and the integration and end-to-end suites against a real Kafka.
+	bash scripts/test-all.sh
+
+.PHONY: bench
+bench: ## Benchmarks: gateway REST and gRPC vs a reverse proxy, outbox, relay.
+	bash scripts/bench.sh
+
+## ---- run ---------------------------------------------------------------------
+
+.PHONY: run
+run: ## Start Kafka, service_a, service_b and the gateway; Ctrl-C stops them all.
+	bash scripts/run.sh
+
+.PHONY: clean
+clean: ## Remove build output, local tools, venv, Kafka data and jars.
+	-bash scripts/kafka.sh stop
+	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fetches the third-party .proto files that proto/ imports into an ignored
+# folder, from package registries only:
+#   google/api/{annotations,http}.proto  from PyPI googleapis-common-protos
+#   protoc-gen-openapiv2/options/*.proto from the grpc-gateway v2 Go module
+# The versions are pinned here and by go.mod, so generation is reproducible.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${THIRD_PARTY_DIR:-$ROOT/.third_party/protos}"
+GOOGLEAPIS_COMMON_PROTOS_VERSION="${GOOGLEAPIS_COMMON_PROTOS_VERSION:-1.76.0}"
+STAMP="$OUT/.stamp-$GOOGLEAPIS_COMMON_PROTOS_VERSION"
+
+if [[ -f "$STAMP" ]]; then
+  exit 0
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+python3 -m pip download --quiet --no-deps --only-binary=:all: \
+  --dest "$tmp" "googleapis-common-protos==$GOOGLEAPIS_COMMON_PROTOS_VERSION"
+wheel="$(ls "$tmp"/googleapis_common_protos-*.whl)"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/google/api" "$OUT/protoc-gen-openapiv2/options"
+python3 - "$wheel" "$OUT" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("google/api/annotations.proto", "google/api/http.proto"):
+        with open(f"{out}/{name}", "wb") as f:
+            f.write(z.read(name))
+PY
+
+gw_dir="$(cd "$ROOT" && go mod download -json github.com/grpc-ecosystem/grpc-gateway/v2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+install -m 0644 "$gw_dir"/protoc-gen-openapiv2/options/annotations.proto \
+  "$gw_dir"/protoc-gen-openapiv2/options/openapiv2.proto \
+  "$OUT/protoc-gen-openapiv2/options/"
+
+touch "$STAMP"
