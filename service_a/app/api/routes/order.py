@@ -1,0 +1,26 @@
+"""OrderService on A: the stock side of paying an order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app import crud
+from app.api.deps import SessionDep
+from app.models import ProcessStockRequest, ProcessStockResponse, ReleaseStockRequest, ReleaseStockResponse
+
+router = APIRouter(prefix="/order", tags=["order"])
+
+
+@router.post("/process_stock", response_model=ProcessStockResponse)
+async def process_stock(body: ProcessStockRequest, session: SessionDep) -> ProcessStockResponse:
+    """ProcessOrderStock: decrement every line at once, all or nothing."""
+    return ProcessStockResponse(items=await crud.process_stock(session, body))
+
+
+@router.post("/release_stock", response_model=ReleaseStockResponse)
+async def release_stock(body: ReleaseStockRequest, session: SessionDep) -> ReleaseStockResponse:
+    """Give back the stock taken under a reservation id (service B's compensation).
+
+    Not part of the public API: the gateway has no route to it."""
+    released, lines = await crud.release_stock(session, body.reservation_id)
+    return ReleaseStockResponse(reservation_id=body.reservation_id, released=released, items=lines)
