@@ -1,0 +1,732 @@
+"""Static checks of docker-compose.yml and the Dockerfiles it builds.
+
+They need no Docker engine: they read the compose file, the Dockerfiles, the
+.dockerignore files and the code the images are built from, and check that
+they agree with each other (paths, ports, environment names, healthchecks,
+Kafka listeners, database URLs).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway"}
+# The host ports of `make run`, which the compose stack publishes too.
+EXPECTED_HOST_PORTS = {8080, 9090, 8001, 8002, 9092, 5432}
+PYTHON_SERVICES = {"service_a": 8002, "service_b": 8001}
+GATEWAY_MAIN = ROOT / "gateway" / "cmd" / "gateway" / "main.go"
+# Environment the gateway container gets; each name must be read by the binary.
+GATEWAY_ENV = {
+    "GATEWAY_HTTP_ADDR",
+    "GATEWAY_GRPC_ADDR",
+    "SERVICE_A_URL",
+    "SERVICE_B_URL",
+    "KAFKA_BROKERS",
+    "GATEWAY_OUTBOX_DIR",
+}
+# SQLAlchemy dialect+driver -> the requirement that provides the driver.
+DB_DRIVERS = {
+    "asyncpg": {"asyncpg"},
+    "psycopg": {"psycopg", "psycopg-binary"},
+    "psycopg2": {"psycopg2", "psycopg2-binary"},
+    "aiosqlite": {"aiosqlite"},
+}
+
+
+# ---- helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+def env_of(service: dict) -> dict[str, str]:
+    """A service's environment as a dict, from either compose syntax."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        out = {}
+        for item in env:
+            name, _, value = str(item).partition("=")
+            out[name] = value
+        return out
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+@dataclass
+class PortMapping:
+    host: int | None
+    container: int
+    host_ip: str = ""
+
+
+def ports_of(service: dict) -> list[PortMapping]:
+    out = []
+    for item in service.get("ports") or []:
+        if isinstance(item, dict):
+            published = item.get("published")
+            out.append(
+                PortMapping(
+                    int(published) if published is not None else None,
+                    int(item["target"]),
+                    str(item.get("host_ip", "")),
+                )
+            )
+            continue
+        spec = str(item).split("/", 1)[0]
+        parts = spec.rsplit(":", 2)
+        if len(parts) == 1:
+            out.append(PortMapping(None, int(parts[0])))
+        elif len(parts) == 2:
+            out.append(PortMapping(int(parts[0]), int(parts[1])))
+        else:
+            out.append(PortMapping(int(parts[1]), int(parts[2]), parts[0].strip("[]")))
+    return out
+
+
+def depends_on(service: dict) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (cfg or {}).get("condition", "service_started") for name, cfg in deps.items()}
+
+
+def build_of(service: dict) -> tuple[Path, Path] | None:
+    """(context dir, Dockerfile) of a service that is built, else None."""
+    build = service.get("build")
+    if build is None:
+        return None
+    if isinstance(build, str):
+        context, dockerfile = build, "Dockerfile"
+    else:
+        context, dockerfile = build.get("context", "."), build.get("dockerfile", "Dockerfile")
+    ctx = (ROOT / context).resolve()
+    return ctx, (ctx / dockerfile).resolve()
+
+
+def healthcheck_cmd(service: dict) -> str:
+    test = (service.get("healthcheck") or {}).get("test")
+    if isinstance(test, list):
+        return " ".join(test[1:])
+    return str(test or "")
+
+
+@dataclass
+class Instruction:
+    cmd: str
+    args: str  # the rest of the line, continuations joined
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+
+def parse_dockerfile(path: Path) -> list[Stage]:
+    lines, buf = [], ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if not buf and (not stripped or stripped.startswith("#")):
+            continue
+        if buf and stripped.startswith("#"):
+            continue  # comment lines inside a continued instruction
+        if stripped.endswith("\\"):
+            buf += stripped[:-1] + " "
+            continue
+        lines.append(buf + stripped)
+        buf = ""
+    if buf.strip():
+        lines.append(buf)
+    stages: list[Stage] = []
+    for line in lines:
+        cmd, _, args = line.partition(" ")
+        cmd = cmd.upper()
+        args = args.strip()
+        if cmd == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(words[0], name))
+            continue
+        assert stages, f"{path}: {cmd} before the first FROM"
+        stages[-1].instructions.append(Instruction(cmd, args))
+    assert stages, f"{path} has no FROM"
+    return stages
+
+
+def split_args(args: str) -> tuple[list[str], list[str]]:
+    """(flags, words) of a COPY/ADD/ENTRYPOINT/CMD argument string."""
+    if args.startswith("["):
+        return [], json.loads(args)
+    words = shlex.split(args)
+    flags = [w for w in words if w.startswith("--")]
+    return flags, [w for w in words if not w.startswith("--")]
+
+
+def env_instructions(stage: Stage) -> dict[str, str]:
+    out = {}
+    for ins in stage.instructions:
+        if ins.cmd != "ENV":
+            continue
+        words = shlex.split(ins.args)
+        if words and "=" not in words[0]:
+            out[words[0]] = " ".join(words[1:])  # legacy `ENV NAME value`
+            continue
+        for w in words:
+            name, _, value = w.partition("=")
+            out[name] = value
+    return out
+
+
+def exec_form(stage: Stage, cmd: str) -> list[str] | None:
+    found = None
+    for ins in stage.instructions:
+        if ins.cmd == cmd:
+            found = ins.args
+    if found is None:
+        return None
+    assert found.startswith("["), f"{cmd} should be in exec form (JSON array): {found}"
+    return json.loads(found)
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i)
+            out += pattern[i : end + 1] if end > 0 else re.escape(pattern[i])
+            i = end + 1 if end > 0 else i + 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+class DockerIgnore:
+    """The .dockerignore rules of a build context, as the builder applies them:
+    the last pattern that matches a path or one of its parent folders decides,
+    and a pattern starting with ! re-includes."""
+
+    def __init__(self, context: Path):
+        self.rules: list[tuple[bool, re.Pattern]] = []
+        path = context / ".dockerignore"
+        if not path.is_file():
+            return
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            pat = line[1:].strip() if negate else line
+            pat = re.sub(r"/+", "/", pat).strip("/")
+            if pat.startswith("./"):
+                pat = pat[2:]
+            self.rules.append((negate, _pattern_regex(pat or ".")))
+
+    def excluded(self, rel: str) -> bool:
+        parts = rel.strip("/").split("/")
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        result = False
+        for negate, rx in self.rules:
+            if any(rx.match(c) for c in candidates):
+                result = not negate
+        return result
+
+
+def sent_files(context: Path, source: Path) -> list[Path]:
+    """The files under source that reach the builder (not .dockerignored)."""
+    ignore = DockerIgnore(context)
+    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+    return [p for p in files if not ignore.excluded(p.relative_to(context).as_posix())]
+
+
+def requirement_names(req: Path) -> set[str]:
+    names = set()
+    for line in req.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if m:
+            names.add(m.group(0).lower().replace("_", "-"))
+    return names
+
+
+def settings_env_names(app_dir: Path) -> tuple[set[str], list[str]]:
+    """Env names read by the pydantic-settings classes under app_dir, upper-cased
+    (pydantic-settings matches them case-insensitively by default), and the
+    files that define such classes."""
+    names: set[str] = set()
+    files: list[str] = []
+    for py in sorted(app_dir.rglob("*.py")):
+        try:
+            tree = ast.parse(py.read_text())
+        except SyntaxError:
+            continue
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+            bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in cls.bases}
+            if "BaseSettings" not in bases:
+                continue
+            files.append(str(py.relative_to(ROOT)))
+            prefix = ""
+            for node in cls.body:
+                # model_config = SettingsConfigDict(env_prefix="...")
+                if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    if any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets):
+                        call = node.value
+                        for kw in getattr(call, "keywords", []):
+                            if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
+                                prefix = str(kw.value.value)
+                        if isinstance(call, ast.Dict):
+                            for k, v in zip(call.keys, call.values):
+                                if isinstance(k, ast.Constant) and k.value == "env_prefix":
+                                    prefix = str(getattr(v, "value", ""))
+            for node in cls.body:
+                if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                    continue
+                if node.target.id == "model_config":
+                    continue
+                aliases = []
+                call = node.value
+                if isinstance(call, ast.Call):
+                    for kw in call.keywords:
+                        if kw.arg in ("alias", "validation_alias"):
+                            v = kw.value
+                            if isinstance(v, ast.Constant):
+                                aliases.append(str(v.value))
+                            elif isinstance(v, ast.Call):  # AliasChoices("A", "B")
+                                aliases += [str(a.value) for a in v.args if isinstance(a, ast.Constant)]
+                if aliases:
+                    names.update(a.upper() for a in aliases)
+                else:
+                    names.add((prefix + node.target.id).upper())
+    return names, files
+
+
+def go_sources(folder: Path) -> str:
+    return "\n".join(
+        p.read_text() for p in sorted(folder.rglob("*.go")) if not p.name.endswith("_test.go")
+    )
+
+
+def kafka_listeners(value: str) -> dict[str, tuple[str, int]]:
+    """NAME://host:port,... -> {NAME: (host, port)}."""
+    out = {}
+    for item in value.split(","):
+        name, _, addr = item.strip().partition("://")
+        host, _, port = addr.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text))
+
+
+# ---- the compose file -----------------------------------------------------------
+
+
+def test_compose_spec_shape(compose):
+    assert "version" not in compose, "the Compose spec has no top-level version key"
+    assert set(compose["services"]) == EXPECTED_SERVICES
+
+
+def test_every_service_has_an_image_or_a_buildable_context(compose):
+    for name, svc in compose["services"].items():
+        built = build_of(svc)
+        if built is None:
+            assert svc.get("image"), f"{name}: neither image nor build"
+            continue
+        ctx, dockerfile = built
+        assert ctx.is_dir(), f"{name}: build context {ctx} does not exist"
+        assert dockerfile.is_file(), f"{name}: Dockerfile {dockerfile} does not exist"
+        assert ctx in dockerfile.parents, f"{name}: {dockerfile} is outside its context {ctx}"
+
+
+def test_depends_on_targets_exist_and_are_healthchecked(compose):
+    services = compose["services"]
+    for name, svc in services.items():
+        for dep, condition in depends_on(svc).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            assert condition in ("service_started", "service_healthy", "service_completed_successfully")
+            if condition == "service_healthy":
+                hc = services[dep].get("healthcheck")
+                assert hc and hc.get("test") and not hc.get("disable"), (
+                    f"{name} waits for {dep} to be healthy, but {dep} has no healthcheck"
+                )
+    # No cycles: a topological order exists.
+    order, pending = [], dict((n, set(depends_on(s))) for n, s in services.items())
+    while pending:
+        ready = [n for n, deps in pending.items() if deps <= set(order)]
+        assert ready, f"depends_on has a cycle among {sorted(pending)}"
+        order += ready
+        for n in ready:
+            del pending[n]
+
+
+def test_startup_order(compose):
+    services = compose["services"]
+    for name in PYTHON_SERVICES:
+        deps = depends_on(services[name])
+        assert deps.get("postgres") == "service_healthy", name
+        assert deps.get("kafka") == "service_healthy", name
+    deps = depends_on(services["gateway"])
+    for dep in ("service_a", "service_b", "kafka"):
+        assert deps.get(dep) == "service_healthy", f"gateway should wait for {dep} to be healthy"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose):
+    for name, svc in compose["services"].items():
+        hc = svc.get("healthcheck") or {}
+        assert hc.get("test") and not hc.get("disable"), f"{name} has no healthcheck"
+
+
+def test_published_ports_are_those_of_make_run(compose):
+    published = []
+    for name, svc in compose["services"].items():
+        for p in ports_of(svc):
+            assert p.host is not None, f"{name}: port {p.container} is published on a random host port"
+            published.append(p.host)
+    assert sorted(published) == sorted(EXPECTED_HOST_PORTS), (
+        f"published host ports {sorted(published)} != {sorted(EXPECTED_HOST_PORTS)}"
+    )
+
+
+def test_built_services_expose_their_published_ports(compose):
+    for name, svc in compose["services"].items():
+        built = build_of(svc)
+        if built is None:
+            continue
+        final = parse_dockerfile(built[1])[-1]
+        exposed = set()
+        for ins in final.instructions:
+            if ins.cmd == "EXPOSE":
+                exposed |= {int(w.split("/")[0]) for w in ins.args.split()}
+        for p in ports_of(svc):
+            assert p.container in exposed, f"{name}: publishes {p.container}, Dockerfile exposes {exposed}"
+
+
+def test_volumes_are_declared_and_bind_mounts_exist(compose):
+    declared = set((compose.get("volumes") or {}).keys())
+    for name, svc in compose["services"].items():
+        for vol in svc.get("volumes") or []:
+            source = vol.get("source") if isinstance(vol, dict) else str(vol).split(":")[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: bind mount source {source} does not exist"
+            else:
+                assert source in declared, f"{name}: named volume {source} is not declared"
+
+
+def test_service_urls_point_at_services_and_their_ports(compose):
+    services = compose["services"]
+    for name, svc in services.items():
+        for var, value in env_of(svc).items():
+            if not value.startswith(("http://", "https://")):
+                continue
+            u = urlsplit(value)
+            assert u.hostname in services, f"{name}: {var}={value} names no service"
+            target = services[u.hostname]
+            ports = {p.container for p in ports_of(target)}
+            assert u.port in ports, f"{name}: {var}={value} but {u.hostname} listens on {ports}"
+
+
+def test_healthchecks_probe_the_service_port(compose):
+    for name, port in PYTHON_SERVICES.items():
+        svc = compose["services"][name]
+        assert [p.container for p in ports_of(svc)] == [port]
+        assert env_of(svc).get("PORT") == str(port), f"{name}: PORT should be {port}"
+        cmd = healthcheck_cmd(svc)
+        assert f"127.0.0.1:{port}/healthz" in cmd, f"{name}: healthcheck {cmd!r}"
+        assert "urllib" in cmd, f"{name}: the slim image has no curl; probe with python's urllib"
+    cmd = healthcheck_cmd(compose["services"]["gateway"])
+    assert "127.0.0.1:8080/healthz" in cmd, f"gateway: healthcheck {cmd!r}"
+
+
+# ---- Kafka ------------------------------------------------------------------------
+
+
+def test_kafka_single_node_kraft(compose):
+    kafka = compose["services"]["kafka"]
+    assert str(kafka.get("image", "")).startswith("apache/kafka:")
+    env = env_of(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    listeners = kafka_listeners(env["KAFKA_LISTENERS"])
+    advertised = kafka_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert set(listeners) <= set(protocols), "every listener needs a security protocol"
+    assert controller in listeners and controller not in advertised
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    for lname, (_, port) in advertised.items():
+        assert listeners[lname][1] == port, f"{lname} advertises port {port} but listens on {listeners[lname][1]}"
+    voter_id, _, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].partition("@")
+    assert voter_id == node_id
+    assert int(voter.rpartition(":")[2]) == listeners[controller][1]
+    for var, value in env.items():
+        if var.endswith(("REPLICATION_FACTOR", "_MIN_ISR", "MIN_INSYNC_REPLICAS")):
+            assert value == "1", f"single broker: {var} must be 1, is {value}"
+    # The host listener: advertised as localhost on the published port.
+    host_side = {port: lname for lname, (host, port) in advertised.items() if host in ("localhost", "127.0.0.1")}
+    for p in ports_of(kafka):
+        assert p.host == p.container == 9092
+        assert p.container in host_side, f"published {p.container} is no listener advertised to the host"
+    hc = healthcheck_cmd(kafka)
+    assert "/opt/kafka/bin/kafka-" in hc and "--bootstrap-server" in hc
+    hc_port = int(re.search(r"--bootstrap-server\s+\S+:(\d+)", hc).group(1))
+    assert hc_port in {port for _, port in listeners.values()}
+
+
+def test_containers_use_the_in_network_kafka_listener(compose):
+    kafka_env = env_of(compose["services"]["kafka"])
+    advertised = kafka_listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    in_network = {f"{host}:{port}" for host, port in advertised.values() if host == "kafka"}
+    assert len(in_network) == 1, f"one listener should be advertised as kafka:PORT, got {in_network}"
+    for name in ("service_a", "service_b", "gateway"):
+        brokers = env_of(compose["services"][name]).get("KAFKA_BROKERS")
+        assert brokers in in_network, f"{name}: KAFKA_BROKERS={brokers}, in-network listener is {in_network}"
+
+
+def test_kafka_image_matches_the_local_broker(compose):
+    script = ROOT / "scripts" / "kafka.sh"
+    if not script.is_file():
+        pytest.skip("scripts/kafka.sh (the make run broker) is not there to compare with")
+    m = re.search(r'KAFKA_VERSION="([^"]+)"', script.read_text())
+    assert m, "KAFKA_VERSION not found in scripts/kafka.sh"
+    image = compose["services"]["kafka"]["image"]
+    assert image == f"apache/kafka:{m.group(1)}", (
+        f"docker-compose.yml runs {image}, make run Kafka {m.group(1)}: keep them on one release"
+    )
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------
+
+
+def test_database_urls(compose):
+    services = compose["services"]
+    pg = services["postgres"]
+    pg_env = env_of(pg)
+    assert "pg_isready" in healthcheck_cmd(pg)
+    init_sql = ""
+    for vol in pg.get("volumes") or []:
+        src, _, dst = str(vol).partition(":")
+        if dst.startswith("/docker-entrypoint-initdb.d/"):
+            init_sql += (ROOT / src).read_text()
+    created = set(re.findall(r"CREATE\s+DATABASE\s+\"?(\w+)", init_sql, re.I))
+    created.add(pg_env.get("POSTGRES_DB") or pg_env.get("POSTGRES_USER") or "postgres")
+    assert {"shop_a", "shop_b"} <= created, f"init script creates {created}"
+    seen = set()
+    for name in PYTHON_SERVICES:
+        url = env_of(services[name])["DATABASE_URL"]
+        u = urlsplit(url)
+        dialect, _, driver = u.scheme.partition("+")
+        assert dialect in ("postgresql", "postgres"), f"{name}: {url}"
+        assert u.hostname == "postgres" and (u.port or 5432) == 5432, f"{name}: {url}"
+        assert u.username == pg_env["POSTGRES_USER"] and u.password == pg_env["POSTGRES_PASSWORD"]
+        db = u.path.lstrip("/")
+        assert db in created, f"{name}: database {db} is not created by the init script"
+        assert db not in seen, f"{name} shares database {db} with another service"
+        seen.add(db)
+        reqs = requirement_names(ROOT / name / "requirements.txt")
+        if driver:
+            assert driver in DB_DRIVERS, f"{name}: unknown driver {driver} in {url}"
+            assert reqs & DB_DRIVERS[driver], f"{name}: {url} needs {DB_DRIVERS[driver]} in requirements.txt"
+            assert "sqlalchemy" in reqs, f"{name}: a dialect+driver URL is SQLAlchemy's; it is not required"
+        else:
+            assert reqs & (DB_DRIVERS["psycopg"] | DB_DRIVERS["psycopg2"] | DB_DRIVERS["asyncpg"])
+
+
+# ---- Dockerfiles ---------------------------------------------------------------------
+
+
+def _built(compose):
+    for name, svc in compose["services"].items():
+        built = build_of(svc)
+        if built is not None:
+            yield name, built[0], built[1]
+
+
+def test_dockerfile_copy_sources_exist_in_the_context(compose):
+    for name, ctx, dockerfile in _built(compose):
+        stages = parse_dockerfile(dockerfile)
+        for stage in stages:
+            for ins in stage.instructions:
+                if ins.cmd not in ("COPY", "ADD"):
+                    continue
+                flags, words = split_args(ins.args)
+                if any(f.startswith("--from") for f in flags):
+                    continue
+                assert len(words) >= 2, f"{dockerfile}: {ins.cmd} {ins.args}"
+                for src in words[:-1]:
+                    path = (ctx / src).resolve()
+                    assert path.exists(), f"{name}: {ins.cmd} source {src} is not in {ctx}"
+                    assert sent_files(ctx, path), f"{name}: {ins.cmd} {src}: all of it is .dockerignored"
+
+
+def test_dockerfiles_run_as_non_root(compose):
+    for name, _, dockerfile in _built(compose):
+        final = parse_dockerfile(dockerfile)[-1]
+        users = [ins.args.split(":")[0] for ins in final.instructions if ins.cmd == "USER"]
+        assert users, f"{name}: the final stage sets no USER (runs as root)"
+        assert users[-1] not in ("root", "0"), f"{name}: runs as {users[-1]}"
+
+
+def test_gateway_dockerfile(compose):
+    _, dockerfile = build_of(compose["services"]["gateway"])
+    stages = parse_dockerfile(dockerfile)
+    assert len(stages) >= 2, "the gateway image should be multi-stage"
+    build, final = stages[0], stages[-1]
+    m = re.match(r"golang:(\d+\.\d+)", build.base)
+    assert m, f"build stage base {build.base}"
+    gomod = (ROOT / "go.mod").read_text()
+    go_directive = re.search(r"^go\s+(\S+)", gomod, re.M).group(1)
+    assert version_tuple(m.group(1)) >= version_tuple(go_directive)[:2], (
+        f"{build.base} is older than go.mod's go {go_directive}"
+    )
+    runs = " ".join(ins.args for ins in build.instructions if ins.cmd == "RUN")
+    env = env_instructions(build)
+    assert "go mod download" in runs
+    assert env.get("CGO_ENABLED") == "0" or "CGO_ENABLED=0" in runs, "the binary must be static"
+    build_cmd = re.search(r"go build\s+(.*?)(?:&&|$)", runs).group(1)
+    assert "./gateway/cmd/gateway" in build_cmd
+    out = re.search(r"-o\s+(\S+)", build_cmd).group(1)
+    copied = {}
+    for ins in final.instructions:
+        if ins.cmd == "COPY":
+            flags, words = split_args(ins.args)
+            if any(f.startswith("--from") for f in flags):
+                copied[words[0]] = words[-1]
+    assert out in copied, f"the final stage does not copy the built binary {out}"
+    entrypoint = exec_form(final, "ENTRYPOINT")
+    assert entrypoint and entrypoint[0] == copied[out], f"ENTRYPOINT {entrypoint} vs binary at {copied[out]}"
+    # The healthcheck's tool must exist in the final image.
+    hc = compose["services"]["gateway"]["healthcheck"]["test"]
+    tool = hc[1] if hc[0] == "CMD" else shlex.split(hc[1])[0]
+    if tool in ("wget", "curl"):
+        assert not final.base.startswith(("gcr.io/distroless", "scratch")), f"{tool} is not in {final.base}"
+
+
+def test_gateway_binary_sources_are_in_the_image():
+    """Every file the gateway binary is built from (its module's packages, with
+    embedded files) is copied into the build stage and not .dockerignored."""
+    assert GATEWAY_MAIN.is_file(), f"{GATEWAY_MAIN.relative_to(ROOT)} does not exist yet"
+    go = shutil.which("go")
+    assert go, "go is not on PATH"
+    res = subprocess.run(
+        [go, "list", "-deps", "-json=ImportPath,Dir,Module,GoFiles,EmbedFiles", "./gateway/cmd/gateway"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    copied_roots = set()
+    for ins in parse_dockerfile(ROOT / "gateway" / "Dockerfile")[0].instructions:
+        if ins.cmd == "COPY":
+            flags, words = split_args(ins.args)
+            copied_roots |= set(words[:-1])
+    ignore = DockerIgnore(ROOT)
+    decoder, text, i = json.JSONDecoder(), res.stdout, 0
+    local = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        pkg, i = decoder.raw_decode(text, i)
+        if (pkg.get("Module") or {}).get("Path") != "github.com/shopgateway/shop":
+            continue
+        local += 1
+        rel_dir = Path(pkg["Dir"]).relative_to(ROOT).as_posix()
+        assert rel_dir.split("/")[0] in copied_roots, f"{pkg['ImportPath']} ({rel_dir}) is not copied"
+        for f in pkg.get("GoFiles", []) + pkg.get("EmbedFiles", []):
+            assert not ignore.excluded(f"{rel_dir}/{f}"), f"{rel_dir}/{f} is .dockerignored"
+    assert local, "no package of the module found"
+
+
+def test_gateway_reads_the_environment_compose_sets(compose):
+    env = env_of(compose["services"]["gateway"])
+    assert set(env) == GATEWAY_ENV
+    assert GATEWAY_MAIN.is_file(), f"{GATEWAY_MAIN.relative_to(ROOT)} does not exist yet"
+    src = go_sources(GATEWAY_MAIN.parent)
+    missing = sorted(n for n in env if f'"{n}"' not in src)
+    assert not missing, f"the gateway (gateway/cmd/gateway) does not read {missing}"
+    assert env["GATEWAY_OUTBOX_DIR"] in {
+        str(v).split(":", 1)[1] for v in compose["services"]["gateway"].get("volumes") or []
+    }, "the outbox dir must be on a volume"
+
+
+def test_gateway_serves_the_probed_path():
+    assert GATEWAY_MAIN.is_file(), f"{GATEWAY_MAIN.relative_to(ROOT)} does not exist yet"
+    assert '"/healthz"' in go_sources(ROOT / "gateway"), "the gateway serves no /healthz"
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
+def test_python_service_image(compose, name):
+    svc = compose["services"][name]
+    ctx, dockerfile = build_of(svc)
+    assert ctx == ROOT / name
+    final = parse_dockerfile(dockerfile)[-1]
+    assert final.base.startswith("python:3.11"), final.base
+    runs = " ".join(ins.args for ins in final.instructions if ins.cmd == "RUN")
+    assert "pip install --no-cache-dir -r requirements.txt" in runs
+    cmd = exec_form(final, "CMD") or exec_form(final, "ENTRYPOINT")
+    assert cmd and cmd[:2] == ["python", "-m"], cmd
+    module = cmd[2]
+    assert (ctx / module / "__main__.py").is_file(), f"{name}/{module}/__main__.py does not exist yet"
+    env = env_instructions(final)
+    assert env.get("HOST") == "0.0.0.0", f"{name}: the image should listen on all interfaces"
+    assert env.get("PORT") == str(PYTHON_SERVICES[name])
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
+def test_python_service_reads_the_environment_compose_sets(compose, name):
+    app = ROOT / name / "app"
+    assert app.is_dir(), f"{name}/app does not exist yet"
+    names, files = settings_env_names(app)
+    assert files, f"no pydantic-settings BaseSettings class under {name}/app"
+    _, dockerfile = build_of(compose["services"][name])
+    image_env = env_instructions(parse_dockerfile(dockerfile)[-1])
+    wanted = set(env_of(compose["services"][name])) | {
+        k for k in image_env if not k.startswith(("PYTHON", "PIP_"))
+    }
+    missing = sorted(n for n in wanted if n.upper() not in names)
+    assert not missing, f"{name}: {missing} are not settings of {files} (reads {sorted(names)})"
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
+def test_python_service_serves_the_probed_path(name):
+    app = ROOT / name / "app"
+    assert app.is_dir(), f"{name}/app does not exist yet"
+    src = "\n".join(p.read_text() for p in app.rglob("*.py"))
+    assert re.search(r"""["']/healthz["']""", src), f"{name} serves no /healthz"
