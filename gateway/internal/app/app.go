@@ -1,0 +1,218 @@
+// Package app wires the gateway together: upstream pools, the forwarder, the
+// event emitter and outbox relay, and the gRPC and REST server. It is the
+// only place that knows every part.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
+	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
+	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
+
+	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/upstream"
+)
+
+// Config is the whole configuration of the gateway. main fills it from flags
+// and environment variables; every field documents its default.
+type Config struct {
+	// HTTPAddr is the REST listen address. Default ":8080".
+	HTTPAddr string
+	// GRPCAddr is the gRPC listen address. Default ":9090".
+	GRPCAddr string
+	// ServiceA lists the base URLs of service A's instances.
+	// Default "http://127.0.0.1:8002".
+	ServiceA []string
+	// ServiceB lists the base URLs of service B's instances.
+	// Default "http://127.0.0.1:8001".
+	ServiceB []string
+	// UpstreamTimeout bounds an upstream call when the caller set no
+	// deadline. Default 10s.
+	UpstreamTimeout time.Duration
+	// ShutdownTimeout bounds the drain on SIGTERM. Default 15s.
+	ShutdownTimeout time.Duration
+	// Events configures the Kafka events; see EventsConfig.
+	Events EventsConfig
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":9090"
+	}
+	if len(c.ServiceA) == 0 {
+		c.ServiceA = []string{"http://127.0.0.1:8002"}
+	}
+	if len(c.ServiceB) == 0 {
+		c.ServiceB = []string{"http://127.0.0.1:8001"}
+	}
+	if c.UpstreamTimeout == 0 {
+		c.UpstreamTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	c.Events.setDefaults()
+}
+
+// Validate reports every configuration problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.UpstreamTimeout < 0 {
+		errs = append(errs, errors.New("upstream timeout must not be negative"))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdown timeout must not be negative"))
+	}
+	if err := c.Events.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// SplitList splits a comma-separated list, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Services are the proto services the gateway serves.
+func Services() []protoreflect.ServiceDescriptor {
+	return []protoreflect.ServiceDescriptor{
+		stockv1.File_shop_stock_v1_stock_proto.Services().ByName("StockService"),
+		cartv1.File_shop_cart_v1_cart_proto.Services().ByName("CartService"),
+		orderv1.File_shop_order_v1_order_proto.Services().ByName("OrderService"),
+	}
+}
+
+// Registers adapts the generated REST registration of each service.
+func Registers() []server.RegisterFunc {
+	return []server.RegisterFunc{
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return stockv1.RegisterStockServiceHandlerClient(ctx, mux, stockv1.NewStockServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return cartv1.RegisterCartServiceHandlerClient(ctx, mux, cartv1.NewCartServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return orderv1.RegisterOrderServiceHandlerClient(ctx, mux, orderv1.NewOrderServiceClient(cc))
+		},
+	}
+}
+
+// Gateway is a wired gateway, ready to serve.
+type Gateway struct {
+	Server  *server.Server
+	closers []func()
+}
+
+// New wires a gateway from cfg.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	g := &Gateway{}
+	ok := false
+	defer func() {
+		if !ok {
+			g.Close()
+		}
+	}()
+	pools := map[string]*upstream.Pool{}
+	doers := map[string]forward.Doer{}
+	for name, urls := range map[string][]string{forward.ServiceA: cfg.ServiceA, forward.ServiceB: cfg.ServiceB} {
+		p, err := upstream.NewPool(name, urls, upstream.Options{Timeout: cfg.UpstreamTimeout, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		g.closers = append(g.closers, p.Close)
+		pools[name] = p
+		doers[name] = p
+	}
+	fwd, err := forward.New(Services(), forward.DefaultTable, doers)
+	if err != nil {
+		return nil, err
+	}
+	var ready []server.Check
+	for _, name := range []string{forward.ServiceA, forward.ServiceB} {
+		p := pools[name]
+		ready = append(ready, server.Check{Name: name, Func: func(ctx context.Context) (any, error) {
+			return nil, p.Ready(ctx)
+		}})
+	}
+	ev, err := newEvents(ctx, cfg.Events, log)
+	if err != nil {
+		return nil, err
+	}
+	var interceptors []grpc.UnaryServerInterceptor
+	if ev != nil {
+		g.closers = append(g.closers, ev.Close)
+		interceptors = append(interceptors, ev.Interceptor())
+		ready = append(ready, ev.Checks()...)
+	}
+	srv, err := server.New(server.Config{
+		HTTPAddr:        cfg.HTTPAddr,
+		GRPCAddr:        cfg.GRPCAddr,
+		Services:        Services(),
+		Register:        Registers(),
+		Handler:         fwd.Handle,
+		Interceptors:    interceptors,
+		Ready:           ready,
+		Logger:          log,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Server = srv
+	ok = true
+	return g, nil
+}
+
+// Close releases what New acquired, in reverse order.
+func (g *Gateway) Close() {
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i]()
+	}
+	g.closers = nil
+}
+
+// Run wires the gateway and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	g, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return g.Server.Serve(ctx)
+}
+
+// RunListeners is Run on listeners of the caller's (tests pick free ports).
+func RunListeners(ctx context.Context, cfg Config, log *slog.Logger, hl, gl net.Listener) error {
+	g, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return g.Server.ServeListeners(ctx, hl, gl)
+}

@@ -1,0 +1,323 @@
+// Package forward turns an RPC into one HTTP/JSON call to the service that
+// owns it, driven by the RPC's google.api.http rule and a routing table, and
+// turns the service's JSON back into the RPC response. It holds no per-RPC
+// code: adding an RPC to the proto and a row to the Table is enough.
+package forward
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/shopgateway/shop/gateway/internal/protofields"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
+	"github.com/shopgateway/shop/gateway/internal/upstream"
+)
+
+// Doer sends one request to an upstream service. *upstream.Pool implements
+// it. A non-2xx answer or a transport failure is returned as a gRPC status
+// error.
+type Doer interface {
+	Do(ctx context.Context, req *upstream.Request) (*upstream.Response, error)
+}
+
+// Headers passed from the incoming request's metadata to the upstream call.
+var passHeaders = []struct{ md, http string }{
+	{"x-request-id", "X-Request-Id"},
+	{"traceparent", "Traceparent"},
+	{"tracestate", "Tracestate"},
+}
+
+// CartSourceHeader is the response header (gRPC header metadata) that marks
+// an answer served by a fallback route.
+const CartSourceHeader = "x-cart-source"
+
+var (
+	marshalOpts   = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+	unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
+)
+
+// route is the compiled form of one RPC's forwarding.
+type route struct {
+	method       protoreflect.MethodDescriptor
+	upstream     string
+	doer         Doer
+	httpMethod   string
+	tmpl         *Template
+	bodyAll      bool
+	bodyField    protoreflect.FieldDescriptor
+	queryFields  []protoreflect.FieldDescriptor
+	respField    protoreflect.FieldDescriptor
+	fallback     *route
+	fallbackReq  protoreflect.MessageType
+	fallbackResp protoreflect.MessageType
+}
+
+// Forwarder forwards RPCs to their upstream services.
+type Forwarder struct {
+	routes map[string]*route // by full method "/pkg.Service/Method"
+}
+
+// New compiles the forwarding of every method of services. Every method must
+// have a route in table, an HTTP rule, and a Doer for its upstream in doers;
+// every table row must name a method of services. All problems are reported
+// at once.
+func New(services []protoreflect.ServiceDescriptor, table Table, doers map[string]Doer) (*Forwarder, error) {
+	f := &Forwarder{routes: map[string]*route{}}
+	byName := map[protoreflect.FullName]*route{}
+	var errs []string
+	for _, sd := range services {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			rt, ok := table[md.FullName()]
+			if !ok {
+				errs = append(errs, fmt.Sprintf("%s: no route in the table", md.FullName()))
+				continue
+			}
+			r, err := compile(md, rt, doers)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			f.routes[FullMethod(md)] = r
+			byName[md.FullName()] = r
+		}
+	}
+	for name, rt := range table {
+		r, ok := byName[name]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: in the table but not a served method", name))
+			continue
+		}
+		if rt.Fallback == "" {
+			continue
+		}
+		fb, ok := byName[rt.Fallback]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: fallback %s is not a served method", name, rt.Fallback))
+			continue
+		}
+		r.fallback = fb
+		var err error
+		if r.fallbackReq, err = protoregistry.GlobalTypes.FindMessageByName(fb.method.Input().FullName()); err != nil {
+			errs = append(errs, err.Error())
+		}
+		if r.fallbackResp, err = protoregistry.GlobalTypes.FindMessageByName(fb.method.Output().FullName()); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("forward: %s", strings.Join(errs, "; "))
+	}
+	return f, nil
+}
+
+// FullMethod returns the gRPC full method name of md, "/pkg.Service/Method".
+func FullMethod(md protoreflect.MethodDescriptor) string {
+	return "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+}
+
+func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) (*route, error) {
+	doer, ok := doers[rt.Upstream]
+	if !ok || doer == nil {
+		return nil, fmt.Errorf("%s: no upstream %q", md.FullName(), rt.Upstream)
+	}
+	bs := Bindings(md)
+	if len(bs) == 0 {
+		return nil, fmt.Errorf("%s: no google.api.http rule", md.FullName())
+	}
+	// The upstream call uses the primary binding: the services serve the
+	// same routes as the public API.
+	b := bs[0]
+	in := md.Input()
+	tmpl, err := CompileTemplate(b.Template, in)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", md.FullName(), err)
+	}
+	r := &route{method: md, upstream: rt.Upstream, doer: doer, httpMethod: b.Method, tmpl: tmpl}
+	switch b.Body {
+	case "":
+	case "*":
+		r.bodyAll = true
+	default:
+		fd := in.Fields().ByName(protoreflect.Name(b.Body))
+		if fd == nil || fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return nil, fmt.Errorf("%s: body %q must be a singular message field", md.FullName(), b.Body)
+		}
+		r.bodyField = fd
+	}
+	if !r.bodyAll {
+		for i := 0; i < in.Fields().Len(); i++ {
+			fd := in.Fields().Get(i)
+			if tmpl.Vars[fd.Name()] || fd == r.bodyField || fd.IsMap() || fd.Kind() == protoreflect.MessageKind {
+				continue
+			}
+			r.queryFields = append(r.queryFields, fd)
+		}
+	}
+	if b.ResponseBody != "" {
+		fd := md.Output().Fields().ByName(protoreflect.Name(b.ResponseBody))
+		if fd == nil || fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return nil, fmt.Errorf("%s: response_body %q must be a singular message field", md.FullName(), b.ResponseBody)
+		}
+		r.respField = fd
+	}
+	return r, nil
+}
+
+// Upstream returns the name of the upstream service of a full method, or ""
+// for an unknown method.
+func (f *Forwarder) Upstream(fullMethod string) string {
+	if r, ok := f.routes[fullMethod]; ok {
+		return r.upstream
+	}
+	return ""
+}
+
+// Handle forwards one RPC. req is the request message, resp an empty response
+// message of the method's output type that Handle fills. The error is a gRPC
+// status error.
+func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+	r, ok := f.routes[fullMethod]
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
+	}
+	err := r.call(ctx, req, resp)
+	if err == nil || r.fallback == nil || !fallbackWorthy(err) {
+		return err
+	}
+	fbReq := r.fallbackReq.New()
+	fbResp := r.fallbackResp.New()
+	if cerr := protofields.CopyByName(fbReq, req.ProtoReflect()); cerr != nil {
+		return err
+	}
+	if ferr := r.fallback.call(ctx, fbReq.Interface(), fbResp.Interface()); ferr != nil {
+		// The primary's error says more about what is wrong.
+		return err
+	}
+	proto.Reset(resp)
+	if cerr := protofields.CopyByName(resp.ProtoReflect(), fbResp); cerr != nil {
+		return status.Error(codes.Internal, "fallback answer does not fit the response")
+	}
+	if info := reqinfo.FromContext(ctx); info != nil {
+		info.Fallback = true
+	}
+	// Outside a gRPC call (direct use in tests) there is no stream to set the
+	// header on; that is not an error of the RPC.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(CartSourceHeader, "fallback"))
+	return nil
+}
+
+// fallbackWorthy reports whether an error of the primary means the owner is
+// unavailable (refused, timed out, 5xx, circuit open), as opposed to an
+// answer about the request itself.
+func fallbackWorthy(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown:
+		return true
+	}
+	return false
+}
+
+func (r *route) call(ctx context.Context, req, resp proto.Message) error {
+	ureq, err := r.build(ctx, req)
+	if err != nil {
+		return err
+	}
+	uresp, err := r.doer.Do(ctx, ureq)
+	if info := reqinfo.FromContext(ctx); info != nil {
+		info.Upstream = r.upstream
+		if uresp != nil {
+			info.Instance = uresp.Instance
+			info.Attempts += uresp.Attempts
+		}
+	}
+	if err != nil {
+		return err
+	}
+	target := resp
+	if r.respField != nil {
+		target = resp.ProtoReflect().Mutable(r.respField).Message().Interface()
+	}
+	if len(uresp.Body) == 0 {
+		return nil
+	}
+	if err := unmarshalOpts.Unmarshal(uresp.Body, target); err != nil {
+		return status.Errorf(codes.Internal, "%s returned a response that does not match %s", r.upstream, r.method.Output().FullName())
+	}
+	return nil
+}
+
+// build makes the upstream request for req: path from the template, query
+// from the remaining fields, body by protojson, and the pass-through headers.
+func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request, error) {
+	m := req.ProtoReflect()
+	var path strings.Builder
+	for _, s := range r.tmpl.segments {
+		if s.field == nil {
+			path.WriteString(s.literal)
+			continue
+		}
+		v, ok := s.path.Value(m)
+		if !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "%s is required", s.field.Name())
+		}
+		path.WriteString(url.PathEscape(protofields.FormatScalar(s.field, v)))
+	}
+	sep := byte('?')
+	for _, fd := range r.queryFields {
+		if !m.Has(fd) {
+			continue
+		}
+		if fd.IsList() {
+			l := m.Get(fd).List()
+			for i := 0; i < l.Len(); i++ {
+				writeQuery(&path, sep, fd, l.Get(i))
+				sep = '&'
+			}
+			continue
+		}
+		writeQuery(&path, sep, fd, m.Get(fd))
+		sep = '&'
+	}
+	ureq := &upstream.Request{Method: r.httpMethod, Path: path.String()}
+	var err error
+	switch {
+	case r.bodyAll:
+		ureq.Body, err = marshalOpts.Marshal(req)
+	case r.bodyField != nil:
+		ureq.Body, err = marshalOpts.Marshal(m.Get(r.bodyField).Message().Interface())
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "encoding the request: %v", err)
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, h := range passHeaders {
+			if v := md.Get(h.md); len(v) > 0 && v[0] != "" {
+				if ureq.Header == nil {
+					ureq.Header = make(http.Header, len(passHeaders))
+				}
+				ureq.Header[h.http] = v[:1]
+			}
+		}
+	}
+	return ureq, nil
+}
+
+func writeQuery(b *strings.Builder, sep byte, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+	b.WriteByte(sep)
+	b.WriteString(string(fd.Name()))
+	b.WriteByte('=')
+	b.WriteString(url.QueryEscape(protofields.FormatScalar(fd, v)))
+}

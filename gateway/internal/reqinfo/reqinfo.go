@@ -1,0 +1,46 @@
+// Package reqinfo carries per-request facts between the layers of the gateway:
+// the HTTP or gRPC edge creates an Info, the forwarder and the event emitter
+// fill in what they learn, and the edge writes one access-log line from it.
+package reqinfo
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+)
+
+// Info describes one request as it passes through the gateway. It is owned by
+// the request's goroutine chain; fields are written before the access log is
+// written and read after, so no locking is needed.
+type Info struct {
+	// RequestID is the X-Request-Id of the request (given or generated).
+	RequestID string
+	// RPC is the full gRPC method, for example
+	// "/shop.stock.v1.StockService/GetStock"; empty when no RPC matched.
+	RPC string
+	// Code is the gRPC status code the RPC ended with.
+	Code codes.Code
+	// Upstream is the name of the service the RPC was forwarded to.
+	Upstream string
+	// Instance is the base URL of the upstream instance that answered.
+	Instance string
+	// Attempts counts upstream attempts (retries included).
+	Attempts int
+	// Fallback is true when the answer came from a fallback route.
+	Fallback bool
+	// Event is the id of the event emitted for the request, if any.
+	Event string
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying info.
+func NewContext(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, ctxKey{}, info)
+}
+
+// FromContext returns the Info in ctx, or nil when there is none.
+func FromContext(ctx context.Context) *Info {
+	info, _ := ctx.Value(ctxKey{}).(*Info)
+	return info
+}

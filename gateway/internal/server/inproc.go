@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// inprocChannel is a grpc.ClientConnInterface that dispatches unary calls to
+// the gateway's own handlers in the caller's goroutine, through the same
+// interceptor chain as the network server, without serialising the messages
+// or copying them: the handler fills the caller's response message in place.
+// The REST mux calls the services through it, so REST requests get recovery,
+// logging, events and metrics exactly like gRPC ones, without a loopback hop.
+type inprocChannel struct {
+	methods     map[string]method
+	handler     Handler
+	interceptor grpc.UnaryServerInterceptor
+}
+
+var _ grpc.ClientConnInterface = (*inprocChannel)(nil)
+
+// Invoke runs one unary RPC in process.
+func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, reply any, opts ...grpc.CallOption) error {
+	if _, ok := c.methods[fullMethod]; !ok {
+		return status.Errorf(codes.Unimplemented, "method %s not implemented", fullMethod)
+	}
+	req, ok1 := args.(proto.Message)
+	resp, ok2 := reply.(proto.Message)
+	if !ok1 || !ok2 {
+		return status.Error(codes.Internal, "in-process call with non-proto messages")
+	}
+	stream := &inprocStream{method: fullMethod}
+	sctx := grpc.NewContextWithServerTransportStream(ctx, stream)
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		sctx = metadata.NewIncomingContext(sctx, md)
+	}
+	handler := func(ctx context.Context, req any) (any, error) {
+		if err := c.handler(ctx, fullMethod, req.(proto.Message), resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+	var err error
+	if c.interceptor != nil {
+		_, err = c.interceptor(sctx, req, &grpc.UnaryServerInfo{FullMethod: fullMethod}, handler)
+	} else {
+		_, err = handler(sctx, req)
+	}
+	stream.deliver(opts)
+	return err
+}
+
+// NewStream is not supported: the API has no streaming methods.
+func (c *inprocChannel) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "streaming is not supported in process")
+}
+
+// inprocStream collects the header and trailer metadata a handler sets with
+// grpc.SetHeader / grpc.SetTrailer, for delivery to the caller's
+// grpc.Header / grpc.Trailer call options.
+type inprocStream struct {
+	method  string
+	mu      sync.Mutex
+	header  metadata.MD
+	trailer metadata.MD
+}
+
+func (s *inprocStream) Method() string { return s.method }
+
+func (s *inprocStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	s.header = metadata.Join(s.header, md)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *inprocStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+
+func (s *inprocStream) SetTrailer(md metadata.MD) error {
+	s.mu.Lock()
+	s.trailer = metadata.Join(s.trailer, md)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *inprocStream) deliver(opts []grpc.CallOption) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			if s.header != nil {
+				*o.HeaderAddr = s.header
+			}
+		case grpc.TrailerCallOption:
+			if s.trailer != nil {
+				*o.TrailerAddr = s.trailer
+			}
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
+)
+
+// RegisterFunc registers one service's REST routes on the mux, calling the
+// service through conn. It adapts the generated Register…HandlerClient.
+type RegisterFunc func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
+
+// jsonMarshaler is the REST wire format: proto field names, every field
+// present (an empty list is [] rather than absent), and unknown request
+// fields rejected with 400 so that a misspelt field is not silently dropped.
+var jsonMarshaler = &runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}
+
+// Incoming HTTP headers passed to the RPC as metadata, besides grpc-gateway's
+// defaults (Grpc-Timeout among them).
+var incomingHeaders = map[string]bool{
+	"X-Request-Id":    true,
+	"Traceparent":     true,
+	"Tracestate":      true,
+	"Idempotency-Key": true,
+}
+
+// Response metadata written back as plain HTTP headers. Other metadata is
+// not exposed.
+var outgoingHeaders = map[string]string{
+	requestIDKey:             "X-Request-Id",
+	traceparentKey:           "Traceparent",
+	forward.CartSourceHeader: "X-Cart-Source",
+	"idempotency-replayed":   "Idempotency-Replayed",
+}
+
+// restRoute is one HTTP binding, for the Allow header of a 405.
+type restRoute struct {
+	method string
+	tmpl   *forward.Template
+}
+
+func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute) (*runtime.ServeMux, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
+		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
+			if incomingHeaders[textproto.CanonicalMIMEHeaderKey(h)] {
+				return strings.ToLower(h), true
+			}
+			return runtime.DefaultHeaderMatcher(h)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(k string) (string, bool) {
+			h, ok := outgoingHeaders[k]
+			return h, ok
+		}),
+		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
+		runtime.WithDisableHTTPMethodOverride(),
+	)
+	for _, register := range registers {
+		if err := register(ctx, mux, conn); err != nil {
+			return nil, err
+		}
+	}
+	return mux, nil
+}
+
+// restRoutes lists every HTTP binding of the services.
+func restRoutes(services []protoreflect.ServiceDescriptor) ([]restRoute, error) {
+	var out []restRoute
+	for _, sd := range services {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			for _, b := range forward.Bindings(md) {
+				t, err := forward.CompileTemplate(b.Template, md.Input())
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, restRoute{method: b.Method, tmpl: t})
+			}
+		}
+	}
+	return out, nil
+}
+
+// routingErrorHandler answers requests that match no route: 404 for an
+// unknown path, 405 with Allow for a known path and the wrong method, both
+// with a google.rpc.Status JSON body.
+func routingErrorHandler(routes []restRoute) runtime.RoutingErrorHandlerFunc {
+	return func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+		switch httpStatus {
+		case http.StatusMethodNotAllowed, http.StatusNotFound:
+			allowed := allowedMethods(routes, r.URL.Path)
+			if len(allowed) == 0 {
+				writeStatus(w, http.StatusNotFound, status.Newf(codes.NotFound, "no route for %s", r.URL.Path))
+				return
+			}
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeStatus(w, http.StatusMethodNotAllowed,
+				status.Newf(codes.Unimplemented, "method %s is not allowed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		default:
+			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+		}
+	}
+}
+
+func allowedMethods(routes []restRoute, path string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, rt := range routes {
+		if !seen[rt.method] && rt.tmpl.Match(path) {
+			seen[rt.method] = true
+			out = append(out, rt.method)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// writeStatus writes st as google.rpc.Status JSON with the given HTTP status.
+func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	body, err := jsonMarshaler.Marshal(st.Proto())
+	if err != nil {
+		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
+		httpStatus = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(body)
+}
+
+// statusRecorder remembers the status code written through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// httpMiddleware wraps the REST mux: request id and traceparent (kept from
+// the client or generated, passed on, and echoed in the response), a bound
+// on the request body, panic recovery, and one access-log line per request.
+func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" {
+			id = newRequestID()
+			r.Header.Set("X-Request-Id", id)
+		}
+		tp := r.Header.Get("Traceparent")
+		if tp == "" {
+			tp = newTraceparent()
+			r.Header.Set("Traceparent", tp)
+		}
+		w.Header().Set("X-Request-Id", id)
+		w.Header().Set("Traceparent", tp)
+		ri := &reqinfo.Info{RequestID: id}
+		r = r.WithContext(reqinfo.NewContext(r.Context(), ri))
+		if r.Body != nil && maxBody > 0 {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				log.LogAttrs(r.Context(), slog.LevelError, "panic in http handler", slog.Any("panic", p))
+				if rec.status == 0 {
+					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
+				}
+			}
+			logAccess(r.Context(), log, ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}

@@ -1,0 +1,271 @@
+// Package server serves the shop API over gRPC and over REST. REST is
+// transcoded by grpc-gateway and dispatched in process, through the same
+// interceptor chain as a direct gRPC call, to one generic handler (the
+// forwarder). It also serves health, readiness, reflection and graceful
+// shutdown.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Check is one readiness check. It returns details shown on /readyz and an
+// error when the gateway should not receive traffic because of it.
+type Check struct {
+	// Name keys the check in the /readyz body.
+	Name string
+	// Func runs the check; it must return within the context's deadline.
+	Func func(ctx context.Context) (any, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// HTTPAddr is the REST listen address. Default ":8080".
+	HTTPAddr string
+	// GRPCAddr is the gRPC listen address. Default ":9090".
+	GRPCAddr string
+	// Services are the proto services served.
+	Services []protoreflect.ServiceDescriptor
+	// Register registers each service's REST routes (the generated
+	// Register…HandlerClient functions).
+	Register []RegisterFunc
+	// Handler serves every RPC.
+	Handler Handler
+	// Interceptors run after recovery and access logging, outermost first,
+	// for gRPC and REST alike.
+	Interceptors []grpc.UnaryServerInterceptor
+	// Ready are the readiness checks of /readyz.
+	Ready []Check
+	// Logger receives access and server logs. Required.
+	Logger *slog.Logger
+	// ShutdownTimeout bounds the drain of HTTP and gRPC on shutdown.
+	// Default 15s.
+	ShutdownTimeout time.Duration
+	// MaxBodyBytes bounds a REST request body. Default 1 MiB.
+	MaxBodyBytes int64
+	// ReadyTimeout bounds the /readyz checks. Default 2s.
+	ReadyTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":9090"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 2 * time.Second
+	}
+}
+
+// Validate reports every configuration problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Services) == 0 {
+		errs = append(errs, errors.New("no services"))
+	}
+	if c.Handler == nil {
+		errs = append(errs, errors.New("no handler"))
+	}
+	if c.Logger == nil {
+		errs = append(errs, errors.New("no logger"))
+	}
+	if c.ShutdownTimeout < 0 || c.MaxBodyBytes < 0 || c.ReadyTimeout < 0 {
+		errs = append(errs, errors.New("negative duration or size"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the gateway's gRPC and REST front end.
+type Server struct {
+	cfg      Config
+	grpc     *grpc.Server
+	health   *health.Server
+	http     http.Handler
+	draining atomic.Bool
+}
+
+// New builds a Server. It returns configuration errors instead of panicking.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server config: %w", err)
+	}
+	descs, methods, err := serviceDescs(cfg.Services, cfg.Handler)
+	if err != nil {
+		return nil, err
+	}
+	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
+		recoveryInterceptor(cfg.Logger),
+		accessInterceptor(cfg.Logger),
+	}, cfg.Interceptors...)...)
+
+	s := &Server{cfg: cfg, health: health.NewServer()}
+	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(chain))
+	for _, d := range descs {
+		s.grpc.RegisterService(d, struct{}{})
+		s.health.SetServingStatus(d.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	routes, err := restRoutes(cfg.Services)
+	if err != nil {
+		return nil, err
+	}
+	conn := &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	mux, err := newMux(context.Background(), conn, cfg.Register, routes)
+	if err != nil {
+		return nil, err
+	}
+	top := http.NewServeMux()
+	top.HandleFunc("GET /healthz", s.healthz)
+	top.HandleFunc("GET /readyz", s.readyz)
+	top.Handle("/", httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes))
+	s.http = top
+	return s, nil
+}
+
+// HTTPHandler returns the REST handler (API, /healthz, /readyz).
+func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+// GRPCServer returns the gRPC server, for serving on a listener of one's own.
+func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
+	defer cancel()
+	type result struct {
+		name   string
+		detail any
+		err    error
+	}
+	results := make([]result, len(s.cfg.Ready))
+	var wg sync.WaitGroup
+	for i, c := range s.cfg.Ready {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := c.Func(ctx)
+			results[i] = result{c.Name, d, err}
+		}()
+	}
+	wg.Wait()
+	body := map[string]any{}
+	code, overall := http.StatusOK, "ready"
+	if s.draining.Load() {
+		code, overall = http.StatusServiceUnavailable, "draining"
+	}
+	for _, res := range results {
+		entry := map[string]any{"ok": res.err == nil}
+		if res.detail != nil {
+			entry["detail"] = res.detail
+		}
+		if res.err != nil {
+			entry["error"] = res.err.Error()
+			code, overall = http.StatusServiceUnavailable, "not ready"
+		}
+		body[res.name] = entry
+	}
+	body["status"] = overall
+	writeJSON(w, code, body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve listens on the configured addresses and serves until ctx is done,
+// then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	var lc net.ListenConfig
+	hl, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
+	}
+	gl, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		hl.Close()
+		return fmt.Errorf("listen grpc %s: %w", s.cfg.GRPCAddr, err)
+	}
+	return s.ServeListeners(ctx, hl, gl)
+}
+
+// ServeListeners serves REST on hl and gRPC on gl until ctx is done, then
+// drains both within ShutdownTimeout: readiness turns 503 and gRPC health
+// NOT_SERVING first, in-flight requests finish, new ones are refused.
+func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.http,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	go func() {
+		if err := s.grpc.Serve(gl); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	s.cfg.Logger.Info("serving", slog.String("http_addr", hl.Addr().String()), slog.String("grpc_addr", gl.Addr().String()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.cfg.Logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		s.cfg.Logger.Warn("http drain timed out", slog.Any("error", err))
+	}
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.grpc.Stop()
+		s.cfg.Logger.Warn("grpc drain timed out")
+	}
+	return serveErr
+}

@@ -1,0 +1,268 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
+	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
+
+	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/server"
+)
+
+// fakeHandler answers GetStock for product 1, NOT_FOUND otherwise, panics on
+// product 666, and marks GetCart as served by the fallback.
+func fakeHandler(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+	switch r := req.(type) {
+	case *stockv1.GetStockRequest:
+		switch r.GetProductId() {
+		case 1:
+			resp.(*stockv1.GetStockResponse).Item = &stockv1.StockItem{ProductId: 1, ProductName: "tea", Quantity: 3, PriceCents: 250}
+			return nil
+		case 666:
+			panic("boom")
+		}
+		return status.Errorf(codes.NotFound, "product %d not found", r.GetProductId())
+	case *stockv1.CreateStockRequest:
+		resp.(*stockv1.CreateStockResponse).Item = r.GetItem()
+		return nil
+	case *cartv1.GetCartRequest:
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-cart-source", "fallback"))
+		resp.(*cartv1.GetCartResponse).UserId = r.GetUserId()
+		return nil
+	}
+	return status.Error(codes.Unimplemented, fullMethod)
+}
+
+type testServer struct {
+	srv   *server.Server
+	http  *httptest.Server
+	grpc  *grpc.ClientConn
+	calls *atomic.Int64
+}
+
+func newTestServer(tb testing.TB) *testServer {
+	tb.Helper()
+	calls := &atomic.Int64{}
+	counting := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		calls.Add(1)
+		return handler(ctx, req)
+	}
+	srv, err := server.New(server.Config{
+		Services:     app.Services(),
+		Register:     app.Registers(),
+		Handler:      fakeHandler,
+		Interceptors: []grpc.UnaryServerInterceptor{counting},
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MaxBodyBytes: 1024,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.HTTPHandler())
+	tb.Cleanup(hs.Close)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() { _ = srv.GRPCServer().Serve(lis) }()
+	tb.Cleanup(srv.GRPCServer().Stop)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return &testServer{srv: srv, http: hs, grpc: cc, calls: calls}
+}
+
+func (ts *testServer) do(tb testing.TB, method, path, body string, hdr ...string) (*http.Response, map[string]any) {
+	tb.Helper()
+	req, err := http.NewRequest(method, ts.http.URL+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := ts.http.Client().Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		tb.Fatalf("%s %s: body %q is not JSON: %v", method, path, raw, err)
+	}
+	return resp, out
+}
+
+func TestRESTRoutingAndErrors(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	cases := []struct {
+		name       string
+		method     string
+		path       string
+		body       string
+		wantStatus int
+		wantCode   float64 // google.rpc.Status code; -1 for a success body
+		wantAllow  string
+	}{
+		{"ok", "GET", "/stock/1", "", 200, -1, ""},
+		{"not found from handler", "GET", "/stock/9", "", 404, 5, ""},
+		{"unknown path", "GET", "/nope", "", 404, 5, ""},
+		{"unknown deep path", "GET", "/stock/1/2/3", "", 404, 5, ""},
+		{"wrong method", "PATCH", "/stock", "", 405, 12, "GET, POST"},
+		{"wrong method on add", "PUT", "/cart/add", "{}", 405, 12, "POST"},
+		{"malformed json", "POST", "/stock", "{", 400, 3, ""},
+		{"wrong type", "POST", "/stock", `{"product_id":"abc"}`, 400, 3, ""},
+		{"unknown field", "POST", "/stock", `{"product_idd":1}`, 400, 3, ""},
+		{"bad path int", "GET", "/stock/abc", "", 400, 3, ""},
+		{"body too large", "POST", "/stock", `{"product_name":"` + strings.Repeat("x", 2000) + `"}`, 400, 3, ""},
+		{"panic is internal", "GET", "/stock/666", "", 500, 13, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp, body := ts.do(t, tc.method, tc.path, tc.body)
+			if got, want := resp.StatusCode, tc.wantStatus; got != want {
+				t.Errorf("status = %d, want %d (body %v)", got, want, body)
+			}
+			if tc.wantCode >= 0 {
+				if got, want := body["code"], tc.wantCode; got != want {
+					t.Errorf("code = %v, want %v", got, want)
+				}
+				if msg, _ := body["message"].(string); msg == "" {
+					t.Errorf("empty message in %v", body)
+				}
+				if _, ok := body["details"]; !ok {
+					t.Errorf("no details in %v", body)
+				}
+			}
+			if got, want := resp.Header.Get("Allow"), tc.wantAllow; got != want {
+				t.Errorf("Allow = %q, want %q", got, want)
+			}
+			if resp.Header.Get("X-Request-Id") == "" {
+				t.Error("no X-Request-Id")
+			}
+		})
+	}
+}
+
+func TestRESTRunsInterceptorChainAndEchoesIDs(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	before := ts.calls.Load()
+	resp, body := ts.do(t, "GET", "/stock/1", "", "X-Request-Id", "rid-42", "Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	if got, want := ts.calls.Load()-before, int64(1); got != want {
+		t.Errorf("interceptor calls = %d, want %d", got, want)
+	}
+	if got, want := resp.Header.Get("X-Request-Id"), "rid-42"; got != want {
+		t.Errorf("X-Request-Id = %q, want %q", got, want)
+	}
+	if got, want := resp.Header.Get("Traceparent"), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"; got != want {
+		t.Errorf("traceparent = %q, want %q", got, want)
+	}
+	if got, want := body["product_id"], "1"; got != want {
+		t.Errorf("product_id = %v, want %v (int64 as string)", got, want)
+	}
+	if got, want := body["quantity"], float64(3); got != want {
+		t.Errorf("quantity = %v, want %v", got, want)
+	}
+}
+
+func TestRESTAcceptsInt64AsNumberOrString(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	for _, body := range []string{`{"product_id":7,"product_name":"a"}`, `{"product_id":"7","product_name":"a"}`} {
+		resp, out := ts.do(t, "POST", "/stock", body)
+		if got, want := resp.StatusCode, 200; got != want {
+			t.Fatalf("%s: status = %d, want %d", body, got, want)
+		}
+		if got, want := out["product_id"], "7"; got != want {
+			t.Errorf("%s: product_id = %v, want %v", body, got, want)
+		}
+	}
+}
+
+func TestRESTFallbackHeaderAndEmptyList(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	resp, body := ts.do(t, "GET", "/cart/3", "")
+	if got, want := resp.Header.Get("X-Cart-Source"), "fallback"; got != want {
+		t.Errorf("X-Cart-Source = %q, want %q", got, want)
+	}
+	if got, ok := body["items"].([]any); !ok || len(got) != 0 {
+		t.Errorf("items = %v, want []", body["items"])
+	}
+	resp, _ = ts.do(t, "GET", "/cart?user_id=3", "")
+	if got, want := resp.Header.Get("X-Cart-Source"), "fallback"; got != want {
+		t.Errorf("query form: X-Cart-Source = %q, want %q", got, want)
+	}
+}
+
+func TestGRPCDirectRunsChainAndSetsHeaders(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	before := ts.calls.Load()
+	var hdr metadata.MD
+	resp, err := stockv1.NewStockServiceClient(ts.grpc).GetStock(context.Background(), &stockv1.GetStockRequest{ProductId: 1}, grpc.Header(&hdr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := resp.GetItem().GetProductName(), "tea"; got != want {
+		t.Errorf("name = %q, want %q", got, want)
+	}
+	if got, want := ts.calls.Load()-before, int64(1); got != want {
+		t.Errorf("interceptor calls = %d, want %d", got, want)
+	}
+	if len(hdr.Get("x-request-id")) != 1 {
+		t.Errorf("no x-request-id header in %v", hdr)
+	}
+	_, err = stockv1.NewStockServiceClient(ts.grpc).GetStock(context.Background(), &stockv1.GetStockRequest{ProductId: 9})
+	if got, want := status.Code(err), codes.NotFound; got != want {
+		t.Errorf("code = %v, want %v", got, want)
+	}
+	var cartHdr metadata.MD
+	if _, err := cartv1.NewCartServiceClient(ts.grpc).GetCart(context.Background(), &cartv1.GetCartRequest{UserId: 3}, grpc.Header(&cartHdr)); err != nil {
+		t.Fatal(err)
+	}
+	if got := cartHdr.Get("x-cart-source"); len(got) != 1 || got[0] != "fallback" {
+		t.Errorf("x-cart-source = %v, want [fallback]", got)
+	}
+	hc, err := healthpb.NewHealthClient(ts.grpc).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health = %v, %v", hc, err)
+	}
+}
+
+func TestHealthzAndReadyz(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	resp, body := ts.do(t, "GET", "/healthz", "")
+	if got, want := resp.StatusCode, 200; got != want {
+		t.Errorf("healthz = %d, want %d", got, want)
+	}
+	resp, body = ts.do(t, "GET", "/readyz", "")
+	if got, want := resp.StatusCode, 200; got != want {
+		t.Errorf("readyz = %d, want %d (%v)", got, want, body)
+	}
+}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/shopgateway/shop/gateway/internal/forward"
+)
+
+// Handler serves one unary RPC: it fills resp, an empty message of the
+// method's output type, from req. The error is a gRPC status error.
+type Handler func(ctx context.Context, fullMethod string, req, resp proto.Message) error
+
+// method is one servable RPC with its message types.
+type method struct {
+	fullMethod string
+	in, out    protoreflect.MessageType
+}
+
+// serviceDescs builds a grpc.ServiceDesc for every service from its proto
+// descriptor, with one generic handler for all methods. The same descs serve
+// the network gRPC server and the in-process channel behind the REST mux.
+func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc.ServiceDesc, map[string]method, error) {
+	var descs []*grpc.ServiceDesc
+	methods := map[string]method{}
+	for _, sd := range services {
+		desc := &grpc.ServiceDesc{
+			ServiceName: string(sd.FullName()),
+			HandlerType: (*any)(nil),
+			Metadata:    sd.ParentFile().Path(),
+		}
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			if md.IsStreamingClient() || md.IsStreamingServer() {
+				return nil, nil, fmt.Errorf("server: %s: streaming methods are not supported", md.FullName())
+			}
+			in, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+			if err != nil {
+				return nil, nil, fmt.Errorf("server: %s: %w", md.FullName(), err)
+			}
+			out, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
+			if err != nil {
+				return nil, nil, fmt.Errorf("server: %s: %w", md.FullName(), err)
+			}
+			m := method{fullMethod: forward.FullMethod(md), in: in, out: out}
+			methods[m.fullMethod] = m
+			desc.Methods = append(desc.Methods, grpc.MethodDesc{
+				MethodName: string(md.Name()),
+				Handler:    m.grpcHandler(h),
+			})
+		}
+		descs = append(descs, desc)
+	}
+	return descs, methods, nil
+}
+
+// grpcHandler adapts h to grpc's method handler shape for the network server.
+func (m method) grpcHandler(h Handler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		req := m.in.New().Interface()
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		resp := m.out.New().Interface()
+		handler := func(ctx context.Context, req any) (any, error) {
+			if err := h(ctx, m.fullMethod, req.(proto.Message), resp); err != nil {
+				return nil, err
+			}
+			return resp, nil
+		}
+		if interceptor == nil {
+			return handler(ctx, req)
+		}
+		return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: m.fullMethod}, handler)
+	}
+}
