@@ -36,5 +36,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # aiokafka logs every failed reconnect at ERROR; the bridge reports outages itself.
     logging.getLogger("aiokafka").setLevel(max(logging.getLogger().level, logging.CRITICAL))

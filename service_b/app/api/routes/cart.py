@@ -1,0 +1,42 @@
+"""CartService on B: the cart read model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app import crud
+from app.api.deps import BridgeDep, ItemIdPath, SessionDep, SettingsDep, UserIdPath
+from app.models import INT64_MAX, CartItemPublic, CartPublic
+
+router = APIRouter(prefix="/cart", tags=["cart"])
+
+
+async def _cart(session: SessionDep, user_id: int) -> CartPublic:
+    items = await crud.get_cart(session, user_id)
+    return CartPublic(user_id=user_id, items=[CartItemPublic.model_validate(i) for i in items])
+
+
+@router.get("", response_model=CartPublic)
+async def get_cart(
+    session: SessionDep, user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Owner of the cart.")]
+) -> CartPublic:
+    """GetCart: a user's cart from the read model."""
+    return await _cart(session, user_id)
+
+
+@router.get("/{user_id}", response_model=CartPublic)
+async def get_cart_by_path(user_id: UserIdPath, session: SessionDep) -> CartPublic:
+    """GetCart (path binding)."""
+    return await _cart(session, user_id)
+
+
+@router.delete("/{item_id}", response_model=CartItemPublic)
+async def remove_cart_item(
+    item_id: ItemIdPath, session: SessionDep, settings: SettingsDep, bridge: BridgeDep
+) -> CartItemPublic:
+    """RemoveCartItem: remove a line and return it; A's master copy follows via Kafka."""
+    item = await crud.remove_cart_item(session, settings, item_id)
+    bridge.wake()
+    return item

@@ -1,0 +1,132 @@
+"""Service B's operations on its database: the cart read model and orders."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import errors
+from app.db import CartItem, Checkout, Order, OrderItem
+from app.kafka import add_event
+from app.models import CartItemPublic, OrderItemPublic, OrderPublic
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "service-b"
+
+# Event types B consumes from A's cart-changes topic.
+CART_ITEM_ADDED = "cart.item_added"
+CART_ITEM_REMOVED = "cart.item_removed"
+# Event types B publishes on its order-events topic.
+ORDER_PAID = "order.paid"
+
+
+# Cart read model
+
+
+async def get_cart(session: AsyncSession, user_id: int) -> list[CartItem]:
+    """A user's cart lines, oldest first."""
+    rows = await session.execute(
+        select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.added_at, CartItem.item_id)
+    )
+    return list(rows.scalars().all())
+
+
+async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: int) -> CartItemPublic:
+    """Remove a line from the read model and publish the removal so that
+    service A removes it from the master copy too. NOT_FOUND when unknown;
+    FAILED_PRECONDITION while the user's cart is being paid."""
+    async with session.begin():
+        item = await session.get(CartItem, item_id)
+        if item is None:
+            raise errors.not_found(f"cart item {item_id} not found")
+        busy = (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == item.user_id))).first()
+        if busy is not None:
+            raise errors.failed_precondition(
+                f"the cart of user {item.user_id} is being paid; try again when the payment is done"
+            )
+        removed = CartItemPublic.model_validate(item)
+        await session.delete(item)
+        add_event(
+            session,
+            source=SOURCE,
+            topic=settings.order_events_topic,
+            key=removed.user_id,
+            type_=CART_ITEM_REMOVED,
+            data={"item": removed.model_dump(mode="json")},
+        )
+    return removed
+
+
+async def apply_cart_event(session: AsyncSession, event: dict[str, Any]) -> None:
+    """Apply one event of A's cart-changes topic to the read model.
+
+    ``cart.item_added`` upserts the line by item id; ``cart.item_removed``
+    deletes it (no-op when already gone). Other types are ignored."""
+    type_, data = event["type"], event["data"]
+    if type_ == CART_ITEM_ADDED:
+        item = CartItemPublic.model_validate(data["item"])
+        row = await session.get(CartItem, item.item_id)
+        if row is None:
+            session.add(CartItem(**item.model_dump()))
+        else:
+            row.user_id, row.product_id = item.user_id, item.product_id
+            row.quantity, row.added_at = item.quantity, item.added_at
+    elif type_ == CART_ITEM_REMOVED:
+        item = CartItemPublic.model_validate(data["item"])
+        await session.execute(delete(CartItem).where(CartItem.item_id == item.item_id))
+    else:
+        log.info("ignoring event type %s", type_)
+
+
+# Orders
+
+
+async def _public_orders(session: AsyncSession, orders: list[Order]) -> list[OrderPublic]:
+    if not orders:
+        return []
+    lines = (
+        await session.execute(
+            select(OrderItem)
+            .where(OrderItem.order_id.in_([o.order_id for o in orders]))
+            .order_by(OrderItem.order_id, OrderItem.position)
+        )
+    ).scalars().all()
+    by_order: dict[int, list[OrderItemPublic]] = {}
+    for line in lines:
+        by_order.setdefault(line.order_id, []).append(OrderItemPublic.model_validate(line))
+    return [public_order(o, by_order.get(o.order_id, [])) for o in orders]
+
+
+def public_order(order: Order, items: list[OrderItemPublic]) -> OrderPublic:
+    """The wire form of an order."""
+    return OrderPublic(
+        order_id=order.order_id,
+        user_id=order.user_id,
+        items=items,
+        total_cents=order.total_cents,
+        status=order.status,
+        created_at=order.created_at,
+    )
+
+
+async def list_orders(session: AsyncSession, user_id: int) -> list[OrderPublic]:
+    """A user's orders, newest first."""
+    orders = (
+        await session.execute(
+            select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc(), Order.order_id.desc())
+        )
+    ).scalars().all()
+    return await _public_orders(session, list(orders))
+
+
+async def get_order(session: AsyncSession, order_id: int) -> OrderPublic:
+    """One order; NOT_FOUND when unknown."""
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise errors.not_found(f"order {order_id} not found")
+    return (await _public_orders(session, [order]))[0]

@@ -1,0 +1,349 @@
+"""Kafka plumbing: a transactional outbox relay and an idempotent consumer.
+
+Publishing: a request writes its event to the ``outbox`` table in the same
+transaction as the change (:func:`add_event`), so a change is never lost when
+Kafka is down. :class:`KafkaBridge` runs a relay task that publishes the
+outbox in id order (idempotent producer, acks=all) and deletes rows only after
+the broker's ack. Delivery is at least once; every event has a unique
+``event_id`` that consumers use to drop duplicates.
+
+Consuming: the consumer commits offsets manually and only after the event was
+applied and its ``event_id`` recorded in the ``inbox`` table, in one database
+transaction. A redelivered event is therefore applied once.
+
+Both tasks reconnect with exponential backoff, so the service starts and
+serves without Kafka; :attr:`KafkaBridge.connected` feeds ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy.exc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import Inbox, Outbox
+from app.models import format_timestamp, utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+"""Applies one consumed event inside the caller's transaction."""
+
+_PROBE_SECONDS = 3.0
+_PRUNE_SECONDS = 600.0
+_BATCH = 200
+
+
+def add_event(session: AsyncSession, *, source: str, topic: str, key: int | str, type_: str, data: dict[str, Any]) -> str:
+    """Queue an event in the outbox of session's transaction and return its id.
+
+    The envelope is ``{"event_id", "type", "source", "occurred_at", "data"}``;
+    the Kafka key is key as a decimal string."""
+    event_id = str(uuid.uuid4())
+    now = utcnow()
+    envelope = {
+        "event_id": event_id,
+        "type": type_,
+        "source": source,
+        "occurred_at": format_timestamp(now),
+        "data": data,
+    }
+    session.add(
+        Outbox(
+            event_id=event_id,
+            topic=topic,
+            key=str(key),
+            payload=json.dumps(envelope, separators=(",", ":")),
+            created_at=now,
+        )
+    )
+    return event_id
+
+
+class PoisonEvent(Exception):
+    """An event that can never be applied (malformed); it is logged and skipped."""
+
+
+class KafkaBridge:
+    """Runs the outbox relay and the consumer of one service.
+
+    Does nothing when ``kafka_enabled`` is false: events then stay in the
+    outbox until a run with Kafka enabled publishes them."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        bootstrap_servers: list[str],
+        group_id: str,
+        source: str,
+        produce_topics: list[str],
+        consume_topics: list[str],
+        handler: Handler,
+        sessions: async_sessionmaker[AsyncSession],
+        retry_max_seconds: float = 10.0,
+        poll_seconds: float = 1.0,
+        inbox_retention: timedelta = timedelta(days=7),
+        topic_partitions: int = 1,
+        topic_replication: int = 1,
+    ) -> None:
+        self.enabled = enabled
+        self._servers = bootstrap_servers
+        self._group_id = group_id
+        self._source = source
+        self._produce_topics = produce_topics
+        self._consume_topics = consume_topics
+        self._handler = handler
+        self._sessions = sessions
+        self._retry_max = retry_max_seconds
+        self._poll = poll_seconds
+        self._inbox_retention = inbox_retention
+        self._partitions = topic_partitions
+        self._replication = topic_replication
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._topics_ready = False
+        self.producer_connected = False
+        self.consumer_connected = False
+
+    @property
+    def connected(self) -> bool:
+        """True when both the relay and the consumer are talking to the broker."""
+        return self.enabled and self.producer_connected and self.consumer_connected
+
+    def wake(self) -> None:
+        """Tell the relay that the outbox has new events (no-op when idle anyway)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start the background tasks; returns at once, Kafka or not."""
+        self._tasks.append(asyncio.create_task(self._prune_loop(), name="inbox-prune"))
+        if not self.enabled:
+            log.info("kafka disabled: events stay in the outbox")
+            return
+        self._tasks.append(asyncio.create_task(self._relay_loop(), name="outbox-relay"))
+        if self._consume_topics:
+            self._tasks.append(asyncio.create_task(self._consume_loop(), name="consumer"))
+
+    async def stop(self) -> None:
+        """Stop the background tasks and close the Kafka clients."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self._close_producer()
+        self.producer_connected = self.consumer_connected = False
+
+    async def outbox_size(self) -> int:
+        """Number of events waiting to be published."""
+        async with self._sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(Outbox))).scalar_one())
+
+    # Relay
+
+    async def _relay_loop(self) -> None:
+        backoff = 0.2
+        failures = 0
+        while True:
+            try:
+                if self._producer is None:
+                    await self._open_producer()
+                if await self._publish_batch():
+                    continue
+                await self._idle()
+                self.producer_connected = True
+                backoff, failures = 0.2, 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any broker or database trouble: back off and retry
+                failures += 1
+                if self.producer_connected or failures == 1:
+                    log.warning("outbox relay: kafka unavailable (%r); retrying with backoff", exc)
+                self.producer_connected = False
+                await self._close_producer()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._retry_max)
+
+    async def _open_producer(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._servers,
+            client_id=f"{self._source}-relay",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=15000,
+            retry_backoff_ms=200,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+        if not self._topics_ready:
+            await self._ensure_topics()
+            self._topics_ready = True
+        self.producer_connected = True
+        log.info("outbox relay: connected to kafka %s", ",".join(self._servers))
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    async def _ensure_topics(self) -> None:
+        """Create the topics this service uses when they are missing, so that
+        a consumer never waits for a topic that its producer has not made yet."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._servers, client_id=f"{self._source}-admin")
+        await admin.start()
+        try:
+            wanted = sorted(set(self._produce_topics) | set(self._consume_topics))
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=self._partitions, replication_factor=self._replication) for t in missing]
+                )
+                log.info("created kafka topics %s", ", ".join(missing))
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    async def _publish_batch(self) -> int:
+        async with self._sessions() as session:
+            rows = (await session.execute(select(Outbox).order_by(Outbox.id).limit(_BATCH))).scalars().all()
+        if not rows:
+            return 0
+        assert self._producer is not None
+        futures = []
+        for row in rows:
+            headers = [
+                ("content-type", b"application/json"),
+                ("event_id", row.event_id.encode()),
+                ("source", self._source.encode()),
+            ]
+            futures.append(
+                await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers)
+            )
+        await asyncio.gather(*futures)
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(Outbox).where(Outbox.id.in_([r.id for r in rows])))
+        self.producer_connected = True
+        log.debug("outbox relay: published %d events", len(rows))
+        return len(rows)
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up or the poll interval; probe the broker now and
+        then so that /readyz notices an outage while nothing is published."""
+        deadline = time.monotonic() + _PROBE_SECONDS
+        while time.monotonic() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+                return
+            async with self._sessions() as session:
+                if (await session.execute(select(Outbox.id).limit(1))).first() is not None:
+                    return
+        assert self._producer is not None
+        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 10)
+
+    # Consumer
+
+    async def _consume_loop(self) -> None:
+        backoff = 0.2
+        failures = 0
+        while True:
+            consumer = AIOKafkaConsumer(
+                *self._consume_topics,
+                bootstrap_servers=self._servers,
+                group_id=self._group_id,
+                client_id=f"{self._source}-consumer",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=30000,
+            )
+            try:
+                await consumer.start()
+                self.consumer_connected = True
+                log.info("consumer: subscribed to %s as group %s", ", ".join(self._consume_topics), self._group_id)
+                backoff, failures = 0.2, 0
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=_BATCH)
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            await self._apply(message.value, f"{tp.topic}/{tp.partition}@{message.offset}")
+                        # Commit only after the events are in the database.
+                        await consumer.commit({tp: messages[-1].offset + 1})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if self.consumer_connected or failures == 1:
+                    log.warning("consumer: kafka unavailable (%r); retrying with backoff", exc)
+                self.consumer_connected = False
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop(), 10)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._retry_max)
+
+    async def _apply(self, raw: bytes | None, where: str) -> None:
+        """Apply one event exactly once; retry database failures until they pass."""
+        try:
+            event = json.loads(raw or b"")
+            event_id = str(event["event_id"])
+            if not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
+                raise ValueError("missing type or data")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("consumer: skipping malformed event at %s: %r", where, exc)
+            return
+        backoff = 0.2
+        while True:
+            try:
+                async with self._sessions() as session, session.begin():
+                    if await session.get(Inbox, event_id) is not None:
+                        log.debug("consumer: duplicate event %s at %s", event_id, where)
+                        return
+                    session.add(Inbox(event_id=event_id, processed_at=utcnow()))
+                    await self._handler(session, event)
+                self.wake()
+                return
+            except (PoisonEvent, ValidationError, sqlalchemy.exc.IntegrityError) as exc:
+                log.error("consumer: skipping event %s (%s) at %s: %s", event_id, event["type"], where, exc)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer: cannot apply event %s at %s (%r); retrying", event_id, where, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._retry_max)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                cutoff = utcnow() - self._inbox_retention
+                async with self._sessions() as session, session.begin():
+                    await session.execute(delete(Inbox).where(Inbox.processed_at < cutoff))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("inbox prune failed: %r", exc)
+            await asyncio.sleep(_PRUNE_SECONDS)

@@ -1,0 +1,152 @@
+"""Request and response models, split per direction (XCreate, XUpdate, XPublic).
+
+Field names are the proto field names. int64 fields accept JSON numbers or
+numeric strings (protojson writes int64 as strings) and are written back as
+numbers; booleans and numbers with a fraction are refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def _reject_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def to_utc_naive(value: datetime) -> datetime:
+    """value as a naive UTC datetime, the form the database stores."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a Z suffix: 2026-11-25T17:40:00.123456Z."""
+    return to_utc_naive(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utcnow() -> datetime:
+    """The current time as a naive UTC datetime."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+_Int = BeforeValidator(_reject_bool)
+
+Id = Annotated[int, _Int, Field(gt=0, le=INT64_MAX)]
+"""A positive int64 id."""
+OptionalId = Annotated[int, _Int, Field(ge=0, le=INT64_MAX)]
+"""An int64 id where 0 means "not set"."""
+Quantity = Annotated[int, _Int, Field(gt=0, le=INT32_MAX)]
+"""A positive int32 number of units."""
+StockQuantity = Annotated[int, _Int, Field(ge=0, le=INT32_MAX)]
+"""A non-negative int32 number of units on hand."""
+Cents = Annotated[int, _Int, Field(ge=0, le=INT64_MAX)]
+"""A non-negative int64 amount of money in cents."""
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_not_blank)]
+"""A non-empty product name."""
+Timestamp = Annotated[datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+"""A point in time, written as RFC 3339 UTC with a Z suffix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# Cart
+
+
+class CartItemPublic(_Model):
+    """A cart item as returned, and as carried in service A's events."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    item_id: Id
+    user_id: Id
+    product_id: Id
+    quantity: Quantity
+    added_at: Timestamp
+
+
+class CartPublic(_Model):
+    """A user's cart, oldest item first."""
+
+    user_id: int
+    items: list[CartItemPublic]
+
+
+# Orders
+
+ORDER_STATUS_PAID = "ORDER_STATUS_PAID"
+
+
+class PayRequest(_Model):
+    """Body of POST /order/pay."""
+
+    user_id: Id
+
+
+class OrderItemPublic(_Model):
+    """One line of an order, priced when it was paid."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: int
+    quantity: int
+    price_cents: int
+
+
+class OrderPublic(_Model):
+    """An order as returned and as carried in the order.paid event."""
+
+    order_id: int
+    user_id: int
+    items: list[OrderItemPublic]
+    total_cents: int
+    status: str
+    created_at: Timestamp
+
+
+class OrderList(_Model):
+    """A user's orders, newest first."""
+
+    orders: list[OrderPublic]
+
+
+# Service A's answers
+
+
+class StockLine(_Model):
+    """A product and the units to take from its stock (request to service A)."""
+
+    product_id: int
+    quantity: int
+
+
+class StockItem(_Model):
+    """A stock item as service A returns it."""
+
+    product_id: Id
+    product_name: str
+    quantity: StockQuantity
+    price_cents: Cents
+
+
+class ProcessStockResponse(_Model):
+    """Service A's answer to POST /order/process_stock."""
+
+    items: list[StockItem]

@@ -1,0 +1,322 @@
+"""Paying a cart: B's read model, A's stock and B's orders kept consistent.
+
+A payment takes three steps, and no failure leaves a half-written result:
+
+1. Claim: in one transaction read the user's cart and insert a ``checkouts``
+   row (unique per user, so two payments of one cart cannot overlap) that
+   names a fresh reservation id.
+2. Take stock: ``POST /order/process_stock`` on A with the lines and the
+   reservation id. A applies it all or nothing and records the reservation,
+   so a repeated call is harmless and ``POST /order/release_stock`` can undo it.
+3. Record: in one transaction delete the checkout (it must still be there),
+   insert the PAID order, delete the paid cart lines and queue ``order.paid``
+   in the outbox.
+
+Failures are compensated:
+
+- A refused (not enough stock, unknown product) or could not be reached
+  (connection refused): nothing was taken; the checkout is deleted.
+- A's answer is unknown (timeout, 5xx) or step 3 failed: the checkout is
+  replaced by a ``stock_releases`` row in one transaction and A is asked to
+  release the reservation, now and then by a background task until A confirms.
+  Releasing a reservation A never applied blocks it, so a late request cannot
+  take stock afterwards.
+- The process dies between steps 1 and 3: the checkout row stays; once older
+  than ``checkout_timeout_seconds`` the background task turns it into a release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import httpx
+import sqlalchemy.exc
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import errors
+from app.crud import ORDER_PAID, SOURCE, public_order
+from app.db import CartItem, Checkout, Order, OrderItem, StockRelease
+from app.kafka import KafkaBridge, add_event
+from app.models import (
+    ORDER_STATUS_PAID,
+    OrderItemPublic,
+    OrderPublic,
+    ProcessStockResponse,
+    StockItem,
+    StockLine,
+    utcnow,
+)
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StockRefused(Exception):
+    """A answered with a client error: it took nothing."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class StockUnreachable(Exception):
+    """A could not be reached at all: it took nothing."""
+
+
+class StockOutcomeUnknown(Exception):
+    """The call failed after it may have reached A: A may have taken the stock."""
+
+
+class StockClient:
+    """HTTP client of service A's order endpoints."""
+
+    def __init__(self, base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def process_stock(self, lines: Sequence[StockLine], reservation_id: str) -> list[StockItem]:
+        """Take the stock of lines under reservation_id; see the exception types."""
+        body = {"items": [line.model_dump() for line in lines], "reservation_id": reservation_id}
+        try:
+            resp = await self._http.post("/order/process_stock", json=body)
+        except httpx.ConnectError as exc:
+            raise StockUnreachable(f"service A unreachable: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise StockOutcomeUnknown(f"call to service A failed: {exc!r}") from exc
+        if resp.is_success:
+            try:
+                items = ProcessStockResponse.model_validate_json(resp.content).items
+            except ValidationError as exc:
+                raise StockOutcomeUnknown(f"service A answered an unreadable body: {exc}") from exc
+            if [i.product_id for i in items] != [line.product_id for line in lines]:
+                raise StockOutcomeUnknown("service A answered other products than asked for")
+            return items
+        if 400 <= resp.status_code < 500:
+            code, message = "FAILED_PRECONDITION", f"service A refused the stock request (HTTP {resp.status_code})"
+            with contextlib.suppress(ValueError, AttributeError):
+                payload = resp.json()
+                code, message = str(payload.get("code", code)), str(payload.get("message", message))
+            raise StockRefused(code, message)
+        raise StockOutcomeUnknown(f"service A answered HTTP {resp.status_code}")
+
+    async def release_stock(self, reservation_id: str) -> bool:
+        """Give back what reservation_id took; raises httpx.HTTPError on failure."""
+        resp = await self._http.post("/order/release_stock", json={"reservation_id": reservation_id})
+        resp.raise_for_status()
+        return bool(resp.json().get("released"))
+
+
+def aggregate(items: Sequence[CartItem]) -> list[StockLine]:
+    """One stock line per product (a cart may hold a product in several lines),
+    in the order the products first appear in the cart."""
+    totals: dict[int, int] = {}
+    for item in items:
+        totals[item.product_id] = totals.get(item.product_id, 0) + item.quantity
+    return [StockLine(product_id=pid, quantity=qty) for pid, qty in totals.items()]
+
+
+class Payments:
+    """Pays carts and runs the background task that gives back stock of
+    payments that failed half-way."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        stock: StockClient,
+        bridge: KafkaBridge,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._stock = stock
+        self._bridge = bridge
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the release task."""
+        self._task = asyncio.create_task(self._release_loop(), name="stock-release")
+
+    async def stop(self) -> None:
+        """Stop the release task."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def pay(self, user_id: int) -> OrderPublic:
+        """Turn the user's whole cart into a PAID order (see the module doc)."""
+        reservation_id = f"pay-{uuid.uuid4().hex}"
+        items = await self._claim(user_id, reservation_id)
+        lines = aggregate(items)
+        try:
+            stock = await self._stock.process_stock(lines, reservation_id)
+        except StockUnreachable as exc:
+            log.warning("pay user %s: %s", user_id, exc)
+            await self._abandon(reservation_id, release=False)
+            raise errors.unavailable("service A (stock) is unavailable; nothing was charged, try again") from exc
+        except StockRefused as exc:
+            await self._abandon(reservation_id, release=False)
+            raise errors.failed_precondition(f"cannot pay the cart of user {user_id}: {exc.message}") from exc
+        except BaseException as exc:
+            log.warning("pay user %s: %s; giving back reservation %s", user_id, exc, reservation_id)
+            await self._abandon(reservation_id, release=True)
+            if isinstance(exc, StockOutcomeUnknown):
+                raise errors.unavailable("service A (stock) did not answer in time; nothing was charged, try again") from exc
+            raise
+        try:
+            order = await self._record(user_id, reservation_id, items, lines, stock)
+        except BaseException:
+            log.exception("pay user %s: recording the order failed; giving back reservation %s", user_id, reservation_id)
+            await self._abandon(reservation_id, release=True)
+            raise
+        self._bridge.wake()
+        log.info("order %s paid by user %s: %d cents", order.order_id, user_id, order.total_cents)
+        return order
+
+    async def _claim(self, user_id: int, reservation_id: str) -> list[CartItem]:
+        busy = errors.failed_precondition(f"a payment of the cart of user {user_id} is already in progress")
+        try:
+            async with self._sessions() as session, session.begin():
+                items = list(
+                    (
+                        await session.execute(
+                            select(CartItem)
+                            .where(CartItem.user_id == user_id)
+                            .order_by(CartItem.added_at, CartItem.item_id)
+                        )
+                    ).scalars().all()
+                )
+                if not items:
+                    raise errors.failed_precondition(f"the cart of user {user_id} is empty")
+                if (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == user_id))).first():
+                    raise busy
+                session.add(
+                    Checkout(
+                        reservation_id=reservation_id,
+                        user_id=user_id,
+                        item_ids=json.dumps([i.item_id for i in items]),
+                        started_at=utcnow(),
+                    )
+                )
+                await session.flush()
+        except sqlalchemy.exc.IntegrityError as exc:
+            raise busy from exc
+        return items
+
+    async def _record(
+        self,
+        user_id: int,
+        reservation_id: str,
+        items: Sequence[CartItem],
+        lines: Sequence[StockLine],
+        stock: Sequence[StockItem],
+    ) -> OrderPublic:
+        order_items = [
+            OrderItemPublic(product_id=line.product_id, quantity=line.quantity, price_cents=s.price_cents)
+            for line, s in zip(lines, stock, strict=True)
+        ]
+        async with self._sessions() as session, session.begin():
+            gone = await session.execute(delete(Checkout).where(Checkout.reservation_id == reservation_id))
+            if gone.rowcount != 1:
+                # The release task took this payment for dead and gives the stock back.
+                raise errors.unavailable("the payment took too long and was cancelled; try again")
+            order = Order(
+                user_id=user_id,
+                status=ORDER_STATUS_PAID,
+                total_cents=sum(i.quantity * i.price_cents for i in order_items),
+                created_at=utcnow(),
+                reservation_id=reservation_id,
+            )
+            session.add(order)
+            await session.flush()
+            for position, line in enumerate(order_items):
+                session.add(OrderItem(order_id=order.order_id, position=position, **line.model_dump()))
+            item_ids = [i.item_id for i in items]
+            await session.execute(delete(CartItem).where(CartItem.item_id.in_(item_ids)))
+            public = public_order(order, order_items)
+            add_event(
+                session,
+                source=SOURCE,
+                topic=self._settings.order_events_topic,
+                key=user_id,
+                type_=ORDER_PAID,
+                data={"order": public.model_dump(mode="json"), "item_ids": item_ids, "reservation_id": reservation_id},
+            )
+        return public
+
+    async def _abandon(self, reservation_id: str, *, release: bool) -> None:
+        """Drop the checkout; with release, queue the reservation to be given
+        back and try to give it back now. Never raises: on failure the stale
+        checkout is picked up by the release task later."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(delete(Checkout).where(Checkout.reservation_id == reservation_id))
+                if release and await session.get(StockRelease, reservation_id) is None:
+                    session.add(StockRelease(reservation_id=reservation_id, created_at=utcnow(), attempts=0, last_error=""))
+        except Exception:
+            log.exception("could not drop checkout %s; the release task will retry it", reservation_id)
+            return
+        if release:
+            await self._release_pending(only=reservation_id)
+
+    async def _release_pending(self, only: str | None = None) -> None:
+        """Ask A to give back queued reservations; stop at the first failure."""
+        async with self._sessions() as session:
+            query = select(StockRelease).order_by(StockRelease.created_at).limit(50)
+            if only is not None:
+                query = query.where(StockRelease.reservation_id == only)
+            pending = list((await session.execute(query)).scalars().all())
+        for row in pending:
+            try:
+                released = await self._stock.release_stock(row.reservation_id)
+            except Exception as exc:
+                log.warning("release of reservation %s failed (%r); will retry", row.reservation_id, exc)
+                async with self._sessions() as session, session.begin():
+                    current = await session.get(StockRelease, row.reservation_id)
+                    if current is not None:
+                        current.attempts += 1
+                        current.last_error = repr(exc)[:500]
+                return
+            async with self._sessions() as session, session.begin():
+                await session.execute(delete(StockRelease).where(StockRelease.reservation_id == row.reservation_id))
+            log.info("reservation %s given back to service A (%s)", row.reservation_id, "released" if released else "nothing taken")
+
+    async def _expire_checkouts(self) -> None:
+        """Turn checkouts older than checkout_timeout_seconds into releases."""
+        cutoff = utcnow() - timedelta(seconds=self._settings.checkout_timeout_seconds)
+        async with self._sessions() as session, session.begin():
+            stale = list((await session.execute(select(Checkout).where(Checkout.started_at < cutoff))).scalars().all())
+            for checkout in stale:
+                log.warning("payment %s of user %s never finished; giving its stock back", checkout.reservation_id, checkout.user_id)
+                await session.delete(checkout)
+                if await session.get(StockRelease, checkout.reservation_id) is None:
+                    session.add(StockRelease(reservation_id=checkout.reservation_id, created_at=utcnow(), attempts=0, last_error=""))
+
+    async def _release_loop(self) -> None:
+        while True:
+            try:
+                await self._expire_checkouts()
+                await self._release_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("stock release task failed (%r); will retry", exc)
+            await asyncio.sleep(self._settings.release_retry_seconds)
