@@ -93,10 +93,13 @@ class StockUpdate(_Model):
 
 
 class StockLevelUpdate(_Model):
-    """Body of POST /stock/update: sets the quantity on hand."""
+    """Body of POST /stock/update: sets the quantity on hand.
+
+    A negative quantity is refused by the route with 400 INVALID_ARGUMENT
+    (not 422): the body is well-formed, the value is not allowed."""
 
     product_id: Id
-    quantity: StockQuantity
+    quantity: Annotated[int, _Int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 
 
 class StockPublic(_Model):

@@ -60,5 +60,7 @@ async def delete_stock(product_id: ProductIdPath, session: SessionDep) -> StockP
 
 @router.post("/update", response_model=StockPublic)
 async def set_stock_level(body: StockLevelUpdate, session: SessionDep) -> StockPublic:
-    """SetStockLevel: set the quantity on hand."""
+    """SetStockLevel: set the quantity on hand; a negative one is 400 INVALID_ARGUMENT."""
+    if body.quantity < 0:
+        raise errors.invalid_argument(f"quantity must not be negative, got {body.quantity}")
     return StockPublic.model_validate(await crud.set_stock_level(session, body.product_id, body.quantity))
