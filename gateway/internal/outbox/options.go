@@ -1,0 +1,113 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults for Options. They are applied by Open to every zero field.
+const (
+	// DefaultMaxBytes caps the un-acked data at 256 MiB.
+	DefaultMaxBytes int64 = 256 << 20
+	// DefaultSegmentBytes rolls over to a new segment file after 16 MiB.
+	DefaultSegmentBytes int64 = 16 << 20
+	// DefaultMaxRecordBytes matches sarama's Producer.MaxMessageBytes
+	// default, so that whatever the outbox accepts, the relay can publish.
+	DefaultMaxRecordBytes = 1_000_000
+	// DefaultAckInterval is how often acked progress is written to disk.
+	DefaultAckInterval = 100 * time.Millisecond
+)
+
+// Options configures an Outbox. The zero value is usable: every zero field
+// takes the default named in its comment.
+type Options struct {
+	// MaxBytes caps the un-acked data (framed records on disk plus appends
+	// in flight). Append returns ErrFull past it. Default DefaultMaxBytes
+	// (256 MiB).
+	MaxBytes int64
+
+	// Headroom is how far below MaxBytes Admit starts refusing. A caller
+	// that asks Admit before a mutation and Appends its event after it
+	// needs room for the events of the mutations admitted in between, or
+	// those events would fail with ErrFull after the mutation happened.
+	// Default MaxBytes/16; a negative value means none (Admit refuses only
+	// at MaxBytes).
+	Headroom int64
+
+	// SegmentBytes is the size after which the writer rolls over to a new
+	// segment file. Fully acked segments are deleted whole, so this is also
+	// the granularity at which disk space is given back. Default
+	// DefaultSegmentBytes (16 MiB).
+	SegmentBytes int64
+
+	// MaxRecordBytes bounds one encoded record; larger ones get ErrTooLarge.
+	// Default DefaultMaxRecordBytes (1,000,000, sarama's
+	// Producer.MaxMessageBytes default). It may not exceed SegmentBytes.
+	MaxRecordBytes int
+
+	// AckInterval is how often acked progress is persisted and fully acked
+	// segments are deleted. After a crash up to this much acked progress is
+	// delivered again (at-least-once). Default DefaultAckInterval (100ms).
+	AckInterval time.Duration
+
+	// Logger receives recovery and failure reports. Default: discard.
+	Logger *slog.Logger
+
+	// NoSync skips every fsync. Records then survive a process crash but not
+	// a machine crash. For tests and benchmarks only. Default false.
+	NoSync bool
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Headroom == 0 {
+		o.Headroom = o.MaxBytes / 16
+	}
+	if o.Headroom < 0 {
+		o.Headroom = 0
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = min(DefaultMaxRecordBytes, int(o.SegmentBytes)-frameHeaderSize)
+	}
+	if o.AckInterval == 0 {
+		o.AckInterval = DefaultAckInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem with o at once. Open calls it after
+// applying the defaults.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxBytes %d is negative", o.MaxBytes))
+	}
+	if o.Headroom >= o.MaxBytes && o.MaxBytes > 0 {
+		errs = append(errs, fmt.Errorf("Headroom %d must be below MaxBytes %d", o.Headroom, o.MaxBytes))
+	}
+	if o.SegmentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("SegmentBytes %d is below the 1 KiB minimum", o.SegmentBytes))
+	}
+	if o.MaxRecordBytes < minPayloadSize {
+		errs = append(errs, fmt.Errorf("MaxRecordBytes %d is below the %d byte minimum", o.MaxRecordBytes, minPayloadSize))
+	}
+	if int64(o.MaxRecordBytes)+frameHeaderSize > o.SegmentBytes {
+		errs = append(errs, fmt.Errorf("MaxRecordBytes %d does not fit in SegmentBytes %d", o.MaxRecordBytes, o.SegmentBytes))
+	}
+	if o.AckInterval < 0 {
+		errs = append(errs, fmt.Errorf("AckInterval %s is negative", o.AckInterval))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("outbox: invalid options: %w", err)
+	}
+	return nil
+}
