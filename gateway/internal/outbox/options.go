@@ -44,7 +44,8 @@ type Options struct {
 
 	// MaxRecordBytes bounds one encoded record; larger ones get ErrTooLarge.
 	// Default DefaultMaxRecordBytes (1,000,000, sarama's
-	// Producer.MaxMessageBytes default). It may not exceed SegmentBytes.
+	// Producer.MaxMessageBytes default), lowered to what SegmentBytes and
+	// MaxBytes hold when they are smaller.
 	MaxRecordBytes int
 
 	// AckInterval is how often acked progress is persisted and fully acked
@@ -74,7 +75,7 @@ func (o *Options) setDefaults() {
 		o.SegmentBytes = DefaultSegmentBytes
 	}
 	if o.MaxRecordBytes == 0 {
-		o.MaxRecordBytes = min(DefaultMaxRecordBytes, int(o.SegmentBytes)-frameHeaderSize)
+		o.MaxRecordBytes = int(min(DefaultMaxRecordBytes, o.SegmentBytes-frameHeaderSize, o.MaxBytes-frameHeaderSize))
 	}
 	if o.AckInterval == 0 {
 		o.AckInterval = DefaultAckInterval
@@ -90,6 +91,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("MaxBytes %d is negative", o.MaxBytes))
+	}
+	if o.MaxBytes < int64(o.MaxRecordBytes)+frameHeaderSize && o.MaxBytes > 0 {
+		errs = append(errs, fmt.Errorf("MaxBytes %d cannot hold a record of MaxRecordBytes %d", o.MaxBytes, o.MaxRecordBytes))
 	}
 	if o.Headroom >= o.MaxBytes && o.MaxBytes > 0 {
 		errs = append(errs, fmt.Errorf("Headroom %d must be below MaxBytes %d", o.Headroom, o.MaxBytes))

@@ -11,12 +11,19 @@ import (
 
 // Defaults for Config, applied by New to every zero field.
 const (
-	DefaultClientID     = "shop-gateway"
-	DefaultMinBackoff   = 100 * time.Millisecond
-	DefaultMaxBackoff   = 10 * time.Second
-	DefaultBatchSize    = 500
-	DefaultMaxInFlight  = 10_000
-	DefaultProbeEvery   = 5 * time.Second
+	// DefaultClientID is the client id the producer presents to brokers.
+	DefaultClientID = "shop-gateway"
+	// DefaultMinBackoff is the first wait after a failure.
+	DefaultMinBackoff = 100 * time.Millisecond
+	// DefaultMaxBackoff caps the wait between attempts.
+	DefaultMaxBackoff = 10 * time.Second
+	// DefaultBatchSize is how many records one outbox read returns at most.
+	DefaultBatchSize = 500
+	// DefaultMaxInFlight bounds the records sent but not yet acked.
+	DefaultMaxInFlight = 10_000
+	// DefaultProbeEvery is the interval of the idle connection check.
+	DefaultProbeEvery = 5 * time.Second
+	// DefaultCloseTimeout bounds the flush on Close.
 	DefaultCloseTimeout = 10 * time.Second
 )
 
