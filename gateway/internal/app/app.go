@@ -43,6 +43,9 @@ type Config struct {
 	UpstreamTimeout time.Duration
 	// ShutdownTimeout bounds the drain on SIGTERM. Default 15s.
 	ShutdownTimeout time.Duration
+	// RESTVia picks how REST reaches the services (server.RESTInProcess by
+	// default); the alternatives exist for benchmarks.
+	RESTVia string
 	// Events configures the Kafka events; see EventsConfig.
 	Events EventsConfig
 }
@@ -180,6 +183,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Ready:           ready,
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		RESTVia:         cfg.RESTVia,
 	})
 	if err != nil {
 		return nil, err

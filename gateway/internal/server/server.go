@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -60,7 +61,20 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadyTimeout bounds the /readyz checks. Default 2s.
 	ReadyTimeout time.Duration
+	// RESTVia picks how the REST mux reaches the services: RESTInProcess
+	// (the default and the fastest), RESTGrpchan (grpchan's inprocgrpc
+	// channel) or RESTLoopback (a gRPC client to the gateway's own gRPC
+	// port). All three run the interceptor chain; the alternatives exist to
+	// be measured against (make bench).
+	RESTVia string
 }
+
+// Values of Config.RESTVia.
+const (
+	RESTInProcess = "inproc"
+	RESTGrpchan   = "grpchan"
+	RESTLoopback  = "loopback"
+)
 
 func (c *Config) setDefaults() {
 	if c.HTTPAddr == "" {
@@ -78,6 +92,9 @@ func (c *Config) setDefaults() {
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 2 * time.Second
 	}
+	if c.RESTVia == "" {
+		c.RESTVia = RESTInProcess
+	}
 }
 
 // Validate reports every configuration problem at once.
@@ -92,6 +109,11 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		errs = append(errs, errors.New("no logger"))
 	}
+	switch c.RESTVia {
+	case RESTInProcess, RESTGrpchan, RESTLoopback:
+	default:
+		errs = append(errs, fmt.Errorf("RESTVia %q: want %s, %s or %s", c.RESTVia, RESTInProcess, RESTGrpchan, RESTLoopback))
+	}
 	if c.ShutdownTimeout < 0 || c.MaxBodyBytes < 0 || c.ReadyTimeout < 0 {
 		errs = append(errs, errors.New("negative duration or size"))
 	}
@@ -105,6 +127,7 @@ type Server struct {
 	health   *health.Server
 	http     http.Handler
 	draining atomic.Bool
+	loopback *loopbackConn
 }
 
 // New builds a Server. It returns configuration errors instead of panicking.
@@ -135,7 +158,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn := &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	var conn grpc.ClientConnInterface
+	switch cfg.RESTVia {
+	case RESTGrpchan:
+		ch := (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(chain)
+		for _, d := range descs {
+			ch.RegisterService(d, struct{}{})
+		}
+		conn = ch
+	case RESTLoopback:
+		s.loopback = &loopbackConn{}
+		conn = s.loopback
+	default:
+		conn = &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	}
 	mux, err := newMux(context.Background(), conn, cfg.Register, routes)
 	if err != nil {
 		return nil, err
@@ -239,6 +275,9 @@ func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error 
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
+	if s.loopback != nil {
+		s.loopback.addr.Store(gl.Addr().String())
+	}
 	s.cfg.Logger.Info("serving", slog.String("http_addr", hl.Addr().String()), slog.String("grpc_addr", gl.Addr().String()))
 
 	var serveErr error

@@ -1,0 +1,270 @@
+// Command gwbench measures the gateway's request path against a plain
+// httputil.ReverseProxy (the seed's design, with a tuned transport) in one
+// run, on loopback, against a fast local upstream. It prints req/s, p50 and
+// p99 per target and the ratio to the reverse proxy. Rounds are interleaved
+// so that noise from the shared machine hits every target alike; the figure
+// per target is the median over rounds.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
+
+	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/server"
+)
+
+const itemJSON = `{"product_id":1,"product_name":"green tea","quantity":42,"price_cents":350}`
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "gwbench:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name string
+	// do sends one request; it is called concurrently.
+	do func(ctx context.Context) error
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+func run() error {
+	var (
+		duration    = flag.Duration("duration", 3*time.Second, "length of one measurement")
+		rounds      = flag.Int("rounds", 3, "interleaved rounds per target")
+		concurrency = flag.Int("c", 64, "concurrent clients")
+		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	)
+	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx := context.Background()
+	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, itemJSON)
+	})}
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() { _ = up.Serve(upLn) }()
+	defer up.Close()
+	upURL := "http://" + upLn.Addr().String()
+
+	// Baseline: the seed's reverse proxy, with a transport tuned like ours.
+	u, _ := url.Parse(upURL)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	rpAddr, stopRP, err := serveHTTP(rp)
+	if err != nil {
+		return err
+	}
+	defer stopRP()
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
+	restTarget := func(name, addr string) target {
+		u := "http://" + addr + "/stock/1"
+		return target{name: name, do: func(ctx context.Context) error { return get(ctx, client, u) }}
+	}
+
+	targets := []target{restTarget("reverse proxy (baseline)", rpAddr)}
+	vias := []string{server.RESTInProcess}
+	if *variants {
+		vias = append(vias, server.RESTGrpchan, server.RESTLoopback)
+	}
+	var grpcAddr string
+	for _, via := range vias {
+		httpAddr, gAddr, stop, err := startGateway(ctx, upURL, via, discard)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		label := "gateway REST, " + via
+		if via == server.RESTInProcess {
+			label += " (chosen)"
+			grpcAddr = gAddr
+		}
+		targets = append(targets, restTarget(label, httpAddr))
+	}
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	stock := stockv1.NewStockServiceClient(cc)
+	targets = append(targets, target{name: "gateway gRPC", do: func(ctx context.Context) error {
+		_, err := stock.GetStock(ctx, &stockv1.GetStockRequest{ProductId: 1})
+		return err
+	}})
+
+	// Warm up every target (connections, caches).
+	for _, t := range targets {
+		measure(t, *concurrency, 300*time.Millisecond)
+	}
+	all := make([][]result, len(targets))
+	for r := 0; r < *rounds; r++ {
+		for i, t := range targets {
+			all[i] = append(all[i], measure(t, *concurrency, *duration))
+		}
+	}
+	fmt.Printf("GetStock (GET /stock/1), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target\n\n",
+		*concurrency, *rounds, *duration, goMaxProcs())
+	fmt.Printf("| %-36s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(38), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
+	base := median(all[0]).rps
+	for i, t := range targets {
+		m := median(all[i])
+		fmt.Printf("| %-36s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
+	}
+	return nil
+}
+
+func dashes(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = '-'
+	}
+	return string(b)
+}
+
+func goMaxProcs() int {
+	return int(runtimeGOMAXPROCS())
+}
+
+func get(ctx context.Context, c *http.Client, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func serveHTTP(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	s := &http.Server{Handler: h}
+	go func() { _ = s.Serve(ln) }()
+	return ln.Addr().String(), func() { s.Close() }, nil
+}
+
+func startGateway(ctx context.Context, upURL, via string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, err
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cfg := app.Config{ServiceA: []string{upURL}, ServiceB: []string{upURL}, RESTVia: via, ShutdownTimeout: time.Second}
+	g, err := app.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		return "", "", nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Server.ServeListeners(ctx, hl, gl)
+	}()
+	return hl.Addr().String(), gl.Addr().String(), func() { cancel(); <-done; g.Close() }, nil
+}
+
+// measure runs c clients against t for d and returns throughput and
+// latency percentiles.
+func measure(t target, c int, d time.Duration) result {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var errs atomic.Int64
+	lat := make([][]time.Duration, c)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < c; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := make([]time.Duration, 0, 4096)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := t.do(ctx); err != nil {
+					if ctx.Err() == nil && errs.Add(1) == 1 {
+						fmt.Fprintf(os.Stderr, "%s: first error: %v\n", t.name, err)
+					}
+					continue
+				}
+				l = append(l, time.Since(t0))
+			}
+			lat[i] = l
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res := result{rps: float64(len(all)) / elapsed.Seconds(), errors: errs.Load()}
+	if n := len(all); n > 0 {
+		res.p50 = all[n/2]
+		res.p99 = all[n*99/100]
+	}
+	return res
+}
+
+func median(rs []result) result {
+	s := append([]result(nil), rs...)
+	sort.Slice(s, func(i, j int) bool { return s[i].rps < s[j].rps })
+	return s[len(s)/2]
+}

@@ -1,0 +1,43 @@
+package server_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/server"
+)
+
+// BenchmarkRESTPath measures the gateway's own REST path (middleware,
+// grpc-gateway transcoding, dispatch to the handler, access log) with a
+// handler that answers at once, for each way of reaching the handler.
+func BenchmarkRESTPath(b *testing.B) {
+	for _, via := range []string{server.RESTInProcess, server.RESTGrpchan} {
+		b.Run(via, func(b *testing.B) {
+			srv, err := server.New(server.Config{
+				Services: app.Services(),
+				Register: app.Registers(),
+				Handler:  fakeHandler,
+				Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
+				RESTVia:  via,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := srv.HTTPHandler()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/stock/1", nil))
+					if w.Code != http.StatusOK {
+						b.Fatalf("status %d", w.Code)
+					}
+				}
+			})
+		})
+	}
+}
