@@ -112,6 +112,14 @@ func newTestRelay(tb testing.TB, cfg Config, ob *outbox.Outbox, dials ...func() 
 		i := int(n.Add(1)) - 1
 		return dials[min(i, len(dials)-1)]()
 	}
+	runUntilCleanup(tb, r)
+	return r
+}
+
+// runUntilCleanup runs r until the test ends, then closes it and checks
+// that Run returned nil.
+func runUntilCleanup(tb testing.TB, r *Relay) {
+	tb.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
 	tb.Cleanup(func() {
@@ -122,7 +130,6 @@ func newTestRelay(tb testing.TB, cfg Config, ob *outbox.Outbox, dials ...func() 
 			tb.Errorf("Run: %v", err)
 		}
 	})
-	return r
 }
 
 func connTo(p sarama.AsyncProducer) func() (*conn, error) {

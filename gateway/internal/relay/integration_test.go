@@ -146,17 +146,10 @@ func TestIntegrationRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	runUntilCleanup(t, r)
 	waitFor(t, "the outbox to drain", func() bool { return ob.Stats().Depth == 0 })
 	if st := r.Status(); !st.Connected || st.AckedID != n {
 		t.Errorf("Status = %+v, want connected and acked %d", st, n)
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
 	}
 	logs.expect(t, map[string]int{"kafka reachable, relay started": 1, "kafka topic created": 1})
 
@@ -228,12 +221,7 @@ func TestIntegrationStartsWithoutKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
-	t.Cleanup(func() {
-		_ = r.Close()
-		<-done
-	})
+	runUntilCleanup(t, r)
 
 	const n = 100
 	for i := range n {

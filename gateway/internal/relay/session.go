@@ -91,7 +91,16 @@ loop:
 
 	stopFeed()
 	<-feedDone
-	if err := s.drain(); err != nil && failure == nil && ctx.Err() == nil {
+	// On a stop the producer gets the whole CloseTimeout to flush. After a
+	// failure the outage is reported first, and the wait is short: the
+	// confirmations still worth waiting for (other partitions) come fast,
+	// and what is unconfirmed is sent again anyway.
+	timeout := r.cfg.CloseTimeout
+	if failure != nil {
+		r.setDown(failure)
+		timeout = min(timeout, failureDrain)
+	}
+	if err := s.drain(timeout); err != nil && failure == nil && ctx.Err() == nil {
 		failure = err
 	}
 	if err := c.close(); err != nil {
@@ -117,6 +126,8 @@ type sessionState struct {
 	// slots holds one token per record past the watermark, bounding them
 	// to MaxInFlight; the main loop frees tokens as the watermark moves.
 	slots chan struct{}
+	// draining is set once the session is winding down (main loop only).
+	draining bool
 }
 
 // feed reads the outbox and hands records to the producer, in id order.
@@ -162,17 +173,25 @@ func (s *sessionState) succeeded(m *sarama.ProducerMessage) error {
 	for range n {
 		<-s.slots
 	}
-	s.r.setUp()
+	if !s.draining {
+		// Confirmations that trickle in after a failure are no news of
+		// health.
+		s.r.setUp()
+	}
 	return nil
 }
 
+// failureDrain bounds the wait for confirmations after a failure.
+const failureDrain = 2 * time.Second
+
 // drain closes the producer and takes in what it still confirms, for at
-// most CloseTimeout. Errors reported while draining are counted, not
-// returned one by one: the session is over either way.
-func (s *sessionState) drain() error {
+// most timeout. Errors reported while draining are counted, not returned
+// one by one: the session is over either way.
+func (s *sessionState) drain(timeout time.Duration) error {
+	s.draining = true
 	s.p.AsyncClose()
 	succ, errs := s.p.Successes(), s.p.Errors()
-	t := time.NewTimer(s.r.cfg.CloseTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	var first error
 	failed := 0
@@ -197,7 +216,7 @@ func (s *sessionState) drain() error {
 			}
 		case <-t.C:
 			s.r.log.Warn("kafka producer did not flush in time, unconfirmed records will be sent again",
-				slog.Duration("timeout", s.r.cfg.CloseTimeout), slog.Int64("in_flight", s.r.inFlight.Load()))
+				slog.Duration("timeout", timeout), slog.Int64("in_flight", s.r.inFlight.Load()))
 			// The producer still has to be drained for its goroutines to
 			// finish; what it confirms now is sent again anyway.
 			go func() {
