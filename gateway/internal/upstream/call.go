@@ -1,0 +1,303 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Request is one HTTP call to a service.
+type Request struct {
+	// Method is the HTTP method: GET, POST, PUT or DELETE.
+	Method string
+	// Path is the escaped path and raw query, "/stock?page_size=10". It
+	// must start with a single "/"; it is appended to the instance's base
+	// URL, path prefix included.
+	Path string
+	// Body is the JSON body, or nil for none.
+	Body []byte
+	// Header holds extra headers to send (X-Request-Id, traceparent). Do
+	// sets Accept, and Content-Type when there is a body, in this map
+	// rather than copying it (a copy per call costs allocations), so the
+	// map must belong to this call. Nil is fine.
+	Header http.Header
+}
+
+// Response is the answer of the last attempt of a call.
+type Response struct {
+	// Status is the HTTP status, or 0 when no answer was received.
+	Status int
+	// Body is the whole response body (at most Options.MaxResponseBytes).
+	Body []byte
+	// Header is the response header, nil when no answer was received.
+	Header http.Header
+	// Instance is the base URL of the instance of the last attempt, for
+	// the access log. It is never part of an error message.
+	Instance string
+	// Attempts is how many instances were tried, 0 when none was.
+	Attempts int
+}
+
+// Do sends req to an instance of the pool and reads the whole answer.
+//
+// It returns (resp, nil) for a 2xx answer. For anything else it returns a
+// gRPC status error (mapped as the package documentation says) along with a
+// non-nil resp describing the last attempt, for the access log:
+// resp.Status is 0 when no answer was received. The context's deadline
+// bounds every attempt together; without one, Options.Timeout does.
+func (p *Pool) Do(ctx context.Context, req *Request) (*Response, error) {
+	resp := &Response{}
+	c := call{req: req}
+	var ok bool
+	if c.path, c.query, ok = splitPath(req); !ok {
+		return resp, p.errs.badRequest
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.Timeout)
+		defer cancel()
+		c.ownDeadline = true
+	}
+	if req.Header == nil {
+		req.Header = make(http.Header, 2)
+	}
+	req.Header["Accept"] = jsonContentType
+	if len(req.Body) > 0 {
+		req.Header["Content-Type"] = jsonContentType
+	}
+
+	var triedBuf [4]int
+	tried := triedBuf[:0]
+	for resp.Attempts < p.maxAttempts {
+		idx := p.attempt(ctx, &c, tried, resp.Attempts == 0)
+		if idx < 0 {
+			break
+		}
+		tried = append(tried, idx)
+		resp.Attempts++
+		resp.Instance = p.instances[idx].base
+		resp.Status, resp.Header, resp.Body = c.status, c.header, c.body
+		if c.err == nil && c.status >= 200 && c.status < 300 {
+			return resp, nil
+		}
+		if !retryable(ctx, req.Method, c.status, c.err) {
+			break
+		}
+	}
+	err := c.err
+	if err == nil && c.status != 0 {
+		return resp, statusFromHTTP(p.name, c.status, c.body)
+	}
+	if err == nil {
+		err = errNoInstance
+	}
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.DebugContext(ctx, "upstream call failed", "instance", resp.Instance, "attempts", resp.Attempts, "error", err)
+	}
+	return resp, p.errs.statusFromError(ctx, err)
+}
+
+// call is one Do: its request and the result of its last attempt.
+type call struct {
+	req         *Request
+	path, query string
+	ownDeadline bool // Whether the deadline is the pool's Timeout.
+
+	status int
+	header http.Header
+	body   []byte
+	err    error
+}
+
+// jsonContentType is shared by every request: the transport only reads it.
+var jsonContentType = []string{"application/json"}
+
+// splitPath splits req.Path into escaped path and raw query, and checks it
+// is a path: one leading slash (two would read as a host).
+func splitPath(req *Request) (path, query string, ok bool) {
+	if req == nil || len(req.Path) == 0 || req.Path[0] != '/' || strings.HasPrefix(req.Path, "//") {
+		return "", "", false
+	}
+	path, query, _ = strings.Cut(req.Path, "?")
+	return path, query, true
+}
+
+// attempt sends c to the next instance round-robin among the healthy ones
+// not tried yet, through its circuit breaker, and returns its index. When
+// no instance is admissible and panicOK is set, it sends c to one anyway
+// (panic mode: better a likely failure than a certain one), around its
+// breaker. It returns -1, sending nothing, when no instance is left.
+func (p *Pool) attempt(ctx context.Context, c *call, tried []int, panicOK bool) int {
+	n := len(p.instances)
+	start := 0
+	if n > 1 {
+		start = int(p.next.Add(1) % uint64(n))
+	}
+	for i := range n {
+		idx := start + i
+		if idx >= n {
+			idx -= n
+		}
+		inst := p.instances[idx]
+		if inst.health.Load() == healthDown || slices.Contains(tried, idx) {
+			continue
+		}
+		_, err := inst.breaker.Execute(func() (struct{}, error) {
+			p.roundTrip(ctx, inst, c)
+			return struct{}{}, outcome(ctx, c)
+		})
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			continue // Ejected, or another request is probing it.
+		}
+		if err == nil && p.panicking.Load() && p.panicking.CompareAndSwap(true, false) {
+			p.log.Info("upstream has a healthy instance again")
+		}
+		return idx
+	}
+	if !panicOK {
+		return -1
+	}
+	if p.panicking.CompareAndSwap(false, true) {
+		p.log.Warn("upstream has no healthy instance, trying ejected ones")
+	}
+	p.roundTrip(ctx, p.instances[start], c)
+	return start
+}
+
+// outcome is what c's last attempt means for the instance's circuit
+// breaker: connection errors, 5xx (except 501) and the pool's own timeout
+// are failures; the caller's cancellation or deadline are nobody's fault.
+func outcome(ctx context.Context, c *call) error {
+	switch {
+	case c.err != nil && ctx.Err() != nil:
+		if c.ownDeadline && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return errInstanceFailed
+		}
+		return errNotCounted
+	case errors.Is(c.err, errTooLarge):
+		return nil // The instance answered; the answer is the problem.
+	case c.err != nil:
+		return errInstanceFailed
+	case c.status >= 500 && c.status != http.StatusNotImplemented:
+		return errInstanceFailed
+	default:
+		return nil
+	}
+}
+
+// retryable says whether a failed attempt may be repeated on another
+// instance. A connection that could not be opened never carried the
+// request, so that is retried for any method; a broken connection or a
+// 502, 503 or 504 only for GET, PUT and DELETE, whose repetition is
+// harmless.
+func retryable(ctx context.Context, method string, status int, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, errTooLarge) {
+		return false
+	}
+	if err != nil && notSent(err) {
+		return true
+	}
+	switch method {
+	case http.MethodGet, http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	switch status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// notSent reports whether err happened before the request left: the
+// connection could not be opened (refused, unreachable, DNS, dial timeout).
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// outgoing holds what one attempt allocates, in one allocation.
+type outgoing struct {
+	req  http.Request
+	url  url.URL
+	body bytes.Reader
+}
+
+// roundTrip makes one attempt of c on inst and reads the whole answer
+// into c.
+func (p *Pool) roundTrip(ctx context.Context, inst *instance, c *call) {
+	c.status, c.header, c.body, c.err = 0, nil, nil, nil
+	path := c.path
+	if inst.prefix != "" {
+		path = inst.prefix + path
+	}
+	o := &outgoing{}
+	// Opaque is sent as the request target verbatim: the path stays
+	// escaped exactly as the caller escaped it.
+	o.url = url.URL{Scheme: inst.scheme, Host: inst.host, Opaque: path, RawQuery: c.query}
+	o.req = http.Request{
+		Method:     c.req.Method,
+		URL:        &o.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     c.req.Header,
+		Host:       inst.host,
+	}
+	if body := c.req.Body; len(body) > 0 {
+		// A bytes.Reader, even behind NopCloser, is a body the transport
+		// knows to be in memory: it writes headers and body in one go.
+		o.body.Reset(body)
+		o.req.Body = io.NopCloser(&o.body)
+		o.req.ContentLength = int64(len(body))
+		o.req.GetBody = func() (io.ReadCloser, error) { // Resend on a stale keep-alive connection.
+			return io.NopCloser(bytes.NewReader(body)), nil
+		}
+	}
+	res, err := p.transport.RoundTrip(o.req.WithContext(ctx))
+	if err != nil {
+		c.err = fmt.Errorf("%s %s: %w", c.req.Method, inst.base, err)
+		return
+	}
+	defer res.Body.Close()
+	c.status, c.header = res.StatusCode, res.Header
+	if c.body, err = readBody(res, p.opts.MaxResponseBytes); err != nil {
+		c.err = fmt.Errorf("%s %s: %w", c.req.Method, inst.base, err)
+	}
+}
+
+// readBody reads a response body whole, in one allocation when the length
+// is announced, failing with errTooLarge above limit.
+func readBody(res *http.Response, limit int64) ([]byte, error) {
+	if res.ContentLength > limit {
+		return nil, fmt.Errorf("%d bytes announced: %w", res.ContentLength, errTooLarge)
+	}
+	if res.ContentLength >= 0 {
+		buf := make([]byte, res.ContentLength)
+		if _, err := io.ReadFull(res.Body, buf); err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		return buf, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(buf)) > limit {
+		return nil, fmt.Errorf("more than %d bytes: %w", limit, errTooLarge)
+	}
+	return buf, nil
+}

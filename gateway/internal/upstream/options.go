@@ -1,0 +1,151 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+)
+
+// Defaults of [Options]. A zero field of Options takes the default below.
+const (
+	// DefaultTimeout bounds a call whose context has no deadline.
+	DefaultTimeout = 10 * time.Second
+	// DefaultDialTimeout bounds opening one TCP connection.
+	DefaultDialTimeout = 2 * time.Second
+	// DefaultMaxAttempts is how many instances one idempotent call may try.
+	DefaultMaxAttempts = 3
+	// DefaultEjectAfter is how many consecutive failures eject an instance.
+	DefaultEjectAfter = 3
+	// DefaultEjectFor is how long an ejected instance gets no traffic.
+	DefaultEjectFor = 5 * time.Second
+	// DefaultHealthInterval is the period of the background GET /healthz.
+	DefaultHealthInterval = 2 * time.Second
+	// DefaultMaxIdleConnsPerHost is how many keep-alive connections are kept per instance.
+	DefaultMaxIdleConnsPerHost = 512
+	// DefaultIdleConnTimeout is how long an unused keep-alive connection is kept.
+	DefaultIdleConnTimeout = 90 * time.Second
+	// DefaultMaxResponseBytes is the largest response body accepted (4 MiB).
+	DefaultMaxResponseBytes = 4 << 20
+)
+
+// Options tunes a [Pool]. The zero value is valid: every zero field takes
+// its Default* value. Negative values are configuration errors, except for
+// HealthInterval.
+type Options struct {
+	// Timeout bounds a whole call (every attempt) when the caller's context
+	// has no deadline. A deadline on the context always wins.
+	// Default 10 s.
+	Timeout time.Duration
+
+	// DialTimeout bounds opening one TCP connection to an instance. A dial
+	// that times out counts as a refused connection, not as a call timeout.
+	// Default 2 s.
+	DialTimeout time.Duration
+
+	// MaxAttempts is the most attempts one call makes, each on a different
+	// instance, so it is also bounded by the number of instances. Only
+	// GET, PUT and DELETE are retried after an answer or a broken
+	// connection; any method is retried when the connection could not be
+	// opened, because the instance then never saw the request.
+	// Default 3.
+	MaxAttempts int
+
+	// EjectAfter is how many consecutive failures (connection errors, HTTP
+	// 5xx except 501, timeouts of the pool's own Timeout) take an instance
+	// out of the rotation. Default 3.
+	EjectAfter int
+
+	// EjectFor is how long an ejected instance stays out; after it one
+	// request is let through as a probe, and its success re-admits the
+	// instance. Default 5 s.
+	EjectFor time.Duration
+
+	// HealthInterval is the period of the background prober that sends
+	// GET /healthz to every instance and takes instances that do not answer
+	// 2xx out of the rotation until they do. Each probe times out after
+	// the smaller of HealthInterval and 1 s.
+	// Default 2 s; a negative value turns the prober off.
+	HealthInterval time.Duration
+
+	// MaxIdleConnsPerHost is how many idle keep-alive connections are kept
+	// per instance. Go's default of 2 makes a loaded gateway open and close
+	// a connection for most requests. Default 512.
+	MaxIdleConnsPerHost int
+
+	// IdleConnTimeout is how long an idle keep-alive connection is kept.
+	// Default 90 s.
+	IdleConnTimeout time.Duration
+
+	// MaxResponseBytes is the largest response body read; a larger one
+	// fails the call with INTERNAL. Default 4 MiB.
+	MaxResponseBytes int64
+
+	// Logger receives instance state changes (ejected, re-admitted, health
+	// check down or up, panic mode), not a line per request; only failed
+	// calls, at debug level, with their cause. Default: discard.
+	Logger *slog.Logger
+}
+
+// setDefaults replaces zero fields with their defaults.
+func (o *Options) setDefaults() {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.EjectAfter == 0 {
+		o.EjectAfter = DefaultEjectAfter
+	}
+	if o.EjectFor == 0 {
+		o.EjectFor = DefaultEjectFor
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = DefaultHealthInterval
+	}
+	if o.MaxIdleConnsPerHost == 0 {
+		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if o.IdleConnTimeout == 0 {
+		o.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	if o.MaxResponseBytes == 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every invalid field at once. Zero fields are valid
+// (they take defaults); negative ones are not, except HealthInterval.
+func (o Options) Validate() error {
+	var errs []error
+	nonNegative := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
+		}
+	}
+	nonNegativeDuration := func(name string, d time.Duration) {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %s", name, d))
+		}
+	}
+	nonNegativeDuration("Timeout", o.Timeout)
+	nonNegativeDuration("DialTimeout", o.DialTimeout)
+	nonNegativeDuration("EjectFor", o.EjectFor)
+	nonNegativeDuration("IdleConnTimeout", o.IdleConnTimeout)
+	nonNegative("MaxAttempts", int64(o.MaxAttempts))
+	nonNegative("EjectAfter", int64(o.EjectAfter))
+	nonNegative("MaxIdleConnsPerHost", int64(o.MaxIdleConnsPerHost))
+	nonNegative("MaxResponseBytes", o.MaxResponseBytes)
+	if int64(o.EjectAfter) > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("EjectAfter must be at most %d, got %d", uint32(math.MaxUint32), o.EjectAfter))
+	}
+	return errors.Join(errs...)
+}
