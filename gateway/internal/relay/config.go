@@ -47,7 +47,11 @@ type Config struct {
 	// ClientID names the producer to the brokers. Default "shop-gateway".
 	ClientID string
 	// Topics are created when missing, before anything is published, and
-	// again on every reconnection. Default none.
+	// again on every reconnection. The producer never auto-creates a topic
+	// (that would take the broker's default partition count), so a record
+	// for a topic that is neither listed here nor created otherwise fails
+	// and is retried, holding up the records behind it, until the topic
+	// exists. Default none.
 	Topics []TopicSpec
 	// MinBackoff is the first wait after Kafka turned out unreachable or a
 	// publish failed. Default 100ms.
