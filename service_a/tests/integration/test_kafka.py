@@ -1,0 +1,102 @@
+"""Service A against a real broker: it publishes cart changes from its outbox
+and applies B's events exactly once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support import create_stock, eventually
+
+
+@pytest.fixture
+def kafka_settings(settings: Settings, kafka: str, run_id: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "kafka_enabled": True,
+            "kafka_brokers": kafka,
+            "cart_changes_topic": f"test-{run_id}.cart-changes",
+            "order_events_topic": f"test-{run_id}.order-events",
+            "kafka_group_id": f"test-{run_id}-a",
+            "kafka_retry_max_seconds": 1.0,
+            "outbox_poll_seconds": 0.2,
+        }
+    )
+
+
+@pytest.fixture
+async def kafka_client(kafka_settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+    app = create_app(kafka_settings)
+    async with app.router.lifespan_context(app):
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client:
+            yield app, client
+
+
+async def read_events(bootstrap: str, topic: str, want: int, timeout: float = 20.0) -> list[tuple[str, dict[str, Any]]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[tuple[str, dict[str, Any]]] = []
+    try:
+        async def enough() -> bool:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend((r.key.decode(), json.loads(r.value)) for r in records)
+            return len(got) >= want
+
+        await eventually(enough, timeout, f"{want} events on {topic}")
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_add_to_cart_is_published(kafka_client: tuple[FastAPI, AsyncClient], kafka_settings: Settings) -> None:
+    app, client = kafka_client
+    await create_stock(client, 1)
+    item = (await client.post("/cart/add", json={"user_id": "8", "product_id": "1", "quantity": 2})).json()
+    events = await read_events(kafka_settings.kafka_brokers, kafka_settings.cart_changes_topic, 1)
+    key, payload = events[0]
+    assert (key, payload["type"], payload["data"]) == ("8", "cart.item_added", {"item": item})
+
+    async def ready() -> bool:
+        body = (await client.get("/readyz")).json()
+        return body["kafka"] == "connected" and body["outbox_pending"] == 0
+
+    await eventually(ready, 20, "kafka connected and the outbox drained")
+
+
+async def test_order_paid_clears_master_cart_once(kafka_client: tuple[FastAPI, AsyncClient], kafka_settings: Settings) -> None:
+    app, client = kafka_client
+    await create_stock(client, 1)
+    items = [(await client.post("/cart/add", json={"user_id": 9, "product_id": 1, "quantity": 1})).json() for _ in range(2)]
+    envelope = {
+        "event_id": str(uuid.uuid4()),
+        "type": "order.paid",
+        "source": "service-b",
+        "occurred_at": "2026-11-25T00:00:00.000000Z",
+        "data": {"order": {"order_id": 1, "user_id": 9}, "item_ids": [i["item_id"] for i in items], "reservation_id": "r"},
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.kafka_brokers)
+    await producer.start()
+    try:
+        for _ in range(2):  # the same event twice: a redelivery
+            await producer.send_and_wait(kafka_settings.order_events_topic, json.dumps(envelope).encode(), key=b"9")
+    finally:
+        await producer.stop()
+
+    async def cleared() -> bool:
+        return (await client.get("/cart/fallback/9")).json()["items"] == []
+
+    await eventually(cleared, 30, "the master cart to be cleared")
+    events = await read_events(kafka_settings.kafka_brokers, kafka_settings.cart_changes_topic, 4)
+    removed = [p for _, p in events if p["type"] == "cart.item_removed"]
+    assert sorted(p["data"]["item"]["item_id"] for p in removed) == sorted(i["item_id"] for i in items)
