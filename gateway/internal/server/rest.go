@@ -107,12 +107,12 @@ func routingErrorHandler(routes []restRoute) runtime.RoutingErrorHandlerFunc {
 		case http.StatusMethodNotAllowed, http.StatusNotFound:
 			allowed := allowedMethods(routes, r.URL.Path)
 			if len(allowed) == 0 {
-				writeStatus(w, http.StatusNotFound, status.Newf(codes.NotFound, "no route for %s", r.URL.Path))
+				writeStatus(w, http.StatusNotFound, status.Newf(codes.NotFound, "no route for %q", r.URL.Path))
 				return
 			}
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
 			writeStatus(w, http.StatusMethodNotAllowed,
-				status.Newf(codes.Unimplemented, "method %s is not allowed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
 		default:
 			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 		}

@@ -176,11 +176,22 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	top := http.NewServeMux()
-	top.HandleFunc("GET /healthz", s.healthz)
-	top.HandleFunc("GET /readyz", s.readyz)
-	top.Handle("/", httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes))
-	s.http = top
+	// Health paths are matched by hand rather than with http.ServeMux, which
+	// would also clean paths and answer redirects on the API's behalf.
+	api := httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes)
+	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			switch r.URL.Path {
+			case "/healthz":
+				s.healthz(w, r)
+				return
+			case "/readyz":
+				s.readyz(w, r)
+				return
+			}
+		}
+		api.ServeHTTP(w, r)
+	})
 	return s, nil
 }
 
