@@ -326,12 +326,14 @@ class KafkaBridge:
                     await self._handler(session, event)
                 self.wake()
                 return
-            except (PoisonEvent, ValidationError, sqlalchemy.exc.IntegrityError) as exc:
-                log.error("consumer: skipping event %s (%s) at %s: %s", event_id, event["type"], where, exc)
+            except (PoisonEvent, ValidationError, KeyError, ValueError, TypeError, sqlalchemy.exc.IntegrityError) as exc:
+                # The event itself is bad: retrying cannot help, so skip it.
+                log.error("consumer: skipping event %s (%s) at %s: %r", event_id, event["type"], where, exc)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # The database (or a bug) is in the way: keep the event and retry it.
                 log.warning("consumer: cannot apply event %s at %s (%r); retrying", event_id, where, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._retry_max)

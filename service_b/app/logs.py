@@ -38,4 +38,4 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # aiokafka logs every failed reconnect at ERROR; the bridge reports outages itself.
-    logging.getLogger("aiokafka").setLevel(max(logging.getLogger().level, logging.CRITICAL))
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

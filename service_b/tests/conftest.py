@@ -1,0 +1,158 @@
+"""Fixtures: an app of B per test on a fresh database (SQLite always,
+PostgreSQL too when TEST_DATABASE_URL_B is set), talking to a real service A
+run as a uvicorn process for the whole session (on TEST_DATABASE_URL_A when
+set, else SQLite)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from app import db
+from app.main import create_app
+from app.settings import Settings, normalize_database_url
+from tests.support import SERVICE_A_DIR, Server, start_server
+
+PG_ENV_A = "TEST_DATABASE_URL_A"
+PG_ENV_B = "TEST_DATABASE_URL_B"
+
+# Product and user ids unique within the session: service A's database lives as long as the session.
+_ids = itertools.count(int(time.time()) % 100_000 * 1000 + 1)
+
+
+def next_id() -> int:
+    """An id no other test of this session uses."""
+    return next(_ids)
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgres"] if os.environ.get(PG_ENV_B) else ["sqlite"]
+
+
+async def fresh_database_url(env: str | None, sqlite_path: Path) -> str:
+    """A database URL with no tables: the PostgreSQL URL in env when set, else an SQLite file."""
+    if env is None or not os.environ.get(env):
+        return f"sqlite+aiosqlite:///{sqlite_path}"
+    url = normalize_database_url(os.environ[env])
+    engine = db.make_engine(url)
+    try:
+        await db.drop_all_tables(engine)
+    except Exception as exc:  # set but unreachable is always a failure
+        pytest.fail(f"{env} is set but the database is unreachable: {exc!r}")
+    finally:
+        await engine.dispose()
+    return url
+
+
+@pytest.fixture(params=_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend of this test run: "sqlite" or "postgres"."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> str:
+    """A fresh database for B."""
+    return await fresh_database_url(PG_ENV_B if backend == "postgres" else None, tmp_path / "service_b.db")
+
+
+@pytest.fixture(scope="session")
+def a_servers() -> Iterator[dict[str, Server]]:
+    """Service A processes by backend, started on first use."""
+    servers: dict[str, Server] = {}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+async def service_a(backend: str, a_servers: dict[str, Server], tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """A real service A (no Kafka) for the test's backend."""
+    if backend not in a_servers:
+        folder = tmp_path_factory.mktemp(f"service_a_{backend}")
+        url = await fresh_database_url(PG_ENV_A if backend == "postgres" else None, folder / "service_a.db")
+        a_servers[backend] = start_server(SERVICE_A_DIR, {"DATABASE_URL": url, "KAFKA_ENABLED": "false"}, folder / "a.log")
+    server = a_servers[backend]
+    assert server.process.poll() is None, server.log_tail()
+    return server
+
+
+@pytest.fixture
+def settings(database_url: str, service_a: Server) -> Settings:
+    """Settings of an app without Kafka on the test's database, calling the real A."""
+    return Settings(database_url=database_url, kafka_enabled=False, service_a_url=service_a.url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app, started (schema created) and stopped around the test."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An HTTP client that calls B in-process."""
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://service-b") as http:
+        yield http
+
+
+def cart_event(type_: str, item: dict[str, Any], event_id: str | None = None) -> bytes:
+    """An event of A's cart-changes topic, as A publishes it."""
+    envelope = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": type_,
+        "source": "service-a",
+        "occurred_at": "2026-11-25T00:00:00.000000Z",
+        "data": {"item": item},
+    }
+    return json.dumps(envelope).encode()
+
+
+class Shop:
+    """Drives service A over HTTP and feeds its cart events to B's consumer."""
+
+    def __init__(self, a: AsyncClient, b_app: FastAPI) -> None:
+        self.a = a
+        self.b_app = b_app
+
+    async def product(self, quantity: int = 10, price_cents: int = 100) -> int:
+        """Create a product on A and return its id."""
+        pid = next_id()
+        resp = await self.a.post(
+            "/stock", json={"product_id": pid, "product_name": f"p{pid}", "quantity": quantity, "price_cents": price_cents}
+        )
+        assert resp.status_code == 201, resp.text
+        return pid
+
+    async def add(self, user_id: int, product_id: int, quantity: int = 1) -> dict[str, Any]:
+        """Add to the cart on A and apply A's event to B's read model."""
+        resp = await self.a.post("/cart/add", json={"user_id": user_id, "product_id": product_id, "quantity": quantity})
+        assert resp.status_code == 201, resp.text
+        item = resp.json()
+        await self.b_app.state.bridge._apply(cart_event("cart.item_added", item), "test")
+        return item
+
+    async def quantity(self, product_id: int) -> int:
+        """Units of product_id on hand at A."""
+        return (await self.a.get(f"/stock/{product_id}")).json()["quantity"]
+
+
+@pytest.fixture
+async def shop(service_a: Server, app: FastAPI) -> AsyncIterator[Shop]:
+    """A Shop on the test's A and B."""
+    async with httpx.AsyncClient(base_url=service_a.url, timeout=10) as a:
+        yield Shop(a, app)

@@ -1,0 +1,47 @@
+"""Consuming A's cart changes into the read model: applied once, idempotently."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from app.db import Inbox
+from tests.conftest import cart_event
+
+ITEM = {"item_id": 11, "user_id": 3, "product_id": 4, "quantity": 2, "added_at": "2026-11-25T17:40:00.123456Z"}
+
+
+async def test_added_is_upserted_once(client: AsyncClient, app: FastAPI) -> None:
+    bridge = app.state.bridge
+    raw = cart_event("cart.item_added", ITEM, event_id="e-1")
+    await bridge._apply(raw, "test")
+    await bridge._apply(raw, "test")  # redelivery
+    await bridge._apply(cart_event("cart.item_added", ITEM), "test")  # re-published under a new id
+    assert (await client.get("/cart/3")).json() == {"user_id": 3, "items": [ITEM]}
+    async with app.state.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Inbox))).scalar_one() == 2
+
+
+async def test_added_with_string_ids(client: AsyncClient, app: FastAPI) -> None:
+    item = {**ITEM, "item_id": "12", "user_id": "3"}
+    await app.state.bridge._apply(cart_event("cart.item_added", item), "test")
+    assert (await client.get("/cart/3")).json()["items"] == [{**ITEM, "item_id": 12}]
+
+
+async def test_removed(client: AsyncClient, app: FastAPI) -> None:
+    bridge = app.state.bridge
+    await bridge._apply(cart_event("cart.item_added", ITEM), "test")
+    await bridge._apply(cart_event("cart.item_removed", ITEM), "test")
+    await bridge._apply(cart_event("cart.item_removed", ITEM), "test")  # already gone: no-op
+    assert (await client.get("/cart/3")).json()["items"] == []
+
+
+async def test_malformed_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
+    bridge = app.state.bridge
+    await bridge._apply(b"\xff not json", "test")
+    await bridge._apply(cart_event("cart.item_added", {**ITEM, "quantity": 0}), "test")
+    await bridge._apply(cart_event("cart.item_added", {"item_id": 1}), "test")
+    await bridge._apply(cart_event("cart.something_new", ITEM), "test")
+    await bridge._apply(cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
+    assert (await client.get("/cart/3")).json()["items"] == [ITEM]
