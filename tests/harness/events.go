@@ -1,0 +1,300 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Event is one Kafka record read back by an EventReader.
+type Event struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       string
+	// Headers maps each record header to its value (the last one wins when
+	// a name repeats).
+	Headers map[string]string
+	Value   []byte
+	// Time is the record's timestamp.
+	Time time.Time
+}
+
+// Type is the event's ce_type header, the payload's full message name.
+func (e Event) Type() string { return e.Headers["ce_type"] }
+
+// String describes the event for test failure messages.
+func (e Event) String() string {
+	return fmt.Sprintf("%s/%d@%d key=%q type=%q id=%q value=%s",
+		e.Topic, e.Partition, e.Offset, e.Key, e.Headers["ce_type"], e.Headers["ce_id"], e.Value)
+}
+
+// EventReader reads every record appended to its topics after it was
+// created: it records each partition's end offset at creation and consumes
+// every partition from there in the background (no consumer group), until
+// the test's cleanup.
+type EventReader struct {
+	tb     testing.TB
+	client sarama.Client
+	cons   sarama.Consumer
+
+	mu      sync.Mutex
+	events  []Event
+	changed chan struct{} // closed and replaced on each new event
+	errs    []error
+}
+
+// kafkaConfig is the sarama configuration of the harness's clients.
+func kafkaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V4_3_1_0
+	cfg.ClientID = "shop-harness"
+	cfg.Net.DialTimeout = 3 * time.Second
+	cfg.Net.ReadTimeout = 10 * time.Second
+	cfg.Metadata.Retry.Max = 2
+	cfg.Metadata.Retry.Backoff = 200 * time.Millisecond
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Fetch.Default = 1 << 20
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	return cfg
+}
+
+// pingBroker returns nil when a broker of addrs answers a metadata request
+// within timeout.
+func pingBroker(addrs []string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		var c sarama.Client
+		if c, err = sarama.NewClient(addrs, kafkaConfig()); err == nil {
+			_, err = c.Topics()
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return err
+}
+
+// NewEventReader starts reading topics (the gateway's are "shop.stock.v1",
+// "shop.cart.v1" and "shop.order.v1") from their current end. A topic that
+// does not exist yet is created by the broker's auto-creation. It fails tb
+// when the broker does not answer; the reader stops at tb's cleanup.
+func NewEventReader(tb testing.TB, topics ...string) *EventReader {
+	tb.Helper()
+	client, err := sarama.NewClient(Brokers(), kafkaConfig())
+	if err != nil {
+		tb.Fatalf("harness: event reader: kafka client: %v", err)
+	}
+	r := &EventReader{tb: tb, client: client, changed: make(chan struct{})}
+	tb.Cleanup(r.close)
+	type start struct {
+		topic     string
+		partition int32
+		offset    int64
+	}
+	var starts []start
+	for _, topic := range topics {
+		parts, err := r.partitions(topic, 15*time.Second)
+		if err != nil {
+			tb.Fatalf("harness: event reader: partitions of %s: %v", topic, err)
+		}
+		for _, p := range parts {
+			off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				tb.Fatalf("harness: event reader: end offset of %s/%d: %v", topic, p, err)
+			}
+			starts = append(starts, start{topic, p, off})
+		}
+	}
+	cons, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		tb.Fatalf("harness: event reader: consumer: %v", err)
+	}
+	r.cons = cons
+	for _, st := range starts {
+		pc, err := cons.ConsumePartition(st.topic, st.partition, st.offset)
+		if err != nil {
+			tb.Fatalf("harness: event reader: consume %s/%d from %d: %v", st.topic, st.partition, st.offset, err)
+		}
+		go r.read(pc)
+	}
+	return r
+}
+
+// partitions waits until topic exists with a leader for every partition;
+// the first metadata request for a new topic creates it.
+func (r *EventReader) partitions(topic string, timeout time.Duration) ([]int32, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := r.client.RefreshMetadata(topic)
+		var parts []int32
+		if err == nil {
+			parts, err = r.client.Partitions(topic)
+		}
+		if err == nil && len(parts) > 0 {
+			ok := true
+			for _, p := range parts {
+				if _, lerr := r.client.Leader(topic, p); lerr != nil {
+					ok = false
+					err = lerr
+				}
+			}
+			if ok {
+				return parts, nil
+			}
+		}
+		if err == nil {
+			err = errors.New("no partitions yet")
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (r *EventReader) read(pc sarama.PartitionConsumer) {
+	msgs, errs := pc.Messages(), pc.Errors()
+	for msgs != nil || errs != nil {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			ev := Event{
+				Topic:     m.Topic,
+				Partition: m.Partition,
+				Offset:    m.Offset,
+				Key:       string(m.Key),
+				Headers:   make(map[string]string, len(m.Headers)),
+				Value:     m.Value,
+				Time:      m.Timestamp,
+			}
+			for _, h := range m.Headers {
+				ev.Headers[string(h.Key)] = string(h.Value)
+			}
+			r.mu.Lock()
+			r.events = append(r.events, ev)
+			close(r.changed)
+			r.changed = make(chan struct{})
+			r.mu.Unlock()
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			r.mu.Lock()
+			r.errs = append(r.errs, err)
+			r.mu.Unlock()
+		}
+	}
+}
+
+func (r *EventReader) close() {
+	if r.cons != nil {
+		r.cons.Close() // closes the partition consumers, ending read
+	}
+	r.client.Close()
+}
+
+// Events returns a copy of the events read so far, in arrival order
+// (ordered by offset within a partition).
+func (r *EventReader) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// Collect waits until until returns true for the events read so far (all
+// of them since the reader was created, in arrival order), and returns
+// them. When ctx ends first it returns the events so far and ctx's error.
+// A nil until waits for ctx.
+func (r *EventReader) Collect(ctx context.Context, until func([]Event) bool) ([]Event, error) {
+	for {
+		r.mu.Lock()
+		evs := append([]Event(nil), r.events...)
+		changed := r.changed
+		r.mu.Unlock()
+		if until != nil && until(evs) {
+			return evs, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return evs, ctx.Err()
+		}
+	}
+}
+
+// WaitFor waits up to timeout until at least n events have been read and
+// returns all of them; it fails tb, listing what it read, when fewer came.
+func (r *EventReader) WaitFor(tb testing.TB, n int, timeout time.Duration) []Event {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	evs, err := r.Collect(ctx, func(evs []Event) bool { return len(evs) >= n })
+	if err != nil {
+		tb.Fatalf("harness: read %d events within %v, want at least %d (consumer errors: %v):\n%s",
+			len(evs), timeout, n, r.consumerErrors(), describe(evs))
+	}
+	return evs
+}
+
+// WaitMatching waits up to timeout until at least n of the events read
+// satisfy match, and returns those; it fails tb, listing every event read,
+// when fewer came. Use it to pick one stack's events off the shared topics.
+func (r *EventReader) WaitMatching(tb testing.TB, n int, timeout time.Duration, match func(Event) bool) []Event {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var got []Event
+	evs, err := r.Collect(ctx, func(evs []Event) bool {
+		got = Filter(evs, match)
+		return len(got) >= n
+	})
+	if err != nil {
+		tb.Fatalf("harness: %d matching events within %v, want at least %d (consumer errors: %v); read:\n%s",
+			len(Filter(evs, match)), timeout, n, r.consumerErrors(), describe(evs))
+	}
+	return got
+}
+
+// Filter returns the events for which match is true.
+func Filter(evs []Event, match func(Event) bool) []Event {
+	var out []Event
+	for _, e := range evs {
+		if match(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (r *EventReader) consumerErrors() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.errs...)
+}
+
+func describe(evs []Event) string {
+	if len(evs) == 0 {
+		return "  (none)"
+	}
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString("  ")
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,63 @@
+package harness
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// restClient is shared by every Do; 30s bounds a call the gateway would
+// itself time out.
+var restClient = &http.Client{Timeout: 30 * time.Second}
+
+// Do sends one REST request to the gateway and returns the status, the
+// response headers and the body decoded as a JSON object (nil when the body
+// is empty or not an object; JSON numbers become float64). path includes the
+// query; body is sent as application/json unless empty; headers are
+// name, value pairs. A transport error fails tb.
+func (s *Stack) Do(tb testing.TB, method, path, body string, headers ...string) (int, http.Header, map[string]any) {
+	tb.Helper()
+	status, h, raw := s.DoRaw(tb, method, path, body, headers...)
+	var m map[string]any
+	if len(strings.TrimSpace(string(raw))) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			m = nil
+		}
+	}
+	return status, h, m
+}
+
+// DoRaw is Do returning the undecoded body.
+func (s *Stack) DoRaw(tb testing.TB, method, path, body string, headers ...string) (int, http.Header, []byte) {
+	tb.Helper()
+	if len(headers)%2 != 0 {
+		tb.Fatalf("harness: Do %s %s: headers must be name, value pairs, got %d strings", method, path, len(headers))
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.RESTURL()+path, rd)
+	if err != nil {
+		tb.Fatalf("harness: Do %s %s: %v", method, path, err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := restClient.Do(req)
+	if err != nil {
+		tb.Fatalf("harness: Do %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("harness: Do %s %s: reading the body: %v", method, path, err)
+	}
+	return resp.StatusCode, resp.Header, raw
+}
