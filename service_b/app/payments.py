@@ -303,10 +303,16 @@ class Payments:
         """Turn checkouts older than checkout_timeout_seconds into releases."""
         cutoff = utcnow() - timedelta(seconds=self._settings.checkout_timeout_seconds)
         async with self._sessions() as session, session.begin():
-            stale = list((await session.execute(select(Checkout).where(Checkout.started_at < cutoff))).scalars().all())
+            stale = (
+                await session.execute(
+                    select(Checkout.reservation_id, Checkout.user_id).where(Checkout.started_at < cutoff)
+                )
+            ).all()
             for checkout in stale:
+                gone = await session.execute(delete(Checkout).where(Checkout.reservation_id == checkout.reservation_id))
+                if gone.rowcount != 1:
+                    continue  # finished or expired by someone else meanwhile
                 log.warning("payment %s of user %s never finished; giving its stock back", checkout.reservation_id, checkout.user_id)
-                await session.delete(checkout)
                 if await session.get(StockRelease, checkout.reservation_id) is None:
                     session.add(StockRelease(reservation_id=checkout.reservation_id, created_at=utcnow(), attempts=0, last_error=""))
 

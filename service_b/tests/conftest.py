@@ -91,7 +91,10 @@ async def service_a(backend: str, a_servers: dict[str, Server], tmp_path_factory
 @pytest.fixture
 def settings(database_url: str, service_a: Server) -> Settings:
     """Settings of an app without Kafka on the test's database, calling the real A."""
-    return Settings(database_url=database_url, kafka_enabled=False, service_a_url=service_a.url)
+    # The release task runs once at start; tests drive it by hand after that.
+    return Settings(
+        database_url=database_url, kafka_enabled=False, service_a_url=service_a.url, release_retry_seconds=3600
+    )
 
 
 @pytest.fixture

@@ -187,6 +187,7 @@ async def fake_a_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, FakeA]]
     fake = FakeA(release_failures=1)
     app = create_app(settings, a_transport=httpx.MockTransport(fake.handler))
     async with app.router.lifespan_context(app):
+        await app.state.payments.stop()  # the test drives the release task by hand
         yield app, fake
 
 
