@@ -48,6 +48,9 @@ type EventReader struct {
 	events  []Event
 	changed chan struct{} // closed and replaced on each new event
 	errs    []error
+
+	stop chan struct{} // closed at cleanup
+	wg   sync.WaitGroup
 }
 
 // kafkaConfig is the sarama configuration of the harness's clients.
@@ -59,6 +62,9 @@ func kafkaConfig() *sarama.Config {
 	cfg.Net.ReadTimeout = 10 * time.Second
 	cfg.Metadata.Retry.Max = 2
 	cfg.Metadata.Retry.Backoff = 200 * time.Millisecond
+	// Reading must not create topics: the gateway creates its own with the
+	// partitions it wants, and the broker's default is one.
+	cfg.Metadata.AllowAutoTopicCreation = false
 	cfg.Consumer.Return.Errors = true
 	cfg.Consumer.Fetch.Default = 1 << 20
 	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
@@ -84,26 +90,48 @@ func pingBroker(addrs []string, timeout time.Duration) error {
 	return err
 }
 
+// deleteTopics deletes topics, best effort: the stacks' private sync topics
+// would otherwise pile up on a developer's broker.
+func deleteTopics(topics ...string) error {
+	admin, err := sarama.NewClusterAdmin(Brokers(), kafkaConfig())
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	var errs []error
+	for _, t := range topics {
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // NewEventReader starts reading topics (the gateway's are "shop.stock.v1",
-// "shop.cart.v1" and "shop.order.v1") from their current end. A topic that
-// does not exist yet is created by the broker's auto-creation. It fails tb
-// when the broker does not answer; the reader stops at tb's cleanup.
+// "shop.cart.v1" and "shop.order.v1") from their current end. It does not
+// create topics: one that does not exist yet is read from its beginning as
+// soon as it appears (whoever creates it decides its partitions). It fails
+// tb when the broker does not answer; the reader stops at tb's cleanup.
 func NewEventReader(tb testing.TB, topics ...string) *EventReader {
 	tb.Helper()
 	client, err := sarama.NewClient(Brokers(), kafkaConfig())
 	if err != nil {
 		tb.Fatalf("harness: event reader: kafka client: %v", err)
 	}
-	r := &EventReader{tb: tb, client: client, changed: make(chan struct{})}
+	r := &EventReader{tb: tb, client: client, changed: make(chan struct{}), stop: make(chan struct{})}
 	tb.Cleanup(r.close)
-	type start struct {
-		topic     string
-		partition int32
-		offset    int64
+	cons, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		tb.Fatalf("harness: event reader: consumer: %v", err)
 	}
-	var starts []start
+	r.cons = cons
+	var missing []string
 	for _, topic := range topics {
 		parts, err := r.partitions(topic, 15*time.Second)
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			missing = append(missing, topic)
+			continue
+		}
 		if err != nil {
 			tb.Fatalf("harness: event reader: partitions of %s: %v", topic, err)
 		}
@@ -112,26 +140,59 @@ func NewEventReader(tb testing.TB, topics ...string) *EventReader {
 			if err != nil {
 				tb.Fatalf("harness: event reader: end offset of %s/%d: %v", topic, p, err)
 			}
-			starts = append(starts, start{topic, p, off})
+			if err := r.consume(topic, p, off); err != nil {
+				tb.Fatalf("harness: event reader: %v", err)
+			}
 		}
 	}
-	cons, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		tb.Fatalf("harness: event reader: consumer: %v", err)
-	}
-	r.cons = cons
-	for _, st := range starts {
-		pc, err := cons.ConsumePartition(st.topic, st.partition, st.offset)
-		if err != nil {
-			tb.Fatalf("harness: event reader: consume %s/%d from %d: %v", st.topic, st.partition, st.offset, err)
-		}
-		go r.read(pc)
+	if len(missing) > 0 {
+		r.wg.Add(1)
+		go r.watch(missing)
 	}
 	return r
 }
 
-// partitions waits until topic exists with a leader for every partition;
-// the first metadata request for a new topic creates it.
+func (r *EventReader) consume(topic string, partition int32, offset int64) error {
+	pc, err := r.cons.ConsumePartition(topic, partition, offset)
+	if err != nil {
+		return fmt.Errorf("consume %s/%d from %d: %w", topic, partition, offset, err)
+	}
+	go r.read(pc)
+	return nil
+}
+
+// watch polls for topics that did not exist when the reader was created
+// and reads each from its beginning once it exists.
+func (r *EventReader) watch(topics []string) {
+	defer r.wg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for len(topics) > 0 {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		var still []string
+		for _, topic := range topics {
+			parts, err := r.partitions(topic, 0)
+			if err != nil {
+				still = append(still, topic)
+				continue
+			}
+			for _, p := range parts {
+				if err := r.consume(topic, p, sarama.OffsetOldest); err != nil {
+					r.addErr(err)
+				}
+			}
+		}
+		topics = still
+	}
+}
+
+// partitions waits up to timeout until topic has a leader for every
+// partition. A topic the broker does not know is reported at once, as
+// sarama.ErrUnknownTopicOrPartition.
 func (r *EventReader) partitions(topic string, timeout time.Duration) ([]int32, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -139,6 +200,9 @@ func (r *EventReader) partitions(topic string, timeout time.Duration) ([]int32, 
 		var parts []int32
 		if err == nil {
 			parts, err = r.client.Partitions(topic)
+		}
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return nil, err
 		}
 		if err == nil && len(parts) > 0 {
 			ok := true
@@ -155,11 +219,17 @@ func (r *EventReader) partitions(topic string, timeout time.Duration) ([]int32, 
 		if err == nil {
 			err = errors.New("no partitions yet")
 		}
-		if time.Now().After(deadline) {
+		if !time.Now().Before(deadline) {
 			return nil, err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func (r *EventReader) addErr(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
 }
 
 func (r *EventReader) read(pc sarama.PartitionConsumer) {
@@ -193,14 +263,14 @@ func (r *EventReader) read(pc sarama.PartitionConsumer) {
 				errs = nil
 				continue
 			}
-			r.mu.Lock()
-			r.errs = append(r.errs, err)
-			r.mu.Unlock()
+			r.addErr(err)
 		}
 	}
 }
 
 func (r *EventReader) close() {
+	close(r.stop)
+	r.wg.Wait()
 	if r.cons != nil {
 		r.cons.Close() // closes the partition consumers, ending read
 	}

@@ -104,7 +104,7 @@ func Start(tb testing.TB, opts Options) *Stack {
 	opts.setDefaults()
 	root := RepoRoot(tb)
 	brokers := Brokers()
-	if err := pingBroker(brokers, 10*time.Second); err != nil {
+	if err := pingBroker(brokers, 30*time.Second); err != nil {
 		tb.Fatalf("harness: the Kafka broker at %s does not answer (%v); start it with `scripts/kafka.sh start` (make test does)",
 			strings.Join(brokers, ","), err)
 	}
@@ -404,6 +404,9 @@ func (s *Stack) stopAll() {
 		if err := p.stop(10 * time.Second); err != nil {
 			s.tb.Errorf("harness: stop %s: %v", name, err)
 		}
+	}
+	if err := deleteTopics(s.topic("cart-changes.v1"), s.topic("order-events.v1")); err != nil {
+		s.tb.Logf("harness: %v", err)
 	}
 	if s.tb.Failed() {
 		for _, name := range []string{nameServiceA, nameServiceB, nameGateway} {

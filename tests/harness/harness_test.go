@@ -74,6 +74,7 @@ func TestStack(t *testing.T) {
 func TestEventReader(t *testing.T) {
 	topic := fmt.Sprintf("harness.test.%d", time.Now().UnixNano())
 	produce(t, topic, "before", nil)
+	t.Cleanup(func() { deleteTopic(t, topic) })
 	r := harness.NewEventReader(t, topic)
 	for i := range 3 {
 		produce(t, topic, fmt.Sprint(i), map[string]string{"ce_type": "test.Event", "x-request-id": fmt.Sprint("req-", i)})
@@ -98,6 +99,35 @@ func TestEventReader(t *testing.T) {
 	defer cancel()
 	if evs, err := r.Collect(ctx, func(evs []harness.Event) bool { return len(evs) > 3 }); err == nil {
 		t.Errorf("Collect for a 4th event returned %v, want a deadline error", evs)
+	}
+}
+
+// TestEventReaderNewTopic reads a topic that did not exist when the reader
+// was created from its beginning, and does not create it itself.
+func TestEventReaderNewTopic(t *testing.T) {
+	topic := fmt.Sprintf("harness.test.new.%d", time.Now().UnixNano())
+	r := harness.NewEventReader(t, topic)
+	t.Cleanup(func() { deleteTopic(t, topic) })
+	time.Sleep(500 * time.Millisecond) // let the reader poll the missing topic
+	produce(t, topic, "first", nil)
+	evs := r.WaitFor(t, 1, 20*time.Second)
+	if got, want := evs[0].Key, "first"; got != want {
+		t.Errorf("first event key = %q, want %q", got, want)
+	}
+}
+
+func deleteTopic(tb testing.TB, topic string) {
+	tb.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V4_3_1_0
+	admin, err := sarama.NewClusterAdmin(harness.Brokers(), cfg)
+	if err != nil {
+		tb.Errorf("cluster admin: %v", err)
+		return
+	}
+	defer admin.Close()
+	if err := admin.DeleteTopic(topic); err != nil {
+		tb.Errorf("delete topic %s: %v", topic, err)
 	}
 }
 
