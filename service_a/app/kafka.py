@@ -43,6 +43,9 @@ Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 """Applies one consumed event inside the caller's transaction."""
 
 _PROBE_SECONDS = 3.0
+# A batch not acknowledged within this time counts as a broker outage (the
+# producer would otherwise keep retrying quietly while /readyz says "connected").
+_SEND_TIMEOUT_SECONDS = 10.0
 _PRUNE_SECONDS = 600.0
 _BATCH = 200
 
@@ -232,18 +235,21 @@ class KafkaBridge:
             rows = (await session.execute(select(Outbox).order_by(Outbox.id).limit(_BATCH))).scalars().all()
         if not rows:
             return 0
-        assert self._producer is not None
-        futures = []
-        for row in rows:
-            headers = [
-                ("content-type", b"application/json"),
-                ("event_id", row.event_id.encode()),
-                ("source", self._source.encode()),
-            ]
-            futures.append(
-                await self._producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers)
-            )
-        await asyncio.gather(*futures)
+        producer = self._producer
+        assert producer is not None
+
+        async def send_all() -> None:
+            futures = []
+            for row in rows:
+                headers = [
+                    ("content-type", b"application/json"),
+                    ("event_id", row.event_id.encode()),
+                    ("source", self._source.encode()),
+                ]
+                futures.append(await producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers))
+            await asyncio.gather(*futures)
+
+        await asyncio.wait_for(send_all(), _SEND_TIMEOUT_SECONDS)
         async with self._sessions() as session, session.begin():
             await session.execute(delete(Outbox).where(Outbox.id.in_([r.id for r in rows])))
         self.producer_connected = True

@@ -9,11 +9,6 @@ import pytest
 from tests.support import broker_reachable, kafka_bootstrap, missing_dependency
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.integration)
-
-
 @pytest.fixture
 def kafka() -> str:
     """The bootstrap address of a running broker (skip, or fail in CI, when there is none)."""

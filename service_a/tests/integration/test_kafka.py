@@ -17,6 +17,8 @@ from app.main import create_app
 from app.settings import Settings
 from tests.support import create_stock, eventually
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def kafka_settings(settings: Settings, kafka: str, run_id: str) -> Settings:

@@ -1,0 +1,29 @@
+## ---- Python services (service_a, service_b) ------------------------------------
+
+PY_REQUIREMENTS := $(ROOT)/service_a/requirements.txt $(ROOT)/service_b/requirements.txt
+VENV_STAMP      := $(VENV)/.requirements.stamp
+
+# Reruns only when a requirements file changes.
+$(VENV_STAMP): $(PY_REQUIREMENTS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
+	touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create .venv and install both services' pinned requirements.
+
+.PHONY: test-python-unit
+test-python-unit: venv ## pytest of both services on SQLite (+PostgreSQL with TEST_DATABASE_URL_A/_B); no Kafka.
+	PY=$(PY) bash $(ROOT)/scripts/pytest.sh unit
+
+.PHONY: test-python-integration
+test-python-integration: venv ## Both services as real processes against the broker on 127.0.0.1:9092.
+	PY=$(PY) bash $(ROOT)/scripts/pytest.sh integration
+
+.PHONY: run-service-a
+run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:8002; env: see service_a/README.md.
+	cd $(ROOT)/service_a && exec $(PY) -m app
+
+.PHONY: run-service-b
+run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001; env: see service_b/README.md.
+	cd $(ROOT)/service_b && exec $(PY) -m app
