@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/outbox"
 )
 
 func main() {
@@ -29,6 +32,15 @@ func main() {
 // env returns the environment value of key, or def when unset or empty.
 func env(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// envSet returns the environment value of key when it is set, even empty,
+// or def when unset: for settings where empty means "off".
+func envSet(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
 		return v
 	}
 	return def
@@ -63,10 +75,29 @@ func run(args []string) error {
 		shutdownTimeout = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
 		logFormat       = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
 		logLevel        = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
+
+		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
+		kafkaTopics       = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
+		kafkaPartitions   = fs.Int64("kafka-partitions", envInt("KAFKA_PARTITIONS", app.DefaultKafkaPartitions), "partitions of the event topics created when missing (env KAFKA_PARTITIONS)")
+		kafkaReplication  = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
+		outboxDir         = fs.String("outbox-dir", env("GATEWAY_OUTBOX_DIR", app.DefaultOutboxDir), "directory of the durable event outbox (env GATEWAY_OUTBOX_DIR)")
+		outboxMaxBytes    = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
+		eventFormat       = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
+		eventSource       = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")
+		idempotencyWindow = fs.Duration("idempotency-window", envDuration("GATEWAY_IDEMPOTENCY_WINDOW", events.DefaultIdempotencyWindow), "how long a mutation's response is replayed for a repeated Idempotency-Key (env GATEWAY_IDEMPOTENCY_WINDOW)")
 	)
-	_ = envInt
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	topics, err := app.ParseTopicMap(*kafkaTopics)
+	if err != nil {
+		return fmt.Errorf("-kafka-topics: %w", err)
+	}
+	if *kafkaPartitions < 1 || *kafkaPartitions > math.MaxInt32 {
+		return fmt.Errorf("-kafka-partitions %d: want 1 or more", *kafkaPartitions)
+	}
+	if *kafkaReplication < -1 || *kafkaReplication > math.MaxInt16 || *kafkaReplication == 0 {
+		return fmt.Errorf("-kafka-replication %d: want -1 or 1 and more", *kafkaReplication)
 	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
@@ -79,6 +110,17 @@ func run(args []string) error {
 		ServiceB:        app.SplitList(*serviceB),
 		UpstreamTimeout: *upstreamTimeout,
 		ShutdownTimeout: *shutdownTimeout,
+		Events: app.EventsConfig{
+			Brokers:           app.SplitList(*kafkaBrokers),
+			OutboxDir:         *outboxDir,
+			OutboxMaxBytes:    *outboxMaxBytes,
+			Format:            *eventFormat,
+			Source:            *eventSource,
+			Topics:            topics,
+			Partitions:        int32(*kafkaPartitions),
+			Replication:       int16(*kafkaReplication),
+			IdempotencyWindow: *idempotencyWindow,
+		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

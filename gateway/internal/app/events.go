@@ -2,32 +2,263 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/relay"
 	"github.com/shopgateway/shop/gateway/internal/server"
 )
 
-// EventsConfig configures the Kafka events of mutations.
+// Defaults of EventsConfig.
+const (
+	// DefaultOutboxDir is where the outbox lives when OutboxDir is empty,
+	// relative to the working directory.
+	DefaultOutboxDir = ".outbox"
+	// DefaultKafkaPartitions is the partition count of created topics.
+	DefaultKafkaPartitions = 3
+	// DefaultKafkaReplication is the replication factor of created topics:
+	// -1 leaves it to the broker's default.replication.factor.
+	DefaultKafkaReplication = -1
+)
+
+// EventsConfig configures the Kafka events of mutations. The zero value
+// turns events off (no Brokers).
 type EventsConfig struct {
-	// Brokers lists the Kafka bootstrap brokers; empty turns events off.
+	// Brokers lists the Kafka bootstrap brokers, "host:port"; empty turns
+	// events off (no outbox, no relay, Idempotency-Key ignored).
 	Brokers []string
+	// OutboxDir is the directory of the durable outbox. One gateway process
+	// per directory. Default ".outbox".
+	OutboxDir string
+	// OutboxMaxBytes caps the events waiting for Kafka; at the cap (less a
+	// headroom of 1/16) mutations are refused with 503. Default 256 MiB.
+	OutboxMaxBytes int64
+	// Format is the event data encoding, "json" (default) or "protobuf".
+	Format string
+	// Source is the CloudEvents source. Default "/shop-gateway".
+	Source string
+	// Topics maps the logical topics declared in the protos (shop.stock.v1,
+	// shop.cart.v1, shop.order.v1) to Kafka topic names; unmapped ones keep
+	// their name. Default none.
+	Topics map[string]string
+	// Partitions of the topics the gateway creates when missing. Default 3.
+	Partitions int32
+	// Replication factor of created topics. Default -1 (the broker's
+	// default.replication.factor).
+	Replication int16
+	// IdempotencyWindow is how long a success is replayed for a repeated
+	// Idempotency-Key. Default 24h.
+	IdempotencyWindow time.Duration
+	// NoSync skips the outbox's fsyncs: events then survive a crash of the
+	// process but not of the machine. For tests and benchmarks; no flag.
+	NoSync bool
 }
 
-func (c *EventsConfig) setDefaults() {}
+func (c *EventsConfig) setDefaults() {
+	if c.OutboxDir == "" {
+		c.OutboxDir = DefaultOutboxDir
+	}
+	if c.Format == "" {
+		c.Format = string(events.FormatJSON)
+	}
+	if c.Source == "" {
+		c.Source = events.DefaultSource
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultKafkaPartitions
+	}
+	if c.Replication == 0 {
+		c.Replication = DefaultKafkaReplication
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = events.DefaultIdempotencyWindow
+	}
+}
 
-// Validate reports configuration problems.
-func (c *EventsConfig) Validate() error { return nil }
+// Validate reports every problem at once. The topic names and the
+// EventSpecs are checked when the emitter is built.
+func (c *EventsConfig) Validate() error {
+	if len(c.Brokers) == 0 {
+		return nil
+	}
+	var errs []error
+	switch events.Format(c.Format) {
+	case events.FormatJSON, events.FormatProtobuf:
+	default:
+		errs = append(errs, fmt.Errorf("event format %q: want json or protobuf", c.Format))
+	}
+	if c.OutboxMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("outbox max bytes %d is negative", c.OutboxMaxBytes))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("kafka partitions %d is below 1", c.Partitions))
+	}
+	if c.Replication < -1 {
+		errs = append(errs, fmt.Errorf("kafka replication %d is below -1", c.Replication))
+	}
+	if c.IdempotencyWindow < 0 {
+		errs = append(errs, fmt.Errorf("idempotency window %s is negative", c.IdempotencyWindow))
+	}
+	return errors.Join(errs...)
+}
 
-// events is the running event pipeline.
-type events interface {
+// eventsRunner is the running event pipeline, as New uses it.
+type eventsRunner interface {
 	Interceptor() grpc.UnaryServerInterceptor
 	Checks() []server.Check
 	Close()
 }
 
-// newEvents starts the event pipeline, or returns nil when events are off.
-func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (events, error) {
-	return nil, nil
+// eventPipeline is the emitter, the outbox and the relay publishing it.
+type eventPipeline struct {
+	emitter   *events.Emitter
+	ob        *outbox.Outbox
+	relay     *relay.Relay
+	relayDone chan struct{}
+	log       *slog.Logger
+}
+
+// newEvents opens the outbox, starts the relay in the background (Kafka may
+// be down: the gateway serves and fills the outbox meanwhile) and builds
+// the emitter. It returns nil when events are off.
+func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsRunner, error) {
+	if len(cfg.Brokers) == 0 {
+		log.Warn("events off: no Kafka brokers configured")
+		return nil, nil
+	}
+	ob, err := outbox.Open(cfg.OutboxDir, outbox.Options{
+		MaxBytes: cfg.OutboxMaxBytes,
+		Logger:   log.With(slog.String("component", "outbox")),
+		NoSync:   cfg.NoSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	em, err := events.New(events.Config{
+		Services:          Services(),
+		Outbox:            ob,
+		Source:            cfg.Source,
+		Format:            events.Format(cfg.Format),
+		Topics:            cfg.Topics,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		Logger:            log.With(slog.String("component", "events")),
+	})
+	if err != nil {
+		_ = ob.Close()
+		return nil, err
+	}
+	var topics []relay.TopicSpec
+	for _, t := range em.Topics() {
+		topics = append(topics, relay.TopicSpec{Name: t, Partitions: cfg.Partitions, ReplicationFactor: cfg.Replication})
+	}
+	rl, err := relay.New(relay.Config{
+		Brokers: cfg.Brokers,
+		Topics:  topics,
+		Logger:  log.With(slog.String("component", "relay")),
+	}, ob)
+	if err != nil {
+		_ = ob.Close()
+		return nil, err
+	}
+	p := &eventPipeline{emitter: em, ob: ob, relay: rl, relayDone: make(chan struct{}), log: log}
+	// The relay outlives ctx: it stops in Close, after the server has
+	// drained, so that the events of the last requests are published too.
+	go func() {
+		defer close(p.relayDone)
+		if err := rl.Run(context.WithoutCancel(ctx)); err != nil {
+			log.Error("relay stopped", slog.Any("error", err))
+		}
+	}()
+	st := ob.Stats()
+	log.Info("events on", slog.Any("brokers", cfg.Brokers), slog.String("outbox_dir", cfg.OutboxDir),
+		slog.Int64("outbox_depth", st.Depth), slog.Int64("outbox_max_bytes", st.MaxBytes),
+		slog.String("format", cfg.Format), slog.Any("topics", em.Topics()))
+	return p, nil
+}
+
+func (p *eventPipeline) Interceptor() grpc.UnaryServerInterceptor { return p.emitter.Interceptor() }
+
+// Checks reports Kafka and the outbox on /readyz. Kafka being unreachable
+// does not make the gateway unready: mutations keep succeeding into the
+// outbox, which is the point of it. A full or failed outbox does, because
+// this instance then refuses every mutation and a load balancer should
+// send them to one that has room; reads would be served, but readiness
+// steers all traffic. With every instance full the whole fleet is unready,
+// so size -outbox-max-bytes for the longest Kafka outage to be ridden out.
+func (p *eventPipeline) Checks() []server.Check {
+	return []server.Check{
+		{Name: "kafka", Func: func(context.Context) (any, error) {
+			st := p.relay.Status()
+			d := map[string]any{"connected": st.Connected, "in_flight": st.InFlight}
+			if !st.Since.IsZero() {
+				d["since"] = st.Since.UTC().Format(time.RFC3339)
+			}
+			if st.LastError != "" {
+				d["last_error"] = st.LastError
+			}
+			return d, nil
+		}},
+		{Name: "outbox", Func: func(context.Context) (any, error) {
+			st := p.ob.Stats()
+			d := map[string]any{
+				"depth":      st.Depth,
+				"bytes":      st.Bytes,
+				"max_bytes":  st.MaxBytes,
+				"full":       st.Full,
+				"last_id":    uint64(st.LastID),
+				"acked_id":   uint64(st.AckedID),
+				"idempotent": p.emitter.Stats().IdempotencyEntries,
+			}
+			if err := p.ob.Admit(); err != nil {
+				return d, err
+			}
+			return d, nil
+		}},
+	}
+}
+
+// Close stops the relay (which flushes what is in flight) and then closes
+// the outbox. The server must have drained first.
+func (p *eventPipeline) Close() {
+	if err := p.relay.Close(); err != nil {
+		// Closing the outbox under a relay that is still running makes it
+		// stop; what it had in flight stays in the outbox for next time.
+		p.log.Warn("relay close", slog.Any("error", err))
+	} else {
+		<-p.relayDone
+	}
+	if err := p.ob.Close(); err != nil {
+		p.log.Error("outbox close", slog.Any("error", err))
+	}
+}
+
+// ParseTopicMap parses "logical=actual,logical=actual" into a map; blanks
+// are skipped. An entry without "=", with an empty side, or a logical topic
+// given twice is an error.
+func ParseTopicMap(s string) (map[string]string, error) {
+	out := map[string]string{}
+	var errs []error
+	for _, kv := range SplitList(s) {
+		logical, actual, ok := strings.Cut(kv, "=")
+		logical, actual = strings.TrimSpace(logical), strings.TrimSpace(actual)
+		switch {
+		case !ok || logical == "" || actual == "":
+			errs = append(errs, fmt.Errorf("%q: want logical=actual", kv))
+		case out[logical] != "":
+			errs = append(errs, fmt.Errorf("%q: topic %s mapped twice", kv, logical))
+		default:
+			out[logical] = actual
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -46,11 +46,20 @@ func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, rep
 		}
 		return resp, nil
 	}
-	var err error
+	var (
+		out any
+		err error
+	)
 	if c.interceptor != nil {
-		_, err = c.interceptor(sctx, req, &grpc.UnaryServerInfo{FullMethod: fullMethod}, handler)
+		out, err = c.interceptor(sctx, req, &grpc.UnaryServerInfo{FullMethod: fullMethod}, handler)
 	} else {
-		_, err = handler(sctx, req)
+		out, err = handler(sctx, req)
+	}
+	// An interceptor may answer without the handler (an idempotent replay
+	// returns a stored response); the caller only sees reply.
+	if m, ok := out.(proto.Message); ok && err == nil && m != resp {
+		proto.Reset(resp)
+		proto.Merge(resp, m)
 	}
 	stream.deliver(opts)
 	return err

@@ -1,0 +1,410 @@
+// Package events emits a Kafka event for every successful mutation that
+// passes through the gateway. Which RPC emits which event is declared in the
+// proto, next to the RPC, by the (shop.annotations.v1.emits) method option;
+// the payload is a message of shop.events.v1 filled from the RPC response by
+// field name. Adding an event is a proto change, not Go code.
+//
+// The Emitter is a gRPC unary interceptor (the REST mux runs through the
+// same chain). For an RPC with an EventSpec it
+//
+//   - honours an Idempotency-Key (metadata "idempotency-key"): a repeat of a
+//     stored success within the window is answered from the store with
+//     header "idempotency-replayed: true", without calling the service or
+//     emitting again; see the store's doc for what is kept and for how long;
+//   - asks the outbox for room before the service is called, and refuses
+//     the mutation with UNAVAILABLE (HTTP 503) when the outbox is full, so
+//     that nothing is changed that could not be recorded;
+//   - after a successful call, builds a CloudEvents 1.0 record (Kafka binary
+//     content mode) and appends it durably to the outbox before the response
+//     goes out. A failed call emits nothing.
+//
+// The relay (package relay) publishes the outbox to Kafka.
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
+)
+
+// Metadata (and, through the REST mux, HTTP header) names of the
+// idempotency protocol.
+const (
+	// IdempotencyKeyMetadata carries the client's Idempotency-Key.
+	IdempotencyKeyMetadata = "idempotency-key"
+	// ReplayedMetadata is set to "true" on a response answered from the
+	// idempotency store.
+	ReplayedMetadata = "idempotency-replayed"
+	// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted, in
+	// bytes; a longer one is INVALID_ARGUMENT.
+	MaxIdempotencyKeyLen = 255
+)
+
+// Defaults for Config, applied by New to every zero field.
+const (
+	// DefaultSource is the CloudEvents source of the gateway's events.
+	DefaultSource = "/shop-gateway"
+	// DefaultIdempotencyWindow is how long a success is replayable.
+	DefaultIdempotencyWindow = 24 * time.Hour
+	// DefaultIdempotencyMaxBytes bounds the idempotency store's memory.
+	DefaultIdempotencyMaxBytes int64 = 64 << 20
+	// DefaultAppendTimeout bounds the durable append of one event.
+	DefaultAppendTimeout = 10 * time.Second
+)
+
+// Outbox is where the events go; *outbox.Outbox implements it. Admit reports
+// without I/O whether a mutation may start (outbox.ErrFull when not);
+// Append returns once the record is durable.
+type Outbox interface {
+	Admit() error
+	Append(ctx context.Context, rec outbox.Record) (outbox.ID, error)
+}
+
+// Config configures an Emitter. Zero fields take the default in their
+// comment; Services and Outbox are required.
+type Config struct {
+	// Services are the served proto services whose methods' EventSpecs are
+	// read. Required.
+	Services []protoreflect.ServiceDescriptor
+	// Outbox receives the events. Required.
+	Outbox Outbox
+	// Source is the CloudEvents source attribute (ce_source). Default
+	// "/shop-gateway".
+	Source string
+	// Format of the event data: FormatJSON (default) or FormatProtobuf.
+	Format Format
+	// Topics maps the logical topics of the EventSpecs to Kafka topic
+	// names. A logical topic without an entry is used as the Kafka topic
+	// name. An entry for a topic no method declares is an error. Default
+	// none.
+	Topics map[string]string
+	// IdempotencyWindow is how long a successful response is replayed to a
+	// request with the same Idempotency-Key. Default 24h; negative turns
+	// the idempotency store off (the key then only fixes the ce_id).
+	IdempotencyWindow time.Duration
+	// IdempotencyMaxBytes bounds the memory of the idempotency store; the
+	// oldest entries go first past it. Default 64 MiB.
+	IdempotencyMaxBytes int64
+	// AppendTimeout bounds the durable append of an event. The append does
+	// not end with the request's context: the mutation has happened, so its
+	// event is stored even when the client has gone. Default 10s.
+	AppendTimeout time.Duration
+	// Logger receives failures to store an event and outbox-full changes.
+	// Default: discard.
+	Logger *slog.Logger
+	// Now is the clock for ce_time and the idempotency window. Default
+	// time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Source == "" {
+		c.Source = DefaultSource
+	}
+	if c.Format == "" {
+		c.Format = FormatJSON
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if c.IdempotencyMaxBytes == 0 {
+		c.IdempotencyMaxBytes = DefaultIdempotencyMaxBytes
+	}
+	if c.AppendTimeout == 0 {
+		c.AppendTimeout = DefaultAppendTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem with c at once. New calls it after
+// applying the defaults; it does not look at the EventSpecs (New does).
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Services) == 0 {
+		errs = append(errs, errors.New("no services"))
+	}
+	if c.Outbox == nil {
+		errs = append(errs, errors.New("no outbox"))
+	}
+	switch c.Format {
+	case FormatJSON, FormatProtobuf:
+	default:
+		errs = append(errs, fmt.Errorf("format %q: want %s or %s", c.Format, FormatJSON, FormatProtobuf))
+	}
+	if c.IdempotencyMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("idempotency max bytes %d is negative", c.IdempotencyMaxBytes))
+	}
+	if c.AppendTimeout < 0 {
+		errs = append(errs, fmt.Errorf("append timeout %s is negative", c.AppendTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("events: invalid config: %w", err)
+	}
+	return nil
+}
+
+// Emitter turns successful mutations into events in the outbox. It is safe
+// for concurrent use.
+type Emitter struct {
+	specs         map[string]*spec
+	ob            Outbox
+	store         *store // nil when the idempotency store is off
+	source        []byte
+	format        Format
+	appendTimeout time.Duration
+	log           *slog.Logger
+	now           func() time.Time
+	full          atomic.Bool
+}
+
+// New reads and checks the EventSpec of every method of cfg.Services and
+// returns an Emitter. Every configuration and EventSpec problem is
+// reported at once.
+func New(cfg Config) (*Emitter, error) {
+	cfg.setDefaults()
+	verr := cfg.Validate()
+	specs, serr := compileSpecs(cfg.Services, cfg.Topics)
+	if err := errors.Join(verr, serr); err != nil {
+		return nil, err
+	}
+	e := &Emitter{
+		specs:         specs,
+		ob:            cfg.Outbox,
+		source:        []byte(cfg.Source),
+		format:        cfg.Format,
+		appendTimeout: cfg.AppendTimeout,
+		log:           cfg.Logger,
+		now:           cfg.Now,
+	}
+	if cfg.IdempotencyWindow > 0 {
+		e.store = newStore(cfg.IdempotencyWindow, cfg.IdempotencyMaxBytes, cfg.Now)
+	}
+	return e, nil
+}
+
+// Topics returns the Kafka topics the events go to, sorted, for the relay
+// to create.
+func (e *Emitter) Topics() []string {
+	var out []string
+	for _, s := range e.specs {
+		if !slices.Contains(out, s.topic) {
+			out = append(out, s.topic)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Emits returns the CloudEvents type the RPC fullMethod emits, and false
+// for an RPC that emits nothing.
+func (e *Emitter) Emits(fullMethod string) (ceType string, ok bool) {
+	s, ok := e.specs[fullMethod]
+	if !ok {
+		return "", false
+	}
+	return string(s.ceType), true
+}
+
+// Stats is a snapshot of the idempotency store.
+type Stats struct {
+	// IdempotencyEntries is the number of keys remembered.
+	IdempotencyEntries int
+	// IdempotencyBytes approximates their memory.
+	IdempotencyBytes int64
+}
+
+// Stats returns a snapshot of the idempotency store.
+func (e *Emitter) Stats() Stats {
+	if e.store == nil {
+		return Stats{}
+	}
+	n, b := e.store.len()
+	return Stats{IdempotencyEntries: n, IdempotencyBytes: b}
+}
+
+// Interceptor returns the unary interceptor that emits the events. RPCs
+// without an EventSpec pass through untouched.
+func (e *Emitter) Interceptor() grpc.UnaryServerInterceptor { return e.intercept }
+
+func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	s := e.specs[info.FullMethod]
+	if s == nil {
+		return handler(ctx, req)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	key := first(md, IdempotencyKeyMetadata)
+	if key == "" {
+		return e.run(ctx, s, req, handler, md, "", nil, nil)
+	}
+	if len(key) > MaxIdempotencyKeyLen {
+		return nil, status.Errorf(codes.InvalidArgument, "Idempotency-Key is longer than %d bytes", MaxIdempotencyKeyLen)
+	}
+	digest, err := digestOf(req)
+	if err != nil {
+		return nil, status.Error(codes.Internal, "request cannot be encoded")
+	}
+	if e.store == nil {
+		return e.run(ctx, s, req, handler, md, key, &digest, nil)
+	}
+	ent, v := e.store.begin(s.method, key, &digest)
+	switch v {
+	case verdictMismatch:
+		return nil, status.Error(codes.InvalidArgument, "Idempotency-Key was already used for a different request")
+	case verdictInFlight:
+		return nil, status.Error(codes.Aborted, "a request with this Idempotency-Key is in progress; retry later")
+	case verdictReplay:
+		return e.replay(ctx, s, ent)
+	}
+	return e.run(ctx, s, req, handler, md, key, &digest, ent)
+}
+
+// run serves a mutation: admission, the call, the event. With an entry, it
+// stores the result or, on failure, releases the key.
+func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryHandler, md metadata.MD, key string, digest *[sha256.Size]byte, ent *entry) (_ any, err error) {
+	stored := false
+	if ent != nil {
+		defer func() {
+			if !stored {
+				e.store.abort(ent)
+			}
+		}()
+	}
+	if err := e.admit(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return resp, err
+	}
+	msg, ok := resp.(proto.Message)
+	if !ok {
+		return nil, status.Error(codes.Internal, "response is not a proto message")
+	}
+	id := eventID(s.method, key, digest)
+	rec, keyed, err := e.build(s, msg, eventMeta{
+		id:          id,
+		time:        e.now(),
+		traceparent: first(md, HeaderTraceparent),
+		requestID:   first(md, HeaderRequestID),
+	})
+	if err != nil {
+		// compileSpecs checked the types, so this is a bug, not an outage.
+		e.log.LogAttrs(ctx, slog.LevelError, "event not built: the mutation succeeded but emits nothing",
+			slog.String("rpc", s.method), slog.String("request_id", first(md, HeaderRequestID)), slog.Any("error", err))
+		return nil, status.Error(codes.Internal, "event could not be built")
+	}
+	if !keyed {
+		e.log.LogAttrs(ctx, slog.LevelWarn, "event has no key, it goes to any partition",
+			slog.String("rpc", s.method), slog.String("key_path", s.keyPath), slog.String("event_id", id))
+	}
+	if ri := reqinfo.FromContext(ctx); ri != nil {
+		ri.Event = id
+	}
+	aerr := e.append(ctx, s, id, &rec)
+	if ent != nil {
+		var pending *outbox.Record
+		if aerr != nil {
+			pending = &rec
+		}
+		e.store.finish(ent, proto.Clone(msg), id, pending)
+		stored = true
+	}
+	if aerr != nil {
+		return nil, aerr
+	}
+	return resp, nil
+}
+
+// replay answers from a stored result, appending its event first if that
+// failed the first time.
+func (e *Emitter) replay(ctx context.Context, s *spec, ent *entry) (any, error) {
+	resp, id, pending := e.store.replayed(ent)
+	if ri := reqinfo.FromContext(ctx); ri != nil {
+		ri.Event = id
+	}
+	if pending != nil {
+		if err := e.append(ctx, s, id, pending); err != nil {
+			return nil, err
+		}
+		e.store.appended(ent, pending)
+	}
+	// Outside a gRPC call (direct use in tests) there is no stream to set
+	// the header on; that is not an error of the RPC.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(ReplayedMetadata, "true"))
+	return proto.Clone(resp), nil
+}
+
+// admit refuses a mutation the outbox has no room for, before anything is
+// changed, and logs when that starts and stops.
+func (e *Emitter) admit(ctx context.Context) error {
+	err := e.ob.Admit()
+	if err == nil {
+		if e.full.Load() && e.full.Swap(false) {
+			e.log.LogAttrs(ctx, slog.LevelInfo, "event outbox has room again, mutations accepted")
+		}
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		if !e.full.Swap(true) {
+			e.log.LogAttrs(ctx, slog.LevelWarn, "event outbox full, mutations refused with UNAVAILABLE until the relay catches up")
+		}
+		return status.Error(codes.Unavailable, "event outbox is full (Kafka unreachable); mutation refused, retry later")
+	}
+	// Closed (shutting down) or failed; the outbox logged a failure itself.
+	return status.Error(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
+}
+
+// append stores rec durably. The request's cancellation does not stop it:
+// the mutation has happened.
+func (e *Emitter) append(ctx context.Context, s *spec, id string, rec *outbox.Record) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.appendTimeout)
+	defer cancel()
+	if _, err := e.ob.Append(actx, *rec); err != nil {
+		e.log.LogAttrs(ctx, slog.LevelError, "EVENT NOT STORED: the mutation succeeded but its event is not in the outbox; the client was told to retry with its Idempotency-Key",
+			slog.String("rpc", s.method), slog.String("event_id", id), slog.String("topic", rec.Topic),
+			slog.String("key", string(rec.Key)), slog.Any("error", err))
+		return status.Error(codes.Unavailable, "the change was made but its event could not be recorded; retry with the same Idempotency-Key")
+	}
+	return nil
+}
+
+// digestOf is the SHA-256 of the request's deterministic encoding: what
+// "the same request" means for an Idempotency-Key.
+func digestOf(req any) ([sha256.Size]byte, error) {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return [sha256.Size]byte{}, errors.New("request is not a proto message")
+	}
+	b, err := protoOpts.Marshal(m)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
