@@ -70,10 +70,14 @@ async def list_stock(session: AsyncSession, page_size: int, page_token: str) -> 
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     after = decode_page_token(page_token) if page_token else 0
     rows = (
-        await session.execute(
-            select(Stock).where(Stock.product_id > after).order_by(Stock.product_id).limit(size + 1)
+        (
+            await session.execute(
+                select(Stock).where(Stock.product_id > after).order_by(Stock.product_id).limit(size + 1)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     items = list(rows[:size])
     next_token = encode_page_token(items[-1].product_id) if len(rows) > size else ""
     return items, next_token
@@ -322,7 +326,10 @@ async def apply_order_event(session: AsyncSession, settings: Settings, event: di
         removed = await remove_cart_items(session, settings, item_ids, int(order["user_id"]), "order_paid")
         log.info(
             "order %s paid: removed %d of %d cart items of user %s",
-            order.get("order_id"), len(removed), len(item_ids), order["user_id"],
+            order.get("order_id"),
+            len(removed),
+            len(item_ids),
+            order["user_id"],
         )
     elif type_ == CART_ITEM_REMOVED:
         item = data["item"]

@@ -59,7 +59,9 @@ Cents = Annotated[int, _Int, Field(ge=0, le=INT64_MAX)]
 """A non-negative int64 amount of money in cents."""
 Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_not_blank)]
 """A non-empty product name."""
-Timestamp = Annotated[datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")]
+Timestamp = Annotated[
+    datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")
+]
 """A point in time, written as RFC 3339 UTC with a Z suffix."""
 ReservationId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 """A client-chosen key that makes a stock decrement idempotent and releasable."""

@@ -127,7 +127,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
         await asyncio.sleep(0.2)
 
 
-async def create_stock(client: httpx.AsyncClient, product_id: int, quantity: int = 10, price_cents: int = 100, name: str | None = None) -> dict[str, Any]:
+async def create_stock(
+    client: httpx.AsyncClient, product_id: int, quantity: int = 10, price_cents: int = 100, name: str | None = None
+) -> dict[str, Any]:
     """Create a stock item through the API and return it."""
     resp = await client.post(
         "/stock",

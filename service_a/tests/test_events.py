@@ -15,13 +15,22 @@ from tests.support import create_stock
 
 def event(type_: str, data: dict, event_id: str | None = None) -> bytes:
     return json.dumps(
-        {"event_id": event_id or str(uuid.uuid4()), "type": type_, "source": "service-b", "occurred_at": "2026-11-25T00:00:00.000000Z", "data": data}
+        {
+            "event_id": event_id or str(uuid.uuid4()),
+            "type": type_,
+            "source": "service-b",
+            "occurred_at": "2026-11-25T00:00:00.000000Z",
+            "data": data,
+        }
     ).encode()
 
 
 async def fill_cart(client: AsyncClient, user_id: int, n: int) -> list[dict]:
     await create_stock(client, 1, quantity=100)
-    return [(await client.post("/cart/add", json={"user_id": user_id, "product_id": 1, "quantity": 1})).json() for _ in range(n)]
+    return [
+        (await client.post("/cart/add", json={"user_id": user_id, "product_id": 1, "quantity": 1})).json()
+        for _ in range(n)
+    ]
 
 
 async def removal_events(app: FastAPI) -> list[dict]:

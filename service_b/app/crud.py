@@ -90,12 +90,16 @@ async def _public_orders(session: AsyncSession, orders: list[Order]) -> list[Ord
     if not orders:
         return []
     lines = (
-        await session.execute(
-            select(OrderItem)
-            .where(OrderItem.order_id.in_([o.order_id for o in orders]))
-            .order_by(OrderItem.order_id, OrderItem.position)
+        (
+            await session.execute(
+                select(OrderItem)
+                .where(OrderItem.order_id.in_([o.order_id for o in orders]))
+                .order_by(OrderItem.order_id, OrderItem.position)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     by_order: dict[int, list[OrderItemPublic]] = {}
     for line in lines:
         by_order.setdefault(line.order_id, []).append(OrderItemPublic.model_validate(line))
@@ -117,10 +121,14 @@ def public_order(order: Order, items: list[OrderItemPublic]) -> OrderPublic:
 async def list_orders(session: AsyncSession, user_id: int) -> list[OrderPublic]:
     """A user's orders, newest first."""
     orders = (
-        await session.execute(
-            select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc(), Order.order_id.desc())
+        (
+            await session.execute(
+                select(Order).where(Order.user_id == user_id).order_by(Order.created_at.desc(), Order.order_id.desc())
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return await _public_orders(session, list(orders))
 
 

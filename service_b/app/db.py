@@ -6,10 +6,9 @@ The same code runs on SQLite (aiosqlite, the default) and PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -166,13 +165,5 @@ async def drop_all_tables(engine: AsyncEngine) -> None:
 
 async def ping(engine: AsyncEngine) -> None:
     """Raise when the database cannot be reached."""
-    from sqlalchemy import text
-
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
-
-
-async def iterate(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for one request (FastAPI dependency helper)."""
-    async with factory() as session:
-        yield session

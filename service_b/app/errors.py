@@ -66,9 +66,7 @@ class ApiError(Exception):
 
     def to_response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         """The error as a JSON response."""
-        return JSONResponse(
-            {"code": self.code, "message": self.message}, status_code=self.status, headers=headers
-        )
+        return JSONResponse({"code": self.code, "message": self.message}, status_code=self.status, headers=headers)
 
 
 def invalid_argument(message: str) -> ApiError:
@@ -158,9 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such path"
         elif exc.status_code == 405:
             message = "method not allowed for this path"
-        return JSONResponse(
-            {"code": code, "message": message}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSONResponse({"code": code, "message": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -50,7 +50,9 @@ _PRUNE_SECONDS = 600.0
 _BATCH = 200
 
 
-def add_event(session: AsyncSession, *, source: str, topic: str, key: int | str, type_: str, data: dict[str, Any]) -> str:
+def add_event(
+    session: AsyncSession, *, source: str, topic: str, key: int | str, type_: str, data: dict[str, Any]
+) -> str:
     """Queue an event in the outbox of session's transaction and return its id.
 
     The envelope is ``{"event_id", "type", "source", "occurred_at", "data"}``;
@@ -223,7 +225,10 @@ class KafkaBridge:
             missing = [t for t in wanted if t not in existing]
             if missing:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=self._partitions, replication_factor=self._replication) for t in missing]
+                    [
+                        NewTopic(t, num_partitions=self._partitions, replication_factor=self._replication)
+                        for t in missing
+                    ]
                 )
                 log.info("created kafka topics %s", ", ".join(missing))
         finally:
@@ -246,7 +251,9 @@ class KafkaBridge:
                     ("event_id", row.event_id.encode()),
                     ("source", self._source.encode()),
                 ]
-                futures.append(await producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers))
+                futures.append(
+                    await producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers)
+                )
             await asyncio.gather(*futures)
 
         await asyncio.wait_for(send_all(), _SEND_TIMEOUT_SECONDS)
@@ -332,7 +339,14 @@ class KafkaBridge:
                     await self._handler(session, event)
                 self.wake()
                 return
-            except (PoisonEvent, ValidationError, KeyError, ValueError, TypeError, sqlalchemy.exc.IntegrityError) as exc:
+            except (
+                PoisonEvent,
+                ValidationError,
+                KeyError,
+                ValueError,
+                TypeError,
+                sqlalchemy.exc.IntegrityError,
+            ) as exc:
                 # The event itself is bad: retrying cannot help, so skip it.
                 log.error("consumer: skipping event %s (%s) at %s: %r", event_id, event["type"], where, exc)
                 return

@@ -179,12 +179,16 @@ class Payments:
             log.warning("pay user %s: %s; giving back reservation %s", user_id, exc, reservation_id)
             await self._abandon(reservation_id, release=True)
             if isinstance(exc, StockOutcomeUnknown):
-                raise errors.unavailable("service A (stock) did not answer in time; nothing was charged, try again") from exc
+                raise errors.unavailable(
+                    "service A (stock) did not answer in time; nothing was charged, try again"
+                ) from exc
             raise
         try:
             order = await self._record(user_id, reservation_id, items, lines, stock)
         except BaseException:
-            log.exception("pay user %s: recording the order failed; giving back reservation %s", user_id, reservation_id)
+            log.exception(
+                "pay user %s: recording the order failed; giving back reservation %s", user_id, reservation_id
+            )
             await self._abandon(reservation_id, release=True)
             raise
         self._bridge.wake()
@@ -202,7 +206,9 @@ class Payments:
                             .where(CartItem.user_id == user_id)
                             .order_by(CartItem.added_at, CartItem.item_id)
                         )
-                    ).scalars().all()
+                    )
+                    .scalars()
+                    .all()
                 )
                 if not items:
                     raise errors.failed_precondition(f"the cart of user {user_id} is empty")
@@ -270,7 +276,9 @@ class Payments:
             async with self._sessions() as session, session.begin():
                 await session.execute(delete(Checkout).where(Checkout.reservation_id == reservation_id))
                 if release and await session.get(StockRelease, reservation_id) is None:
-                    session.add(StockRelease(reservation_id=reservation_id, created_at=utcnow(), attempts=0, last_error=""))
+                    session.add(
+                        StockRelease(reservation_id=reservation_id, created_at=utcnow(), attempts=0, last_error="")
+                    )
         except Exception:
             log.exception("could not drop checkout %s; the release task will retry it", reservation_id)
             return
@@ -297,7 +305,11 @@ class Payments:
                 return
             async with self._sessions() as session, session.begin():
                 await session.execute(delete(StockRelease).where(StockRelease.reservation_id == row.reservation_id))
-            log.info("reservation %s given back to service A (%s)", row.reservation_id, "released" if released else "nothing taken")
+            log.info(
+                "reservation %s given back to service A (%s)",
+                row.reservation_id,
+                "released" if released else "nothing taken",
+            )
 
     async def _expire_checkouts(self) -> None:
         """Turn checkouts older than checkout_timeout_seconds into releases."""
@@ -312,9 +324,17 @@ class Payments:
                 gone = await session.execute(delete(Checkout).where(Checkout.reservation_id == checkout.reservation_id))
                 if gone.rowcount != 1:
                     continue  # finished or expired by someone else meanwhile
-                log.warning("payment %s of user %s never finished; giving its stock back", checkout.reservation_id, checkout.user_id)
+                log.warning(
+                    "payment %s of user %s never finished; giving its stock back",
+                    checkout.reservation_id,
+                    checkout.user_id,
+                )
                 if await session.get(StockRelease, checkout.reservation_id) is None:
-                    session.add(StockRelease(reservation_id=checkout.reservation_id, created_at=utcnow(), attempts=0, last_error=""))
+                    session.add(
+                        StockRelease(
+                            reservation_id=checkout.reservation_id, created_at=utcnow(), attempts=0, last_error=""
+                        )
+                    )
 
     async def _release_loop(self) -> None:
         while True:

@@ -82,7 +82,9 @@ async def service_a(backend: str, a_servers: dict[str, Server], tmp_path_factory
     if backend not in a_servers:
         folder = tmp_path_factory.mktemp(f"service_a_{backend}")
         url = await fresh_database_url(PG_ENV_A if backend == "postgres" else None, folder / "service_a.db")
-        a_servers[backend] = start_server(SERVICE_A_DIR, {"DATABASE_URL": url, "KAFKA_ENABLED": "false"}, folder / "a.log")
+        a_servers[backend] = start_server(
+            SERVICE_A_DIR, {"DATABASE_URL": url, "KAFKA_ENABLED": "false"}, folder / "a.log"
+        )
     server = a_servers[backend]
     assert server.process.poll() is None, server.log_tail()
     return server
@@ -136,7 +138,8 @@ class Shop:
         """Create a product on A and return its id."""
         pid = next_id()
         resp = await self.a.post(
-            "/stock", json={"product_id": pid, "product_name": f"p{pid}", "quantity": quantity, "price_cents": price_cents}
+            "/stock",
+            json={"product_id": pid, "product_name": f"p{pid}", "quantity": quantity, "price_cents": price_cents},
         )
         assert resp.status_code == 201, resp.text
         return pid

@@ -19,7 +19,9 @@ async def test_fifty_pays_race_for_ten_units(database_url: str, service_a: Serve
     the stock ends at 0, never below."""
     async with httpx.AsyncClient(base_url=service_a.url, timeout=30) as a:
         pid = next_id()
-        created = await a.post("/stock", json={"product_id": pid, "product_name": "scarce", "quantity": 10, "price_cents": 500})
+        created = await a.post(
+            "/stock", json={"product_id": pid, "product_name": "scarce", "quantity": 10, "price_cents": 500}
+        )
         assert created.status_code == 201, created.text
         users = [next_id() for _ in range(50)]
         items = []

@@ -50,6 +50,7 @@ async def read_events(bootstrap: str, topic: str, want: int, timeout: float = 20
     await consumer.start()
     got: list[tuple[str, dict[str, Any]]] = []
     try:
+
         async def enough() -> bool:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 got.extend((r.key.decode(), json.loads(r.value)) for r in records)
@@ -76,16 +77,24 @@ async def test_add_to_cart_is_published(kafka_client: tuple[FastAPI, AsyncClient
     await eventually(ready, 20, "kafka connected and the outbox drained")
 
 
-async def test_order_paid_clears_master_cart_once(kafka_client: tuple[FastAPI, AsyncClient], kafka_settings: Settings) -> None:
+async def test_order_paid_clears_master_cart_once(
+    kafka_client: tuple[FastAPI, AsyncClient], kafka_settings: Settings
+) -> None:
     app, client = kafka_client
     await create_stock(client, 1)
-    items = [(await client.post("/cart/add", json={"user_id": 9, "product_id": 1, "quantity": 1})).json() for _ in range(2)]
+    items = [
+        (await client.post("/cart/add", json={"user_id": 9, "product_id": 1, "quantity": 1})).json() for _ in range(2)
+    ]
     envelope = {
         "event_id": str(uuid.uuid4()),
         "type": "order.paid",
         "source": "service-b",
         "occurred_at": "2026-11-25T00:00:00.000000Z",
-        "data": {"order": {"order_id": 1, "user_id": 9}, "item_ids": [i["item_id"] for i in items], "reservation_id": "r"},
+        "data": {
+            "order": {"order_id": 1, "user_id": 9},
+            "item_ids": [i["item_id"] for i in items],
+            "reservation_id": "r",
+        },
     }
     producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.kafka_brokers)
     await producer.start()

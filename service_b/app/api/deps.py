@@ -9,8 +9,8 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.kafka import KafkaBridge
-from app.payments import Payments
 from app.models import INT64_MAX
+from app.payments import Payments
 from app.settings import Settings
 
 

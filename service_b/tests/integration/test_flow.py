@@ -34,13 +34,16 @@ class Stack:
     async def product(self, quantity: int = 100, price_cents: int = 100) -> int:
         pid = next_id()
         resp = await self.a.post(
-            "/stock", json={"product_id": pid, "product_name": f"p{pid}", "quantity": quantity, "price_cents": price_cents}
+            "/stock",
+            json={"product_id": pid, "product_name": f"p{pid}", "quantity": quantity, "price_cents": price_cents},
         )
         assert resp.status_code == 201, resp.text
         return pid
 
     async def add(self, user_id: int, product_id: int, quantity: int = 1) -> dict:
-        resp = await self.a.post("/cart/add", json={"user_id": str(user_id), "product_id": str(product_id), "quantity": quantity})
+        resp = await self.a.post(
+            "/cart/add", json={"user_id": str(user_id), "product_id": str(product_id), "quantity": quantity}
+        )
         assert resp.status_code == 201, resp.text
         return resp.json()
 
@@ -62,14 +65,22 @@ async def stack(backend: str, database_url: str, kafka: str, run_id: str, tmp_pa
         "KAFKA_RETRY_MAX_SECONDS": "1",
         "OUTBOX_POLL_SECONDS": "0.2",
     }
-    a_server = start_server(SERVICE_A_DIR, {**common, "DATABASE_URL": a_url, "KAFKA_GROUP_ID": f"test-{run_id}-a"}, tmp_path / "a.log")
+    a_server = start_server(
+        SERVICE_A_DIR, {**common, "DATABASE_URL": a_url, "KAFKA_GROUP_ID": f"test-{run_id}-a"}, tmp_path / "a.log"
+    )
     try:
-        b_env = {**common, "DATABASE_URL": database_url, "KAFKA_GROUP_ID": f"test-{run_id}-b", "SERVICE_A_URL": a_server.url}
+        b_env = {
+            **common,
+            "DATABASE_URL": database_url,
+            "KAFKA_GROUP_ID": f"test-{run_id}-b",
+            "SERVICE_A_URL": a_server.url,
+        }
         b_server = start_server(SERVICE_DIR, b_env, tmp_path / "b.log")
         try:
-            async with httpx.AsyncClient(base_url=a_server.url, timeout=30) as a, httpx.AsyncClient(
-                base_url=b_server.url, timeout=30
-            ) as b:
+            async with (
+                httpx.AsyncClient(base_url=a_server.url, timeout=30) as a,
+                httpx.AsyncClient(base_url=b_server.url, timeout=30) as b,
+            ):
                 stack = Stack(a, b, a_server, b_server)
 
                 async def both_connected() -> bool:
@@ -131,7 +142,9 @@ async def test_broker_outage_loses_nothing(stack: Stack) -> None:
     paid_item = await stack.add(payer, pid)
 
     async def synced() -> bool:
-        return await stack.b_cart_ids(user) == {before["item_id"]} and await stack.b_cart_ids(payer) == {paid_item["item_id"]}
+        return await stack.b_cart_ids(user) == {before["item_id"]} and await stack.b_cart_ids(payer) == {
+            paid_item["item_id"]
+        }
 
     await eventually(synced, 15, "the first items in B")
 

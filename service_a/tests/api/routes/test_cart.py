@@ -27,7 +27,11 @@ async def test_add_to_cart(client: AsyncClient, app: FastAPI) -> None:
     resp = await client.post("/cart/add", json={"user_id": "10", "product_id": "5", "quantity": 3})
     assert resp.status_code == 201, resp.text
     item = resp.json()
-    assert {k: item[k] for k in ("user_id", "product_id", "quantity")} == {"user_id": 10, "product_id": 5, "quantity": 3}
+    assert {k: item[k] for k in ("user_id", "product_id", "quantity")} == {
+        "user_id": 10,
+        "product_id": 5,
+        "quantity": 3,
+    }
     assert isinstance(item["item_id"], int) and item["item_id"] > 0
     assert RFC3339_Z.match(item["added_at"]), item["added_at"]
     # Stock is not decremented by adding to a cart.
@@ -36,7 +40,10 @@ async def test_add_to_cart(client: AsyncClient, app: FastAPI) -> None:
     assert len(events) == 1
     event = events[0]
     assert (event["topic"], event["key"], event["type"], event["source"]) == (
-        "service-a.cart-changes.v1", "10", "cart.item_added", "service-a"
+        "service-a.cart-changes.v1",
+        "10",
+        "cart.item_added",
+        "service-a",
     )
     assert event["data"] == {"item": item}
     assert event["event_id"]
@@ -55,9 +62,16 @@ async def test_add_errors(client: AsyncClient, app: FastAPI) -> None:
     await create_stock(client, 5, quantity=3)
     assert_error(
         await client.post("/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 4}),
-        400, "FAILED_PRECONDITION", contains="3 on hand",
+        400,
+        "FAILED_PRECONDITION",
+        contains="3 on hand",
     )
-    assert_error(await client.post("/cart/add", json={"user_id": 1, "product_id": 6, "quantity": 1}), 404, "NOT_FOUND", contains="6")
+    assert_error(
+        await client.post("/cart/add", json={"user_id": 1, "product_id": 6, "quantity": 1}),
+        404,
+        "NOT_FOUND",
+        contains="6",
+    )
     assert await outbox_events(app) == []
 
 

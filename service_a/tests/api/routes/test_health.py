@@ -20,7 +20,12 @@ async def test_readyz_without_kafka(client: AsyncClient) -> None:
     resp = await client.get("/readyz")
     assert resp.status_code == 200
     body = resp.json()
-    assert (body["status"], body["database"], body["kafka"], body["outbox_pending"]) == ("ready", "ok", "disconnected", 0)
+    assert (body["status"], body["database"], body["kafka"], body["outbox_pending"]) == (
+        "ready",
+        "ok",
+        "disconnected",
+        0,
+    )
 
 
 async def test_readyz_broker_down_keeps_serving(settings: Settings) -> None:
@@ -44,7 +49,9 @@ async def test_readyz_database_down(tmp_path) -> None:
         await app.state.engine.dispose()
         (tmp_path / "a.db").unlink()
         (tmp_path / "a.db").mkdir()  # a directory where the database file was: cannot open
-        async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://a") as client:
+        async with AsyncClient(
+            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://a"
+        ) as client:
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()["database"]) == (503, "unreachable")
             assert_error(await client.get("/stock/1"), 503, "UNAVAILABLE")

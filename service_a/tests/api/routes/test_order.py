@@ -51,7 +51,11 @@ async def test_process_stock_all_or_nothing(client: AsyncClient) -> None:
     [
         pytest.param({"items": []}, "empty", id="empty"),
         pytest.param({}, "items", id="missing items"),
-        pytest.param({"items": [{"product_id": 1, "quantity": 1}, {"product_id": "1", "quantity": 1}]}, "more than once", id="duplicate"),
+        pytest.param(
+            {"items": [{"product_id": 1, "quantity": 1}, {"product_id": "1", "quantity": 1}]},
+            "more than once",
+            id="duplicate",
+        ),
         pytest.param({"items": [{"product_id": 1, "quantity": 0}]}, "quantity", id="zero quantity"),
         pytest.param({"items": [{"product_id": 1, "quantity": -2}]}, "quantity", id="negative quantity"),
         pytest.param({"items": [{"product_id": 0, "quantity": 1}]}, "product_id", id="zero product"),

@@ -32,13 +32,31 @@ async def test_create_duplicate(client: AsyncClient) -> None:
     [
         pytest.param({"product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="missing id"),
         pytest.param({"product_id": 1, "quantity": 1, "price_cents": 1}, "product_name", id="missing name"),
-        pytest.param({"product_id": 0, "product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="zero id"),
-        pytest.param({"product_id": "x1", "product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="non-numeric id"),
-        pytest.param({"product_id": True, "product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="bool id"),
-        pytest.param({"product_id": 1, "product_name": "", "quantity": 1, "price_cents": 1}, "product_name", id="empty name"),
-        pytest.param({"product_id": 1, "product_name": "x", "quantity": -1, "price_cents": 1}, "quantity", id="negative quantity"),
-        pytest.param({"product_id": 1, "product_name": "x", "quantity": 1.5, "price_cents": 1}, "quantity", id="fractional quantity"),
-        pytest.param({"product_id": 1, "product_name": "x", "quantity": 1, "price_cents": -5}, "price_cents", id="negative price"),
+        pytest.param(
+            {"product_id": 0, "product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="zero id"
+        ),
+        pytest.param(
+            {"product_id": "x1", "product_name": "x", "quantity": 1, "price_cents": 1},
+            "product_id",
+            id="non-numeric id",
+        ),
+        pytest.param(
+            {"product_id": True, "product_name": "x", "quantity": 1, "price_cents": 1}, "product_id", id="bool id"
+        ),
+        pytest.param(
+            {"product_id": 1, "product_name": "", "quantity": 1, "price_cents": 1}, "product_name", id="empty name"
+        ),
+        pytest.param(
+            {"product_id": 1, "product_name": "x", "quantity": -1, "price_cents": 1}, "quantity", id="negative quantity"
+        ),
+        pytest.param(
+            {"product_id": 1, "product_name": "x", "quantity": 1.5, "price_cents": 1},
+            "quantity",
+            id="fractional quantity",
+        ),
+        pytest.param(
+            {"product_id": 1, "product_name": "x", "quantity": 1, "price_cents": -5}, "price_cents", id="negative price"
+        ),
     ],
 )
 async def test_create_invalid(client: AsyncClient, body: dict[str, Any], field: str) -> None:
@@ -138,7 +156,14 @@ async def test_set_stock_level(client: AsyncClient) -> None:
     await create_stock(client, 3, quantity=1)
     resp = await client.post("/stock/update", json={"product_id": "3", "quantity": "0"})
     assert (resp.status_code, resp.json()["quantity"]) == (200, 0)
-    assert_error(await client.post("/stock/update", json={"product_id": 3, "quantity": -1}), 400, "INVALID_ARGUMENT", contains="negative")
+    assert_error(
+        await client.post("/stock/update", json={"product_id": 3, "quantity": -1}),
+        400,
+        "INVALID_ARGUMENT",
+        contains="negative",
+    )
     assert_error(await client.post("/stock/update", json={"product_id": 4, "quantity": 1}), 404, "NOT_FOUND")
-    assert_error(await client.post("/stock/update", json={"product_id": 3}), 422, "INVALID_ARGUMENT", contains="quantity")
+    assert_error(
+        await client.post("/stock/update", json={"product_id": 3}), 422, "INVALID_ARGUMENT", contains="quantity"
+    )
     assert (await client.get("/stock/3")).json()["quantity"] == 0

@@ -36,7 +36,9 @@ async def test_cart_from_read_model(client: AsyncClient, shop: Shop) -> None:
     assert (await client.get(f"/cart/{user}")).json() == want
 
 
-@pytest.mark.parametrize("path", ["/cart", "/cart?user_id=", "/cart?user_id=abc", "/cart?user_id=0", "/cart/abc", "/cart/-3"])
+@pytest.mark.parametrize(
+    "path", ["/cart", "/cart?user_id=", "/cart?user_id=abc", "/cart?user_id=0", "/cart/abc", "/cart/-3"]
+)
 async def test_cart_bad_user(client: AsyncClient, path: str) -> None:
     assert_error(await client.get(path), 422, "INVALID_ARGUMENT", contains="user_id")
 
@@ -49,7 +51,11 @@ async def test_remove_item(client: AsyncClient, shop: Shop, app: FastAPI) -> Non
     assert (await client.get(f"/cart/{user}")).json()["items"] == [second]
     events = await outbox(app)
     assert len(events) == 1
-    assert (events[0]["topic"], events[0]["key"], events[0]["type"]) == ("service-b.order-events.v1", str(user), "cart.item_removed")
+    assert (events[0]["topic"], events[0]["key"], events[0]["type"]) == (
+        "service-b.order-events.v1",
+        str(user),
+        "cart.item_removed",
+    )
     assert events[0]["data"] == {"item": first}
     assert_error(await client.delete(f"/cart/{first['item_id']}"), 404, "NOT_FOUND", contains=str(first["item_id"]))
     assert_error(await client.delete("/cart/abc"), 422, "INVALID_ARGUMENT", contains="item_id")

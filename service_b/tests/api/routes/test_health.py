@@ -16,7 +16,12 @@ async def test_readyz(client: AsyncClient) -> None:
     resp = await client.get("/readyz")
     body = resp.json()
     assert resp.status_code == 200
-    assert (body["status"], body["database"], body["kafka"], body["outbox_pending"]) == ("ready", "ok", "disconnected", 0)
+    assert (body["status"], body["database"], body["kafka"], body["outbox_pending"]) == (
+        "ready",
+        "ok",
+        "disconnected",
+        0,
+    )
 
 
 async def test_unknown_path_and_method(client: AsyncClient) -> None:

@@ -104,7 +104,9 @@ async def test_pay_not_enough_stock(client: AsyncClient, shop: Shop, app: FastAP
     user, a, b = next_id(), await shop.product(quantity=5), await shop.product(quantity=5)
     items = [await shop.add(user, a, 2), await shop.add(user, b, 3)]
     await shop.a.post("/stock/update", json={"product_id": b, "quantity": 2})
-    assert_error(await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="not enough stock")
+    assert_error(
+        await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="not enough stock"
+    )
     await assert_nothing_written(app)
     assert (await shop.quantity(a), await shop.quantity(b)) == (5, 2)
     assert (await client.get(f"/cart/{user}")).json()["items"] == items
@@ -114,7 +116,9 @@ async def test_pay_deleted_product(client: AsyncClient, shop: Shop, app: FastAPI
     user, pid = next_id(), await shop.product()
     await shop.add(user, pid)
     await shop.a.delete(f"/stock/{pid}")
-    assert_error(await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="not found")
+    assert_error(
+        await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="not found"
+    )
     await assert_nothing_written(app)
 
 
@@ -123,7 +127,9 @@ async def test_pay_while_another_payment_runs(client: AsyncClient, shop: Shop, a
     await shop.add(user, pid)
     async with app.state.sessions() as session, session.begin():
         session.add(Checkout(reservation_id="pay-other", user_id=user, item_ids="[]", started_at=utcnow()))
-    assert_error(await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="in progress")
+    assert_error(
+        await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="in progress"
+    )
     assert await shop.quantity(pid) == 10
 
 
@@ -134,7 +140,9 @@ async def test_pay_with_service_a_down(settings: Settings, shop: Shop) -> None:
     async with app.router.lifespan_context(app):
         user, pid = next_id(), await shop.product()
         item = await Shop(shop.a, app).add(user, pid)
-        async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b") as client:
+        async with AsyncClient(
+            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b"
+        ) as client:
             assert_error(await client.post("/order/pay", json={"user_id": user}), 503, "UNAVAILABLE")
             await assert_nothing_written(app)
             assert (await client.get(f"/cart/{user}")).json()["items"] == [item]
