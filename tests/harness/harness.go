@@ -305,8 +305,12 @@ func (s *Stack) gatewayArgs() []string {
 		"-service-b", s.ServiceBURL(),
 		"-log-format", "text",
 	}
-	if !s.opts.NoEvents && gatewayHasFlag(s.gatewayBin, "kafka-brokers") {
-		args = append(args, "-kafka-brokers", strings.Join(s.brokers, ","))
+	if gatewayHasFlag(s.gatewayBin, "kafka-brokers") {
+		brokers := strings.Join(s.brokers, ",")
+		if s.opts.NoEvents {
+			brokers = "" // the flag's default is 127.0.0.1:9092
+		}
+		args = append(args, "-kafka-brokers="+brokers)
 	}
 	if gatewayHasFlag(s.gatewayBin, "outbox-dir") {
 		args = append(args, "-outbox-dir", s.OutboxDir())
