@@ -28,11 +28,12 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 	  google.golang.org/protobuf/cmd/protoc-gen-go \
 	  google.golang.org/grpc/cmd/protoc-gen-go-grpc \
 	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway \
-	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 \
+	  github.com/fullstorydev/grpcurl/cmd/grpcurl
 	touch $@
 
 .PHONY: tools
-tools: $(TOOLS_STAMP) ## Build buf and the protoc plugins at pinned versions into .tools/bin.
+tools: $(TOOLS_STAMP) ## Build buf, the protoc plugins and grpcurl at pinned versions into .tools/bin.
 
 .PHONY: protos
 protos: ## Fetch the imported third-party protos into .third_party/ (not committed).

@@ -1,6 +1,6 @@
 ## ---- Python services (service_a, service_b) ------------------------------------
 
-PY_REQUIREMENTS := $(ROOT)/service_a/requirements.txt $(ROOT)/service_b/requirements.txt
+PY_REQUIREMENTS := $(ROOT)/service_a/requirements.txt $(ROOT)/service_b/requirements.txt $(ROOT)/tests/requirements.txt
 VENV_STAMP      := $(VENV)/.requirements.stamp
 
 # Reruns only when a requirements file changes.
