@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await crud.apply_order_event(session, settings, event)
 
         bridge = KafkaBridge(
-            enabled=settings.kafka_enabled,
+            enabled=settings.kafka_enabled and bool(settings.bootstrap_servers),
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.kafka_group_id,
             source=crud.SOURCE,

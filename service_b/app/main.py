@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, a_transport: httpx.AsyncBaseTra
             await crud.apply_cart_event(session, event)
 
         bridge = KafkaBridge(
-            enabled=settings.kafka_enabled,
+            enabled=settings.kafka_enabled and bool(settings.bootstrap_servers),
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.kafka_group_id,
             source=crud.SOURCE,

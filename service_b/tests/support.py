@@ -1,4 +1,4 @@
-"""Test helpers shared by the unit and integration tests: backends, real
+"""Test utilities shared by the unit and integration tests: backends, real
 uvicorn servers and waiting."""
 
 from __future__ import annotations
