@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The body of `make bench`. Everything runs on loopback and is bounded in
+# time. Figures are ratios against a baseline measured in the same run,
+# because the machine is shared and noisy.
+#   1. gwbench: gateway REST (chosen in-process dispatch, and the designs not
+#      chosen) and gRPC against a plain httputil.ReverseProxy, one fast
+#      upstream, interleaved rounds; req/s, p50, p99, ratio.
+#   2. go test -bench: the REST path in process, the upstream pool against
+#      http.DefaultClient, outbox appends (fsync vs none), relay drain to the
+#      real broker.
+# Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${ROOT}"
+
+mkdir -p bin
+go build -o bin/gwbench ./gateway/cmd/gwbench
+
+echo "==> gateway vs reverse proxy"
+bin/gwbench -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+
+echo
+echo "==> go benchmarks (in process)"
+go test -run '^$' -bench . -benchtime 2s -count 1 \
+  ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/outbox
+
+started=0
+if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
+  bash scripts/kafka.sh start
+  started=1
+fi
+trap '((started)) && bash scripts/kafka.sh stop || true' EXIT
+echo
+echo "==> relay drain to the real broker"
+KAFKA_BROKERS=127.0.0.1:9092 go test -run '^$' -bench BenchmarkRelayDrain -benchtime 1x -count 3 ./gateway/internal/relay
+
+if bin/gwbench -h 2>&1 | grep -q -- '-events'; then
+  echo
+  echo "==> mutations with events on vs off"
+  bin/gwbench -events -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+fi
