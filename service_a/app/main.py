@@ -16,6 +16,7 @@ from app import crud, db
 from app.api.routes import cart, health, order, stock
 from app.errors import install_error_handlers
 from app.kafka import KafkaBridge
+from app.logs import RequestContextMiddleware
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     for module in (health, stock, cart, order):
         app.include_router(module.router)
     return app

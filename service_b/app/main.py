@@ -16,6 +16,7 @@ from app import crud, db
 from app.api.routes import cart, health, order
 from app.errors import install_error_handlers
 from app.kafka import KafkaBridge
+from app.logs import RequestContextMiddleware
 from app.payments import Payments, StockClient
 from app.settings import Settings
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, a_transport: httpx.AsyncBaseTra
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     for module in (health, cart, order):
         app.include_router(module.router)
     return app

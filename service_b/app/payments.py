@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import errors
+from app import errors, logs
 from app.crud import ORDER_PAID, SOURCE, public_order
 from app.db import CartItem, Checkout, Order, OrderItem, StockRelease
 from app.kafka import KafkaBridge, add_event
@@ -94,7 +94,7 @@ class StockClient:
         """Take the stock of lines under reservation_id; see the exception types."""
         body = {"items": [line.model_dump() for line in lines], "reservation_id": reservation_id}
         try:
-            resp = await self._http.post("/order/process_stock", json=body)
+            resp = await self._http.post("/order/process_stock", json=body, headers=_trace_headers())
         except httpx.ConnectError as exc:
             raise StockUnreachable(f"service A unreachable: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -117,9 +117,21 @@ class StockClient:
 
     async def release_stock(self, reservation_id: str) -> bool:
         """Give back what reservation_id took; raises httpx.HTTPError on failure."""
-        resp = await self._http.post("/order/release_stock", json={"reservation_id": reservation_id})
+        resp = await self._http.post(
+            "/order/release_stock", json={"reservation_id": reservation_id}, headers=_trace_headers()
+        )
         resp.raise_for_status()
         return bool(resp.json().get("released"))
+
+
+def _trace_headers() -> dict[str, str]:
+    """The incoming request's id and trace context, passed on to service A."""
+    headers = {}
+    if rid := logs.request_id.get():
+        headers["X-Request-Id"] = rid
+    if tp := logs.traceparent.get():
+        headers["traceparent"] = tp
+    return headers
 
 
 def aggregate(items: Sequence[CartItem]) -> list[StockLine]:
