@@ -158,7 +158,6 @@ class Payments:
         self._sessions = sessions
         self._stock = stock
         self._bridge = bridge
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
