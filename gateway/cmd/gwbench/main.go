@@ -61,6 +61,9 @@ func run() error {
 		concurrency = flag.Int("c", 64, "concurrent clients")
 		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
+		brokers     = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
+		outboxDir   = flag.String("outbox-parent", "", "directory in which -events makes its temporary outbox (default: the system temp dir); put it on the disk to measure")
 	)
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -101,6 +104,9 @@ func run() error {
 	defer stopRP()
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
+	if *eventsMode {
+		return runEvents(ctx, upURL, app.SplitList(*brokers), *outboxDir, client, *concurrency, *rounds, *duration, discard)
+	}
 	restTarget := func(name, addr string) target {
 		u := "http://" + addr + "/stock/1"
 		return target{name: name, do: func(ctx context.Context) error { return get(ctx, client, u) }}
@@ -113,7 +119,7 @@ func run() error {
 	}
 	var grpcAddr string
 	for _, via := range vias {
-		httpAddr, gAddr, stop, err := startGateway(ctx, upURL, via, discard)
+		httpAddr, gAddr, stop, err := startGateway(ctx, app.Config{RESTVia: via}, upURL, discard)
 		if err != nil {
 			return err
 		}
@@ -197,7 +203,9 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 	return ln.Addr().String(), func() { s.Close() }, nil
 }
 
-func startGateway(ctx context.Context, upURL, via string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
+// startGateway serves a gateway configured by cfg in front of upURL on
+// loopback ports of its own.
+func startGateway(ctx context.Context, cfg app.Config, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", "", nil, err
@@ -207,7 +215,7 @@ func startGateway(ctx context.Context, upURL, via string, log *slog.Logger) (htt
 		return "", "", nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	cfg := app.Config{ServiceA: []string{upURL}, ServiceB: []string{upURL}, RESTVia: via, ShutdownTimeout: time.Second}
+	cfg.ServiceA, cfg.ServiceB, cfg.ShutdownTimeout = []string{upURL}, []string{upURL}, time.Second
 	g, err := app.New(ctx, cfg, log)
 	if err != nil {
 		cancel()

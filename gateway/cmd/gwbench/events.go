@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/shopgateway/shop/gateway/internal/app"
+)
+
+const mutationJSON = `{"product_id":1,"quantity":42}`
+
+// benchTopics keeps the benchmark's events off the shop's topics.
+var benchTopics = map[string]string{
+	"shop.stock.v1": "gwbench.stock.v1",
+	"shop.cart.v1":  "gwbench.cart.v1",
+	"shop.order.v1": "gwbench.order.v1",
+}
+
+// runEvents measures SetStockLevel (POST /stock/update) through the
+// gateway with events off and on, in interleaved rounds. With events on
+// every request appends its event to a real outbox (fsync, group commit)
+// in a temporary directory before it is answered, and the relay publishes
+// to Kafka meanwhile. It prints req/s per target and the on/off ratio, and
+// the outbox depth left at the end (the relay's lag).
+func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent string, client *http.Client, c, rounds int, d time.Duration, log *slog.Logger) error {
+	if len(brokers) == 0 {
+		return fmt.Errorf("-events needs -kafka-brokers")
+	}
+	dir, err := os.MkdirTemp(outboxParent, "gwbench-outbox-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	offAddr, _, stopOff, err := startGateway(ctx, app.Config{}, upURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopOff()
+	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
+		Brokers:   brokers,
+		OutboxDir: dir,
+		Topics:    benchTopics,
+	}}, upURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopOn()
+
+	post := func(name, addr string) target {
+		u := "http://" + addr + "/stock/update"
+		return target{name: name, do: func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(mutationJSON))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}}
+	}
+	targets := []target{
+		post("SetStockLevel, events off", offAddr),
+		post("SetStockLevel, events on (outbox+relay)", onAddr),
+	}
+	for _, t := range targets {
+		measure(t, c, 300*time.Millisecond)
+	}
+	all := make([][]result, len(targets))
+	for r := 0; r < rounds; r++ {
+		for i, t := range targets {
+			all[i] = append(all[i], measure(t, c, d))
+		}
+	}
+	fmt.Printf("SetStockLevel (POST /stock/update), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; outbox fsynced in %s, relay to %v\n\n",
+		c, rounds, d, goMaxProcs(), dir, brokers)
+	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
+	base := median(all[0]).rps
+	for i, t := range targets {
+		m := median(all[i])
+		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
+	}
+	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr))
+	return nil
+}
+
+// outboxState reads the Kafka and outbox entries of the gateway's /readyz,
+// after giving the relay up to 10s to drain.
+func outboxState(client *http.Client, addr string) string {
+	var body map[string]json.RawMessage
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err.Error()
+		}
+		body = nil
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		var ob struct {
+			Detail struct {
+				Depth int64 `json:"depth"`
+			} `json:"detail"`
+		}
+		_ = json.Unmarshal(body["outbox"], &ob)
+		if ob.Detail.Depth == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("kafka %s; outbox %s", body["kafka"], body["outbox"])
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
