@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
@@ -57,45 +55,17 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	post := func(name, addr string) target {
 		u := "http://" + addr + "/stock/update"
 		return target{name: name, do: func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(mutationJSON))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
+			return send(ctx, client, http.MethodPost, u, mutationJSON)
 		}}
 	}
 	targets := []target{
 		post("SetStockLevel, events off", offAddr),
 		post("SetStockLevel, events on (outbox+relay)", onAddr),
 	}
-	for _, t := range targets {
-		measure(t, c, 300*time.Millisecond)
-	}
-	all := make([][]result, len(targets))
-	for r := 0; r < rounds; r++ {
-		for i, t := range targets {
-			all[i] = append(all[i], measure(t, c, d))
-		}
-	}
+	all := measureAll(targets, c, rounds, d)
 	fmt.Printf("SetStockLevel (POST /stock/update), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; outbox fsynced in %s, relay to %v\n\n",
 		c, rounds, d, goMaxProcs(), dir, brokers)
-	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
-	base := median(all[0]).rps
-	for i, t := range targets {
-		m := median(all[i])
-		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
-	}
+	printTable(targets, all)
 	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr))
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,26 +143,38 @@ func run() error {
 		return err
 	}})
 
-	// Warm up every target (connections, caches).
-	for _, t := range targets {
-		measure(t, *concurrency, 300*time.Millisecond)
-	}
-	all := make([][]result, len(targets))
-	for r := 0; r < *rounds; r++ {
-		for i, t := range targets {
-			all[i] = append(all[i], measure(t, *concurrency, *duration))
-		}
-	}
+	all := measureAll(targets, *concurrency, *rounds, *duration)
 	fmt.Printf("GetStock (GET /stock/1), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target\n\n",
 		*concurrency, *rounds, *duration, goMaxProcs())
-	fmt.Printf("| %-36s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(38), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
+	printTable(targets, all)
+	return nil
+}
+
+// measureAll warms every target up, then measures them in interleaved
+// rounds, so that noise from the shared machine hits every target alike.
+func measureAll(targets []target, c, rounds int, d time.Duration) [][]result {
+	for _, t := range targets {
+		measure(t, c, 300*time.Millisecond)
+	}
+	all := make([][]result, len(targets))
+	for r := 0; r < rounds; r++ {
+		for i, t := range targets {
+			all[i] = append(all[i], measure(t, c, d))
+		}
+	}
+	return all
+}
+
+// printTable prints the median of each target's rounds and its ratio to
+// the first target.
+func printTable(targets []target, all [][]result) {
+	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
 	base := median(all[0]).rps
 	for i, t := range targets {
 		m := median(all[i])
-		fmt.Printf("| %-36s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
+		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
 	}
-	return nil
 }
 
 func dashes(n int) string {
@@ -177,9 +190,22 @@ func goMaxProcs() int {
 }
 
 func get(ctx context.Context, c *http.Client, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return send(ctx, c, http.MethodGet, u, "")
+}
+
+// send makes one request (with a JSON body unless body is empty) and wants
+// a 200.
+func send(ctx context.Context, c *http.Client, method, u, body string) error {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
