@@ -114,6 +114,7 @@ func deleteTopics(topics ...string) error {
 // tb when the broker does not answer; the reader stops at tb's cleanup.
 func NewEventReader(tb testing.TB, topics ...string) *EventReader {
 	tb.Helper()
+	HoldKafka(tb)
 	client, err := sarama.NewClient(Brokers(), kafkaConfig())
 	if err != nil {
 		tb.Fatalf("harness: event reader: kafka client: %v", err)

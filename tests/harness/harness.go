@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +105,7 @@ func Start(tb testing.TB, opts Options) *Stack {
 	opts.setDefaults()
 	root := RepoRoot(tb)
 	brokers := Brokers()
+	HoldKafka(tb)
 	if err := pingBroker(brokers, 30*time.Second); err != nil {
 		tb.Fatalf("harness: the Kafka broker at %s does not answer (%v); start it with `scripts/kafka.sh start` (make test does)",
 			strings.Join(brokers, ","), err)
@@ -218,11 +220,13 @@ func (s *Stack) StartGateway() {
 }
 
 // StopKafka stops the shared broker with `scripts/kafka.sh stop`. The broker
-// is shared by every stack on the machine: a test that calls it must not
-// run in parallel with other Kafka tests. If the test ends with the broker
-// stopped, it is started again at cleanup.
+// is shared by every test on the machine, in every test process, so it
+// first waits until no other top-level test holds a Stack or an EventReader
+// (a cross-process lock; new ones wait until StartKafka). If the test ends
+// with the broker stopped, it is started again at cleanup.
 func (s *Stack) StopKafka() {
 	s.tb.Helper()
+	setKafkaLock(s.tb, syscall.LOCK_EX)
 	s.kafkaScript("stop")
 	s.mu.Lock()
 	s.kafkaUp = false
@@ -237,6 +241,7 @@ func (s *Stack) StartKafka() {
 	s.mu.Lock()
 	s.kafkaUp = true
 	s.mu.Unlock()
+	setKafkaLock(s.tb, syscall.LOCK_SH)
 }
 
 func (s *Stack) kafkaScript(cmd string) {

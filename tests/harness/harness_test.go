@@ -73,6 +73,7 @@ func TestStack(t *testing.T) {
 // skipping what was there before the reader was created.
 func TestEventReader(t *testing.T) {
 	topic := fmt.Sprintf("harness.test.%d", time.Now().UnixNano())
+	harness.HoldKafka(t)
 	produce(t, topic, "before", nil)
 	t.Cleanup(func() { deleteTopic(t, topic) })
 	r := harness.NewEventReader(t, topic)
@@ -106,6 +107,7 @@ func TestEventReader(t *testing.T) {
 // was created from its beginning, and does not create it itself.
 func TestEventReaderNewTopic(t *testing.T) {
 	topic := fmt.Sprintf("harness.test.new.%d", time.Now().UnixNano())
+	harness.HoldKafka(t)
 	r := harness.NewEventReader(t, topic)
 	t.Cleanup(func() { deleteTopic(t, topic) })
 	time.Sleep(500 * time.Millisecond) // let the reader poll the missing topic
