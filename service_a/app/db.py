@@ -37,7 +37,9 @@ class CartItem(Base):
     """One line of a user's cart: the master copy of carts."""
 
     __tablename__ = "cart_items"
-    __table_args__ = (Index("ix_cart_items_user", "user_id", "item_id"),)
+    # sqlite_autoincrement: never reuse the id of a deleted line, since B and
+    # the events refer to lines by id.
+    __table_args__ = (Index("ix_cart_items_user", "user_id", "item_id"), {"sqlite_autoincrement": True})
 
     item_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigInteger)

@@ -39,7 +39,8 @@ class Order(Base):
     """A paid order. reservation_id is the key of its stock decrement on service A."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_user", "user_id", "created_at"),)
+    # sqlite_autoincrement: never reuse the id of a deleted order.
+    __table_args__ = (Index("ix_orders_user", "user_id", "created_at"), {"sqlite_autoincrement": True})
 
     order_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(BigInteger)
