@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
@@ -44,13 +45,25 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	defer stopOff()
 	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
 		Brokers:   brokers,
-		OutboxDir: dir,
+		OutboxDir: filepath.Join(dir, "on"),
 		Topics:    benchTopics,
 	}}, upURL, log)
 	if err != nil {
 		return err
 	}
 	defer stopOn()
+	// The same with Kafka unreachable: what the gateway's own request path
+	// costs (payload, envelope, fsynced append), without the relay's
+	// publishing and the co-located broker competing for the CPU.
+	aloneAddr, _, stopAlone, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
+		Brokers:   []string{"127.0.0.1:1"},
+		OutboxDir: filepath.Join(dir, "alone"),
+		Topics:    benchTopics,
+	}}, upURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopAlone()
 
 	post := func(name, addr string) target {
 		u := "http://" + addr + "/stock/update"
@@ -61,6 +74,7 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	targets := []target{
 		post("SetStockLevel, events off", offAddr),
 		post("SetStockLevel, events on (outbox+relay)", onAddr),
+		post("SetStockLevel, events on, Kafka down", aloneAddr),
 	}
 	all := measureAll(targets, c, rounds, d)
 	fmt.Printf("SetStockLevel (POST /stock/update), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; outbox fsynced in %s, relay to %v\n\n",
