@@ -215,16 +215,6 @@ func (e *Emitter) Topics() []string {
 	return out
 }
 
-// Emits returns the CloudEvents type the RPC fullMethod emits, and false
-// for an RPC that emits nothing.
-func (e *Emitter) Emits(fullMethod string) (ceType string, ok bool) {
-	s, ok := e.specs[fullMethod]
-	if !ok {
-		return "", false
-	}
-	return string(s.ceType), true
-}
-
 // Stats is a snapshot of the idempotency store.
 type Stats struct {
 	// IdempotencyEntries is the number of keys remembered.
