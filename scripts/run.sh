@@ -9,9 +9,9 @@
 # parallel. Data lives under .run/ (SQLite files, the gateway's outbox, raw
 # logs); the broker's data and jars under .kafka/.
 #
-# On the first start (an empty stock list) it seeds a few products through
-# the gateway's REST API, so that the curl examples return data; SEED=0
-# turns that off.
+# On the first start (an empty stock list, or no .run/.seeded marker) it
+# seeds five products (ids 1 to 5) through the gateway's REST API, so that
+# the curl examples return data; SEED=0 turns that off.
 #
 # Environment (defaults in brackets):
 #   HTTP_PORT [8080]  GRPC_PORT [9090]  SERVICE_A_PORT [8002]  SERVICE_B_PORT [8001]
@@ -221,15 +221,19 @@ wait_ready gateway "${REST}/readyz"
 
 # ---- seed ---------------------------------------------------------------------
 
+# Seeds when the stock is empty, or when an earlier seed was cut short
+# (no marker file); products that already exist are left as they are.
+readonly SEED_MARKER="${RUN_DIR}/.seeded"
 if [[ "${SEED}" != 0 ]]; then
   count="$(curl -fsS --max-time 5 "${REST}/stock?page_size=1" |
     "${PY}" -c 'import json, sys; print(len(json.load(sys.stdin).get("items", [])))')"
-  if [[ "${count}" == 0 ]]; then
-    log "empty stock: seeding 5 products (SEED=0 turns this off)"
+  if [[ "${count}" == 0 || ! -f "${SEED_MARKER}" ]]; then
+    log "first start: seeding 5 products (SEED=0 turns this off)"
     while IFS='|' read -r id name qty price; do
-      curl -fsS --max-time 10 -o /dev/null -X POST "${REST}/stock" -H 'Content-Type: application/json' \
-        -d "{\"product_id\":${id},\"product_name\":\"${name}\",\"quantity\":${qty},\"price_cents\":${price}}" ||
-        die "seeding product ${id} failed"
+      code="$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST "${REST}/stock" \
+        -H 'Content-Type: application/json' \
+        -d "{\"product_id\":${id},\"product_name\":\"${name}\",\"quantity\":${qty},\"price_cents\":${price}}")"
+      [[ "${code}" == 200 || "${code}" == 409 ]] || die "seeding product ${id}: HTTP ${code}"
     done <<'EOF'
 1|Espresso beans 1 kg|100|1890
 2|Pour-over kettle|25|4500
@@ -237,6 +241,7 @@ if [[ "${SEED}" != 0 ]]; then
 4|Paper filters (100)|500|450
 5|Hand grinder|15|6900
 EOF
+    touch "${SEED_MARKER}"
   fi
 fi
 
