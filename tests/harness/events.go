@@ -115,7 +115,15 @@ func deleteTopics(topics ...string) error {
 func NewEventReader(tb testing.TB, topics ...string) *EventReader {
 	tb.Helper()
 	HoldKafka(tb)
-	client, err := sarama.NewClient(Brokers(), kafkaConfig())
+	// Retried for a while: a broker restarted by something outside the
+	// harness (a Python outage test, a developer) is back within seconds.
+	var client sarama.Client
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if client, err = sarama.NewClient(Brokers(), kafkaConfig()); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		tb.Fatalf("harness: event reader: kafka client: %v", err)
 	}
