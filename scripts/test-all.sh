@@ -17,9 +17,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
 
 started_pg=0
+started_kafka=0
 cleanup() {
   rc=$?
-  bash scripts/kafka.sh stop || true
+  # Leave a broker that was already running (make run, another shell) alone.
+  if ((started_kafka)); then bash scripts/kafka.sh stop || true; fi
   if ((started_pg)); then bash scripts/postgres.sh stop || true; fi
   exit "${rc}"
 }
@@ -36,6 +38,9 @@ timed() {
 
 step "setup: Python venv, Kafka broker"
 timed "venv" make --no-print-directory venv
+if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
+  started_kafka=1
+fi
 timed "kafka start" bash scripts/kafka.sh start
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 
