@@ -3,14 +3,18 @@
 PY_REQUIREMENTS := $(ROOT)/service_a/requirements.txt $(ROOT)/service_b/requirements.txt $(ROOT)/tests/requirements.txt
 VENV_STAMP      := $(VENV)/.requirements.stamp
 
-# Reruns only when a requirements file changes.
-$(VENV_STAMP): $(PY_REQUIREMENTS)
+# Reruns only when a requirements file or the shared package's metadata
+# changes (its code is installed editable, so edits need no reinstall).
+# The services' requirements name the shared package as `-e ../shopkit`, and
+# pip resolves a directory in a requirements file from the current directory,
+# not from the file's: hence pip runs in service_a/, where ../shopkit is it.
+$(VENV_STAMP): $(PY_REQUIREMENTS) $(ROOT)/shopkit/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
+	cd $(ROOT)/service_a && $(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
 	touch $@
 
 .PHONY: venv
-venv: $(VENV_STAMP) ## Create .venv and install both services' pinned requirements.
+venv: $(VENV_STAMP) ## Create .venv: both services' pinned requirements and shopkit/ (editable).
 
 .PHONY: test-python-unit
 test-python-unit: venv ## pytest of both services on SQLite (+PostgreSQL with TEST_DATABASE_URL_A/_B); no Kafka.

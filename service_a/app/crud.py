@@ -14,9 +14,7 @@ import sqlalchemy.exc
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import errors
 from app.db import CartItem, Reservation, Stock
-from app.kafka import add_event
 from app.models import (
     CartItemCreate,
     CartItemPublic,
@@ -25,9 +23,11 @@ from app.models import (
     StockLine,
     StockPublic,
     StockUpdate,
-    utcnow,
 )
 from app.settings import Settings
+from shopkit import errors
+from shopkit.kafka import add_event
+from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -3,35 +3,23 @@ stock side of payments."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 
-from app import crud, db
-from app.api.routes import cart, health, order, stock
-from app.errors import install_error_handlers
-from app.kafka import KafkaBridge
-from app.logs import RequestContextMiddleware
+# app.db is imported for its tables: they join shopkit.db.Base, which create_schema creates.
+from app import crud
+from app import db as _tables  # noqa: F401
+from app.api.routes import cart, order, stock
 from app.settings import Settings
+from shopkit import db
+from shopkit.kafka import KafkaBridge
+from shopkit.service import build_app
 
 log = logging.getLogger(__name__)
-
-
-async def _create_schema_with_retry(engine: Any, attempts: int = 30) -> None:
-    for attempt in range(1, attempts + 1):
-        try:
-            await db.create_schema(engine)
-            return
-        except Exception as exc:
-            if attempt == attempts:
-                raise
-            log.warning("database not reachable yet (%r), retrying", exc)
-            await asyncio.sleep(1)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,25 +31,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = db.make_engine(settings.database_url)
-        await _create_schema_with_retry(engine)
-        sessions = db.make_session_factory(engine)
+        engine, sessions = await db.open_database(settings.database_url)
 
         async def handle(session: Any, event: dict[str, Any]) -> None:
             await crud.apply_order_event(session, settings, event)
 
-        bridge = KafkaBridge(
-            enabled=settings.kafka_enabled and bool(settings.bootstrap_servers),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.kafka_group_id,
+        bridge = KafkaBridge.from_settings(
+            settings,
             source=crud.SOURCE,
             produce_topics=[settings.cart_changes_topic],
             consume_topics=[settings.order_events_topic],
             handler=handle,
             sessions=sessions,
-            retry_max_seconds=settings.kafka_retry_max_seconds,
-            poll_seconds=settings.outbox_poll_seconds,
-            inbox_retention=timedelta(hours=settings.inbox_retention_hours),
         )
         app.state.engine, app.state.sessions, app.state.bridge = engine, sessions, bridge
         await bridge.start()
@@ -72,15 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await bridge.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    return build_app(
         title="service_a",
         summary="Stock, the master copy of carts, and the stock side of payments.",
-        version="1.0.0",
+        settings=settings,
         lifespan=lifespan,
+        routers=[stock.router, cart.router, order.router],
     )
-    app.state.settings = settings
-    install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
-    for module in (health, stock, cart, order):
-        app.include_router(module.router)
-    return app

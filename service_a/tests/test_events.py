@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
 
-from app.db import Inbox, Outbox
+from shopkit.db import Inbox, Outbox
 from tests.support import create_stock
 
 

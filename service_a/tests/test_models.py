@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.models import CartItemCreate, StockCreate, format_timestamp
+from app.models import CartItemCreate, StockCreate
+from shopkit.wire import format_timestamp
 
 OK = {"user_id": 1, "product_id": 2, "quantity": 3}
 

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import errors
 from app.db import CartItem, Checkout, Order, OrderItem
-from app.kafka import add_event
 from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
+from shopkit import errors
+from shopkit.kafka import add_event
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,19 @@
-"""Storage of service B: tables, engine and sessions.
+"""Storage of service B: its tables.
 
-The same code runs on SQLite (aiosqlite, the default) and PostgreSQL
-(asyncpg, when DATABASE_URL is set). The schema is created on start.
+They are declared on :class:`shopkit.db.Base`, next to the ``outbox`` and
+``inbox`` tables, so :func:`shopkit.db.create_schema` creates them all on
+start. Engines and sessions (SQLite or PostgreSQL) come from :mod:`shopkit.db`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models import utcnow
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT ids.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-class Base(DeclarativeBase):
-    """Base of the ORM tables."""
+from shopkit.db import Base, BigId
+from shopkit.wire import utcnow
 
 
 class CartItem(Base):
@@ -89,82 +83,3 @@ class StockRelease(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
-
-
-class Outbox(Base):
-    """Events written in the same transaction as the change they describe,
-    published to Kafka by the relay and deleted after the broker's ack."""
-
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64))
-    topic: Mapped[str] = mapped_column(String(255))
-    key: Mapped[str] = mapped_column(String(255))
-    payload: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-
-
-class Inbox(Base):
-    """Ids of the Kafka events already applied, so a redelivery changes nothing."""
-
-    __tablename__ = "inbox"
-
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
-
-
-def make_engine(url: str) -> AsyncEngine:
-    """An engine for url (already normalised to an async driver).
-
-    SQLite gets one pooled connection: every transaction runs after the
-    previous one, which is what SQLite can do anyway, without "database is
-    locked" errors. PostgreSQL gets a normal pool and checks connections
-    before use so that a restarted server is picked up again."""
-    if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=60,
-            connect_args={"timeout": 30},
-        )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
-
-
-def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create the tables that do not exist yet."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-
-
-async def drop_all_tables(engine: AsyncEngine) -> None:
-    """Drop every table in the database, ours or not (tests only)."""
-
-    def _drop(sync_conn) -> None:  # type: ignore[no-untyped-def]
-        meta = MetaData()
-        meta.reflect(sync_conn)
-        meta.drop_all(sync_conn)
-
-    async with engine.begin() as conn:
-        await conn.run_sync(_drop)
-
-
-async def ping(engine: AsyncEngine) -> None:
-    """Raise when the database cannot be reached."""
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))

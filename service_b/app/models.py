@@ -1,68 +1,15 @@
-"""Request and response models, split per direction (XCreate, XUpdate, XPublic).
+"""Request and response models of service B, split per direction (XCreate,
+XUpdate, XPublic).
 
-Field names are the proto field names. int64 fields accept JSON numbers or
-numeric strings (protojson writes int64 as strings) and are written back as
-numbers; booleans and numbers with a fraction are refused.
+Field names are the proto field names. The id, quantity, money and timestamp
+types, and how they read and write JSON, are in :mod:`shopkit.wire`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from pydantic import BaseModel, ConfigDict
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
-
-INT64_MAX = 2**63 - 1
-INT32_MAX = 2**31 - 1
-
-
-def _reject_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be an integer, not a boolean")
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-def to_utc_naive(value: datetime) -> datetime:
-    """value as a naive UTC datetime, the form the database stores."""
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with microseconds and a Z suffix: 2026-11-25T17:40:00.123456Z."""
-    return to_utc_naive(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def utcnow() -> datetime:
-    """The current time as a naive UTC datetime."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-_Int = BeforeValidator(_reject_bool)
-
-Id = Annotated[int, _Int, Field(gt=0, le=INT64_MAX)]
-"""A positive int64 id."""
-OptionalId = Annotated[int, _Int, Field(ge=0, le=INT64_MAX)]
-"""An int64 id where 0 means "not set"."""
-Quantity = Annotated[int, _Int, Field(gt=0, le=INT32_MAX)]
-"""A positive int32 number of units."""
-StockQuantity = Annotated[int, _Int, Field(ge=0, le=INT32_MAX)]
-"""A non-negative int32 number of units on hand."""
-Cents = Annotated[int, _Int, Field(ge=0, le=INT64_MAX)]
-"""A non-negative int64 amount of money in cents."""
-Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_not_blank)]
-"""A non-empty product name."""
-Timestamp = Annotated[
-    datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")
-]
-"""A point in time, written as RFC 3339 UTC with a Z suffix."""
+from shopkit.wire import Cents, Id, Quantity, StockQuantity, Timestamp
 
 
 class _Model(BaseModel):

@@ -41,10 +41,8 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app import errors, logs
 from app.crud import ORDER_PAID, SOURCE, public_order
 from app.db import CartItem, Checkout, Order, OrderItem, StockRelease
-from app.kafka import KafkaBridge, add_event
 from app.models import (
     ORDER_STATUS_PAID,
     OrderItemPublic,
@@ -52,9 +50,11 @@ from app.models import (
     ProcessStockResponse,
     StockItem,
     StockLine,
-    utcnow,
 )
 from app.settings import Settings
+from shopkit import errors, logs
+from shopkit.kafka import KafkaBridge, add_event
+from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
 

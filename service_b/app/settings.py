@@ -8,25 +8,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shopkit.db import normalize_database_url
+
 SERVICE_DIR = Path(__file__).resolve().parent.parent
-
-
-def normalize_database_url(url: str) -> str:
-    """Return an async SQLAlchemy URL for a PostgreSQL URL, an SQLite URL or a file path.
-
-    ``postgresql://`` and ``postgres://`` become ``postgresql+asyncpg://``;
-    ``sqlite://`` becomes ``sqlite+aiosqlite://``; a bare path is an SQLite file.
-    URLs that already name a driver are returned unchanged.
-    """
-    url = url.strip()
-    if "://" not in url:
-        return f"sqlite+aiosqlite:///{Path(url).expanduser().resolve()}"
-    scheme, rest = url.split("://", 1)
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    if scheme == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    return url
 
 
 class Settings(BaseSettings):

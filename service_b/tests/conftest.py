@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,12 +16,19 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
-from app import db
 from app.main import create_app
-from app.settings import Settings, normalize_database_url
-from tests.support import SERVICE_A_DIR, Server, start_server
+from app.settings import Settings
+from shopkit.testing import (
+    Server,
+    client,  # noqa: F401 - the fixture of an in-process HTTP client of app
+    database_backends,
+    fresh_database_url,
+    start_server,
+    started,
+)
+from tests.support import SERVICE_A_DIR
 
 PG_ENV_A = "TEST_DATABASE_URL_A"
 PG_ENV_B = "TEST_DATABASE_URL_B"
@@ -36,26 +42,7 @@ def next_id() -> int:
     return next(_ids)
 
 
-def _backends() -> list[str]:
-    return ["sqlite", "postgres"] if os.environ.get(PG_ENV_B) else ["sqlite"]
-
-
-async def fresh_database_url(env: str | None, sqlite_path: Path) -> str:
-    """A database URL with no tables: the PostgreSQL URL in env when set, else an SQLite file."""
-    if env is None or not os.environ.get(env):
-        return f"sqlite+aiosqlite:///{sqlite_path}"
-    url = normalize_database_url(os.environ[env])
-    engine = db.make_engine(url)
-    try:
-        await db.drop_all_tables(engine)
-    except Exception as exc:  # set but unreachable is always a failure
-        pytest.fail(f"{env} is set but the database is unreachable: {exc!r}")
-    finally:
-        await engine.dispose()
-    return url
-
-
-@pytest.fixture(params=_backends())
+@pytest.fixture(params=database_backends(PG_ENV_B))
 def backend(request: pytest.FixtureRequest) -> str:
     """The storage backend of this test run: "sqlite" or "postgres"."""
     return str(request.param)
@@ -102,17 +89,8 @@ def settings(database_url: str, service_a: Server) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The app, started (schema created) and stopped around the test."""
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with started(create_app(settings)) as application:
         yield application
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    """An HTTP client that calls B in-process."""
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://service-b") as http:
-        yield http
 
 
 def cart_event(type_: str, item: dict[str, Any], event_id: str | None = None) -> bytes:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from app.db import Inbox
+from shopkit.db import Inbox
 from tests.conftest import cart_event
 
 ITEM = {"item_id": 11, "user_id": 3, "product_id": 4, "quantity": 2, "added_at": "2026-11-25T17:40:00.123456Z"}

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from app import db
+from app.db import CartItem
 from app.models import CartItemPublic
+from shopkit import db
+from shopkit.testing import Server, running
 from tests.conftest import next_id
-from tests.support import SERVICE_DIR, Server, running
+from tests.support import SERVICE_DIR
 
 
 async def test_fifty_pays_race_for_ten_units(database_url: str, service_a: Server, tmp_path: Path) -> None:
@@ -34,7 +36,7 @@ async def test_fifty_pays_race_for_ten_units(database_url: str, service_a: Serve
     engine = db.make_engine(database_url)
     await db.create_schema(engine)
     async with db.make_session_factory(engine)() as session, session.begin():
-        session.add_all(db.CartItem(**i.model_dump()) for i in items)
+        session.add_all(CartItem(**i.model_dump()) for i in items)
     await engine.dispose()
 
     env = {"DATABASE_URL": database_url, "SERVICE_A_URL": service_a.url, "KAFKA_ENABLED": "false"}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ast
 import json
+import posixpath
 import re
 import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,7 +48,7 @@ DB_DRIVERS = {
 }
 
 
-# ---- helpers ------------------------------------------------------------------
+# ---- reading compose, Dockerfiles, ignore files and requirements ---------------
 
 
 @pytest.fixture(scope="module")
@@ -232,14 +233,24 @@ def _pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(out + r"\Z")
 
 
-class DockerIgnore:
-    """The .dockerignore rules of a build context, as the builder applies them:
-    the last pattern that matches a path or one of its parent folders decides,
-    and a pattern starting with ! re-includes."""
+def dockerignore_file(context: Path, dockerfile: Path | None = None) -> Path:
+    """The ignore file BuildKit applies to a build: <Dockerfile>.dockerignore
+    next to the Dockerfile when there is one, else the context's .dockerignore."""
+    if dockerfile is not None:
+        specific = dockerfile.with_name(dockerfile.name + ".dockerignore")
+        if specific.is_file():
+            return specific
+    return context / ".dockerignore"
 
-    def __init__(self, context: Path):
+
+class DockerIgnore:
+    """The .dockerignore rules of a build, as the builder applies them: the
+    last pattern that matches a path or one of its parent folders decides, and
+    a pattern starting with ! re-includes."""
+
+    def __init__(self, context: Path, dockerfile: Path | None = None):
         self.rules: list[tuple[bool, re.Pattern]] = []
-        path = context / ".dockerignore"
+        path = dockerignore_file(context, dockerfile)
         if not path.is_file():
             return
         for line in path.read_text().splitlines():
@@ -263,9 +274,9 @@ class DockerIgnore:
         return result
 
 
-def sent_files(context: Path, source: Path) -> list[Path]:
+def sent_files(context: Path, source: Path, dockerfile: Path | None = None) -> list[Path]:
     """The files under source that reach the builder (not .dockerignored)."""
-    ignore = DockerIgnore(context)
+    ignore = DockerIgnore(context, dockerfile)
     files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
     return [p for p in files if not ignore.excluded(p.relative_to(context).as_posix())]
 
@@ -280,6 +291,62 @@ def requirement_names(req: Path) -> set[str]:
         if m:
             names.add(m.group(0).lower().replace("_", "-"))
     return names
+
+
+def local_requirement_paths(req: Path) -> list[str]:
+    """The local directories a requirements file installs (``-e DIR``,
+    ``--editable DIR`` or a bare ``./DIR`` / ``../DIR``), as written: pip
+    resolves them from its current directory, not from the file's."""
+    paths = []
+    for line in req.read_text().splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line.startswith(("-e ", "--editable ", "--editable=")):
+            line = re.split(r"[ =]", line, maxsplit=1)[1].strip()
+        elif not line.startswith(("./", "../", "/")):
+            continue
+        paths.append(line.split("[", 1)[0])
+    return paths
+
+
+@dataclass
+class ImageCopy:
+    source: Path  # in the build context
+    dest: PurePosixPath  # where it lands in the image (a folder's contents go there)
+    before_run: int  # how many RUN instructions came before it
+
+
+def image_copies(stage: Stage, context: Path) -> list[ImageCopy]:
+    """The COPY/ADD instructions of a stage from the build context, with their
+    destinations resolved against the WORKDIR in force."""
+    workdir, runs, out = PurePosixPath("/"), 0, []
+    for ins in stage.instructions:
+        if ins.cmd == "WORKDIR":
+            workdir = workdir / ins.args.strip()
+        elif ins.cmd == "RUN":
+            runs += 1
+        elif ins.cmd in ("COPY", "ADD"):
+            flags, words = split_args(ins.args)
+            if any(f.startswith("--from") for f in flags):
+                continue
+            dest = workdir / words[-1]
+            for src in words[:-1]:
+                path = (context / src).resolve()
+                into = dest / path.name if words[-1].endswith("/") and path.is_file() else dest
+                out.append(ImageCopy(path, PurePosixPath(posixpath.normpath(str(into))), runs))
+    return out
+
+
+def workdir_of_run(stage: Stage, needle: str) -> tuple[PurePosixPath, int]:
+    """(WORKDIR, index among the RUNs) of the first RUN whose text contains needle."""
+    workdir, runs = PurePosixPath("/"), 0
+    for ins in stage.instructions:
+        if ins.cmd == "WORKDIR":
+            workdir = workdir / ins.args.strip()
+        elif ins.cmd == "RUN":
+            if needle in ins.args:
+                return workdir, runs
+            runs += 1
+    raise AssertionError(f"no RUN contains {needle!r}")
 
 
 def settings_env_names(app_dir: Path) -> tuple[set[str], list[str]]:
@@ -591,7 +658,7 @@ def test_dockerfile_copy_sources_exist_in_the_context(compose):
                 for src in words[:-1]:
                     path = (ctx / src).resolve()
                     assert path.exists(), f"{name}: {ins.cmd} source {src} is not in {ctx}"
-                    assert sent_files(ctx, path), f"{name}: {ins.cmd} {src}: all of it is .dockerignored"
+                    assert sent_files(ctx, path, dockerfile), f"{name}: {ins.cmd} {src}: all of it is .dockerignored"
 
 
 def test_dockerfiles_run_as_non_root(compose):
@@ -656,7 +723,7 @@ def test_gateway_binary_sources_are_in_the_image():
         if ins.cmd == "COPY":
             flags, words = split_args(ins.args)
             copied_roots |= set(words[:-1])
-    ignore = DockerIgnore(ROOT)
+    ignore = DockerIgnore(ROOT, ROOT / "gateway" / "Dockerfile")
     decoder, text, i = json.JSONDecoder(), res.stdout, 0
     local = 0
     while i < len(text):
@@ -695,7 +762,9 @@ def test_gateway_serves_the_probed_path():
 def test_python_service_image(compose, name):
     svc = compose["services"][name]
     ctx, dockerfile = build_of(svc)
-    assert ctx == ROOT / name
+    # The repository root: the image needs the shared package next to the service.
+    assert ctx == ROOT, f"{name}: build context {ctx}, want the repository root"
+    assert dockerfile == ROOT / name / "Dockerfile", f"{name}: Dockerfile {dockerfile}"
     final = parse_dockerfile(dockerfile)[-1]
     assert final.base.startswith("python:3.11"), final.base
     runs = " ".join(ins.args for ins in final.instructions if ins.cmd == "RUN")
@@ -703,10 +772,40 @@ def test_python_service_image(compose, name):
     cmd = exec_form(final, "CMD") or exec_form(final, "ENTRYPOINT")
     assert cmd and cmd[:2] == ["python", "-m"], cmd
     module = cmd[2]
-    assert (ctx / module / "__main__.py").is_file(), f"{name}/{module}/__main__.py does not exist yet"
+    assert (ROOT / name / module / "__main__.py").is_file(), f"{name}/{module}/__main__.py does not exist yet"
     env = env_instructions(final)
+    # python -m <module> finds the service's own package on PYTHONPATH.
+    wanted = PurePosixPath(env.get("PYTHONPATH", "")) / module
+    sources = [c.source for c in image_copies(final, ctx) if c.dest == wanted]
+    assert sources == [ROOT / name / module], f"{name}: {wanted} is copied from {sources}, want {name}/{module}"
+    assert ROOT / name / module / "__main__.py" in sent_files(ctx, ROOT / name / module, dockerfile)
     assert env.get("HOST") == "0.0.0.0", f"{name}: the image should listen on all interfaces"
     assert env.get("PORT") == str(PYTHON_SERVICES[name])
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
+def test_python_service_local_requirements_are_in_the_image(compose, name):
+    """A local package in requirements.txt (-e ../shopkit) is a path pip
+    resolves from its working directory: in the repository from the service's
+    folder, in the image from the WORKDIR of the pip RUN. Both must reach the
+    same package, and the image must have it before that RUN."""
+    req = ROOT / name / "requirements.txt"
+    ctx, dockerfile = build_of(compose["services"][name])
+    final = parse_dockerfile(dockerfile)[-1]
+    workdir, run_index = workdir_of_run(final, "-r requirements.txt")
+    copies = [c for c in image_copies(final, ctx) if c.before_run <= run_index]
+    assert [c.source for c in copies if c.dest == workdir / "requirements.txt"] == [req], (
+        f"{name}: the pip RUN in {workdir} does not read {name}/requirements.txt"
+    )
+    for local in local_requirement_paths(req):
+        in_repo = (ROOT / name / local).resolve()
+        assert (in_repo / "pyproject.toml").is_file(), f"{name}: {local} from {name}/ is no package: {in_repo}"
+        in_image = PurePosixPath(posixpath.normpath(str(workdir / local)))
+        sources = [c.source for c in copies if c.dest == in_image]
+        assert sources == [in_repo], f"{name}: {local} from {workdir} is {in_image}, copied from {sources}"
+        sent = sent_files(ctx, in_repo, dockerfile)
+        assert in_repo / "pyproject.toml" in sent, f"{name}: {local}/pyproject.toml is .dockerignored"
+        assert any(p.suffix == ".py" for p in sent), f"{name}: no Python file of {local} reaches the image"
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
@@ -725,8 +824,17 @@ def test_python_service_reads_the_environment_compose_sets(compose, name):
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
-def test_python_service_serves_the_probed_path(name):
+def test_python_service_serves_the_probed_path(compose, name):
+    """The Python code in the image (the service's app/ and the shared package)
+    has a /healthz route."""
     app = ROOT / name / "app"
     assert app.is_dir(), f"{name}/app does not exist yet"
-    src = "\n".join(p.read_text() for p in app.rglob("*.py"))
-    assert re.search(r"""["']/healthz["']""", src), f"{name} serves no /healthz"
+    ctx, dockerfile = build_of(compose["services"][name])
+    files = [
+        p
+        for c in image_copies(parse_dockerfile(dockerfile)[-1], ctx)
+        for p in sent_files(ctx, c.source, dockerfile)
+        if p.suffix == ".py"
+    ]
+    src = "\n".join(p.read_text() for p in files)
+    assert re.search(r"""\.get\(\s*["']/healthz["']""", src), f"{name}: no /healthz route in the image's code"

@@ -1,16 +1,20 @@
-"""FastAPI dependencies: the settings, a database session and the Kafka bridge."""
+"""FastAPI dependencies of service A's routes: the settings, a database
+session, the Kafka bridge and the path parameters.
+
+The session, bridge and user id are the same in every service and come from
+:mod:`shopkit.deps`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.kafka import KafkaBridge
-from app.models import INT64_MAX
 from app.settings import Settings
+from shopkit.deps import BridgeDep, SessionDep, UserIdPath
+from shopkit.wire import INT64_MAX
+
+__all__ = ["BridgeDep", "ProductIdPath", "SessionDep", "SettingsDep", "UserIdPath", "get_settings"]
 
 
 def get_settings(request: Request) -> Settings:
@@ -18,20 +22,6 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A database session for one request."""
-    async with request.app.state.sessions() as session:
-        yield session
-
-
-def get_bridge(request: Request) -> KafkaBridge:
-    """The app's Kafka bridge."""
-    return request.app.state.bridge
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-BridgeDep = Annotated[KafkaBridge, Depends(get_bridge)]
 
 ProductIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="Product id.")]
-UserIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="User id.")]

@@ -15,7 +15,8 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import create_stock, eventually
+from shopkit.testing import eventually
+from tests.support import create_stock
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_ENV_A, fresh_database_url, next_id
-from tests.support import REPO_ROOT, SERVICE_A_DIR, SERVICE_DIR, Server, eventually, missing_dependency, start_server
+from shopkit.testing import Server, eventually, fresh_database_url, missing_dependency, start_server
+from tests.conftest import PG_ENV_A, next_id
+from tests.support import REPO_ROOT, SERVICE_A_DIR, SERVICE_DIR
 
 pytestmark = pytest.mark.integration
 

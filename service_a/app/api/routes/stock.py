@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app import crud, errors
+from app import crud
 from app.api.deps import ProductIdPath, SessionDep
 from app.models import StockCreate, StockLevelUpdate, StockPage, StockPublic, StockUpdate
+from shopkit import errors
 
 router = APIRouter(prefix="/stock", tags=["stock"])
 

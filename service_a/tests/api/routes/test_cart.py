@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
 
-from app.db import Outbox
-from tests.support import assert_error, create_stock
+from shopkit.db import Outbox
+from shopkit.testing import assert_error
+from tests.support import create_stock
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

@@ -8,7 +8,8 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import assert_error, create_stock, free_port
+from shopkit.testing import assert_error, free_port
+from tests.support import create_stock
 
 
 async def test_healthz(client: AsyncClient) -> None:

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from httpx import AsyncClient
 
-from tests.support import SERVICE_DIR, assert_error, create_stock, running
+from shopkit.testing import assert_error, running
+from tests.support import SERVICE_DIR, create_stock
 
 
 async def quantities(client: AsyncClient, *ids: int) -> list[int]:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from tests.support import assert_error, create_stock
+from shopkit.testing import assert_error
+from tests.support import create_stock
 
 
 async def test_create_and_get(client: AsyncClient) -> None:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from app import crud
 from app.api.deps import BridgeDep, ItemIdPath, SessionDep, SettingsDep, UserIdPath
-from app.models import INT64_MAX, CartItemPublic, CartPublic
+from app.models import CartItemPublic, CartPublic
+from shopkit.wire import INT64_MAX
 
 router = APIRouter(prefix="/cart", tags=["cart"])
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from app import crud
 from app.api.deps import OrderIdPath, PaymentsDep, SessionDep
-from app.models import INT64_MAX, OrderList, OrderPublic, PayRequest
+from app.models import OrderList, OrderPublic, PayRequest
+from shopkit.wire import INT64_MAX
 
 router = APIRouter(prefix="/order", tags=["order"])
 

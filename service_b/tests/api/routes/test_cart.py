@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
 
-from app.db import Checkout, Outbox
-from app.models import utcnow
+from app.db import Checkout
+from shopkit.db import Outbox
+from shopkit.testing import assert_error
+from shopkit.wire import utcnow
 from tests.conftest import Shop, next_id
-from tests.support import assert_error
 
 
 async def outbox(app: FastAPI) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
-from tests.support import assert_error
+from shopkit.testing import assert_error
 
 
 async def test_healthz(client: AsyncClient) -> None:

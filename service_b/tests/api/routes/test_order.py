@@ -13,13 +13,14 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
-from app.db import Checkout, Order, Outbox, StockRelease
+from app.db import Checkout, Order, StockRelease
 from app.main import create_app
-from app.models import utcnow
 from app.payments import Payments
 from app.settings import Settings
+from shopkit.db import Outbox
+from shopkit.testing import assert_error, free_port
+from shopkit.wire import utcnow
 from tests.conftest import Shop, next_id
-from tests.support import assert_error, free_port
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

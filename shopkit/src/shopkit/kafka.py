@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy.exc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -34,8 +34,8 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import Inbox, Outbox
-from app.models import format_timestamp, utcnow
+from shopkit.db import Inbox, Outbox
+from shopkit.wire import format_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,34 @@ class PoisonEvent(Exception):
     """An event that can never be applied (malformed); it is logged and skipped."""
 
 
+class KafkaSettings(Protocol):
+    """The settings of a service that :meth:`KafkaBridge.from_settings` reads."""
+
+    kafka_enabled: bool
+    kafka_group_id: str
+    kafka_retry_max_seconds: float
+    outbox_poll_seconds: float
+    inbox_retention_hours: float
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Kafka bootstrap servers; empty disables Kafka like kafka_enabled=False."""
+        ...
+
+
 class KafkaBridge:
     """Runs the outbox relay and the consumer of one service.
 
-    Does nothing when ``kafka_enabled`` is false: events then stay in the
-    outbox until a run with Kafka enabled publishes them."""
+    source names the service in envelopes, headers and client ids; the relay
+    publishes to produce_topics, the consumer reads consume_topics (none: no
+    consumer) as group_id and applies each event with handler. Reconnection
+    backoff grows to retry_max_seconds (default 10); the relay polls the
+    outbox every poll_seconds (default 1) when not woken; consumed event ids
+    are kept for inbox_retention (default 7 days). Missing topics are created
+    with topic_partitions and topic_replication (default 1 and 1).
+
+    Does nothing when enabled is false: events then stay in the outbox until
+    a run with Kafka enabled publishes them."""
 
     def __init__(
         self,
@@ -124,6 +147,34 @@ class KafkaBridge:
         self._topics_ready = False
         self.producer_connected = False
         self.consumer_connected = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: KafkaSettings,
+        *,
+        source: str,
+        produce_topics: list[str],
+        consume_topics: list[str],
+        handler: Handler,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> KafkaBridge:
+        """The bridge configured by a service's settings: KAFKA_ENABLED,
+        KAFKA_BROKERS (empty disables Kafka), KAFKA_GROUP_ID,
+        KAFKA_RETRY_MAX_SECONDS, OUTBOX_POLL_SECONDS and INBOX_RETENTION_HOURS."""
+        return cls(
+            enabled=settings.kafka_enabled and bool(settings.bootstrap_servers),
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.kafka_group_id,
+            source=source,
+            produce_topics=produce_topics,
+            consume_topics=consume_topics,
+            handler=handler,
+            sessions=sessions,
+            retry_max_seconds=settings.kafka_retry_max_seconds,
+            poll_seconds=settings.outbox_poll_seconds,
+            inbox_retention=timedelta(hours=settings.inbox_retention_hours),
+        )
 
     @property
     def connected(self) -> bool:

@@ -1,4 +1,7 @@
-"""Liveness and readiness."""
+"""Liveness and readiness routes, the same for every service.
+
+They read ``app.state.engine`` and ``app.state.bridge``, which the service's
+lifespan sets."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app import db
+from shopkit import db
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

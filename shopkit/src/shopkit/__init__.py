@@ -1,0 +1,25 @@
+"""Code shared by the shop's Python services (service_a and service_b).
+
+One module per job:
+
+- :mod:`shopkit.kafka`: the transactional outbox relay and the idempotent
+  consumer (:class:`~shopkit.kafka.KafkaBridge`, :func:`~shopkit.kafka.add_event`).
+- :mod:`shopkit.db`: the declarative ``Base`` of a service's tables, the
+  ``outbox`` and ``inbox`` tables, engines for SQLite and PostgreSQL, schema
+  creation.
+- :mod:`shopkit.errors`: :class:`~shopkit.errors.ApiError` and the handlers
+  that answer every error as ``{"code", "message"}``.
+- :mod:`shopkit.logs`: logging setup (text or JSON lines) and the middleware
+  that keeps ``X-Request-Id`` and ``traceparent``.
+- :mod:`shopkit.wire`: the JSON field types (int64 ids, timestamps) and UTC
+  time functions.
+- :mod:`shopkit.deps`, :mod:`shopkit.health`, :mod:`shopkit.serve`: FastAPI
+  dependencies, ``/healthz`` and ``/readyz``, and ``python -m app``.
+- :mod:`shopkit.testing`: pytest utilities (real uvicorn servers, fresh
+  databases, broker checks); needs the ``testing`` extra.
+
+A service's app keeps ``engine``, ``sessions`` and ``bridge`` in
+``app.state``; the dependencies and the health routes read them from there.
+"""
+
+__version__ = "1.0.0"
