@@ -53,6 +53,10 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
+	// cpu is the process's CPU time (user and system) per request: client,
+	// upstream and gateway alike, but less sensitive than req/s to other
+	// processes competing for the machine.
+	cpu time.Duration
 }
 
 func run() error {
@@ -168,12 +172,12 @@ func measureAll(targets []target, c, rounds int, d time.Duration) [][]result {
 // printTable prints the median of each target's rounds and its ratio to
 // the first target.
 func printTable(targets []target, all [][]result) {
-	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "errors")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(8))
+	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "cpu/req", "errors")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(10), dashes(8))
 	base := median(all[0]).rps
 	for i, t := range targets {
 		m := median(all[i])
-		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.errors)
+		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %8s | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.cpu.Round(time.Microsecond), m.errors)
 	}
 }
 
@@ -263,7 +267,7 @@ func measure(t target, c int, d time.Duration) result {
 	var errs atomic.Int64
 	lat := make([][]time.Duration, c)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < c; i++ {
 		wg.Add(1)
 		go func() {
@@ -283,7 +287,7 @@ func measure(t target, c int, d time.Duration) result {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -293,6 +297,7 @@ func measure(t target, c int, d time.Duration) result {
 	if n := len(all); n > 0 {
 		res.p50 = all[n/2]
 		res.p99 = all[n*99/100]
+		res.cpu = cpu / time.Duration(n)
 	}
 	return res
 }
