@@ -18,6 +18,12 @@
 //     content mode) and appends it durably to the outbox before the response
 //     goes out. A failed call emits nothing.
 //
+// The Kafka key and the ce_subject are read from the payload at the
+// EventSpec's dotted paths. A path through a repeated field takes its first
+// element: StockProcessed ("items.product_id") is keyed by the first
+// product of the batch, so it is ordered with that product's other stock
+// events only, not with those of the batch's other products.
+//
 // The relay (package relay) publishes the outbox to Kafka.
 package events
 
