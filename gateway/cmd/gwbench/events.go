@@ -28,6 +28,9 @@ var benchTopics = map[string]string{
 // in a temporary directory before it is answered, and the relay publishes
 // to Kafka meanwhile. It prints req/s per target and the on/off ratio, and
 // the outbox depth left at the end (the relay's lag).
+// commitDelay is the outbox group-commit delay of the events-on gateways.
+var commitDelay time.Duration
+
 func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent string, client *http.Client, c, rounds int, d time.Duration, log *slog.Logger) error {
 	if len(brokers) == 0 {
 		return fmt.Errorf("-events needs -kafka-brokers")
@@ -44,9 +47,10 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	}
 	defer stopOff()
 	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
-		Brokers:   brokers,
-		OutboxDir: filepath.Join(dir, "on"),
-		Topics:    benchTopics,
+		Brokers:           brokers,
+		OutboxDir:         filepath.Join(dir, "on"),
+		OutboxCommitDelay: commitDelay,
+		Topics:            benchTopics,
 	}}, upURL, log)
 	if err != nil {
 		return err
@@ -56,9 +60,10 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	// costs (payload, envelope, fsynced append), without the relay's
 	// publishing and the co-located broker competing for the CPU.
 	aloneAddr, _, stopAlone, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
-		Brokers:   []string{"127.0.0.1:1"},
-		OutboxDir: filepath.Join(dir, "alone"),
-		Topics:    benchTopics,
+		Brokers:           []string{"127.0.0.1:1"},
+		OutboxDir:         filepath.Join(dir, "alone"),
+		OutboxCommitDelay: commitDelay,
+		Topics:            benchTopics,
 	}}, upURL, log)
 	if err != nil {
 		return err

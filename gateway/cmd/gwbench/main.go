@@ -67,9 +67,11 @@ func run() error {
 		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
-		brokers     = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
-		outboxDir   = flag.String("outbox-parent", "", "directory in which -events makes its temporary outbox (default: the system temp dir); put it on the disk to measure")
+
+		brokers   = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
+		outboxDir = flag.String("outbox-parent", "", "directory in which -events makes its temporary outbox (default: the system temp dir); put it on the disk to measure")
 	)
+	flag.DurationVar(&commitDelay, "commit-delay", 0, "outbox group-commit delay of the events-on gateways (-events)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

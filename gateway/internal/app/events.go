@@ -40,6 +40,10 @@ type EventsConfig struct {
 	// OutboxMaxBytes caps the events waiting for Kafka; at the cap (less a
 	// headroom of 1/16) mutations are refused with 503. Default 256 MiB.
 	OutboxMaxBytes int64
+	// OutboxCommitDelay lets the outbox writer wait this long for more
+	// events before an fsync when appends are concurrent (group commit).
+	// Default 0 (commit at once).
+	OutboxCommitDelay time.Duration
 	// Format is the event data encoding, "json" (default) or "protobuf".
 	Format string
 	// Source is the CloudEvents source. Default "/shop-gateway".
@@ -134,9 +138,10 @@ func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsR
 		return nil, nil
 	}
 	ob, err := outbox.Open(cfg.OutboxDir, outbox.Options{
-		MaxBytes: cfg.OutboxMaxBytes,
-		Logger:   log.With(slog.String("component", "outbox")),
-		NoSync:   cfg.NoSync,
+		MaxBytes:    cfg.OutboxMaxBytes,
+		CommitDelay: cfg.OutboxCommitDelay,
+		Logger:      log.With(slog.String("component", "outbox")),
+		NoSync:      cfg.NoSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)

@@ -282,8 +282,23 @@ func waitFor(tb testing.TB, cond func() bool) {
 // order.
 func TestConcurrentAppend(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{
+		{"commit at once", 0},
+		{"commit delay", time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testConcurrentAppend(t, Options{SegmentBytes: 64 << 10, AckInterval: 5 * time.Millisecond, CommitDelay: tc.delay})
+		})
+	}
+}
+
+func testConcurrentAppend(t *testing.T, opts Options) {
 	const writers, perWriter = 64, 500
-	o := openTB(t, t.TempDir(), Options{SegmentBytes: 64 << 10, AckInterval: 5 * time.Millisecond})
+	o := openTB(t, t.TempDir(), opts)
 
 	var wg sync.WaitGroup
 	for w := range writers {

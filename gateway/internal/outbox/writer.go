@@ -14,6 +14,7 @@ import (
 func (o *Outbox) writeLoop() {
 	defer close(o.writerDone)
 	batch := make([]*appendReq, 0, 64)
+	lastBatch := 0
 	for req := range o.reqs {
 		batch = append(batch[:0], req)
 		size := len(req.frame)
@@ -30,9 +31,32 @@ func (o *Outbox) writeLoop() {
 				break drain
 			}
 		}
+		if o.opts.CommitDelay > 0 && lastBatch > 1 {
+			batch, size = o.gather(batch, size)
+		}
+		lastBatch = len(batch)
 		o.commit(batch)
 		clear(batch)
 	}
+}
+
+// gather waits up to CommitDelay for more appends to join batch.
+func (o *Outbox) gather(batch []*appendReq, size int) ([]*appendReq, int) {
+	timer := time.NewTimer(o.opts.CommitDelay)
+	defer timer.Stop()
+	for len(batch) < maxBatchRecords && size < maxBatchBytes {
+		select {
+		case r, ok := <-o.reqs:
+			if !ok {
+				return batch, size
+			}
+			batch = append(batch, r)
+			size += len(r.frame)
+		case <-timer.C:
+			return batch, size
+		}
+	}
+	return batch, size
 }
 
 // commit writes batch in as few chunks as segment boundaries allow, each
