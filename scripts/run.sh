@@ -165,12 +165,7 @@ trap 'on_signal SIGTERM 15' TERM
 # ---- setup: venv, gateway binary, Kafka, in parallel ------------------------------
 
 setup_venv() {
-  if make -n venv >/dev/null 2>&1; then
-    make --no-print-directory venv
-  elif [[ ! -x "${PY}" ]]; then
-    python3 -m venv .venv
-    "${PY}" -m pip install --quiet -r service_a/requirements.txt -r service_b/requirements.txt
-  fi
+  make --no-print-directory venv
 }
 
 if bash scripts/kafka.sh status >/dev/null 2>&1; then
