@@ -120,6 +120,18 @@ func run() error {
 	}
 
 	targets := []target{restTarget("reverse proxy (baseline)", rpAddr)}
+	if *variants {
+		// The seed as it was: the same proxy on Go's default transport (two
+		// idle connections per host), for reference.
+		seed := httputil.NewSingleHostReverseProxy(u)
+		seed.ErrorLog = log.New(io.Discard, "", 0)
+		seedAddr, stopSeed, err := serveHTTP(seed)
+		if err != nil {
+			return err
+		}
+		defer stopSeed()
+		targets = append(targets, restTarget("reverse proxy, default transport", seedAddr))
+	}
 	vias := []string{server.RESTInProcess}
 	if *variants {
 		vias = append(vias, server.RESTGrpchan, server.RESTLoopback)
