@@ -81,7 +81,7 @@ func run(args []string) error {
 		kafkaPartitions   = fs.Int64("kafka-partitions", envInt("KAFKA_PARTITIONS", app.DefaultKafkaPartitions), "partitions of the event topics created when missing (env KAFKA_PARTITIONS)")
 		kafkaReplication  = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
 		outboxDir         = fs.String("outbox-dir", env("GATEWAY_OUTBOX_DIR", app.DefaultOutboxDir), "directory of the durable event outbox (env GATEWAY_OUTBOX_DIR)")
-		outboxDelay       = fs.Duration("outbox-commit-delay", envDuration("GATEWAY_OUTBOX_COMMIT_DELAY", time.Millisecond), "how long the outbox waits to group concurrent events into one fsync; a lone request is never delayed (env GATEWAY_OUTBOX_COMMIT_DELAY)")
+		outboxDelay       = fs.Duration("outbox-commit-delay", envDuration("GATEWAY_OUTBOX_COMMIT_DELAY", app.DefaultOutboxCommitDelay), "how long the outbox waits to group concurrent events into one fsync; a lone request is never delayed (env GATEWAY_OUTBOX_COMMIT_DELAY)")
 		outboxMaxBytes    = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
 		eventFormat       = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
 		eventSource       = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")

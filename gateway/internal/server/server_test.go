@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -264,5 +265,79 @@ func TestHealthzAndReadyz(t *testing.T) {
 	resp, body = ts.do(t, "GET", "/readyz", "")
 	if got, want := resp.StatusCode, 200; got != want {
 		t.Errorf("readyz = %d, want %d (%v)", got, want, body)
+	}
+}
+
+// TestGracefulShutdownDrainsInFlight cancels the serve context while a slow
+// REST request is in flight: the request still completes, /readyz is not
+// served any more afterwards, and ServeListeners returns.
+func TestGracefulShutdownDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	slow := func(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+		close(started)
+		<-release
+		return fakeHandler(ctx, fullMethod, req, resp)
+	}
+	srv, err := server.New(server.Config{
+		Services:        app.Services(),
+		Register:        app.Registers(),
+		Handler:         slow,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListeners(ctx, hl, gl) }()
+
+	url := "http://" + hl.Addr().String()
+	got := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url + "/stock/1")
+		if err != nil {
+			t.Errorf("in-flight request: %v", err)
+			got <- 0
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	<-started
+	cancel()
+	// Give Shutdown a moment to close the listener, then let the request
+	// finish.
+	for i := 0; i < 100; i++ {
+		if _, err := http.Get(url + "/healthz"); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if status, want := <-got, http.StatusOK; status != want {
+		t.Errorf("in-flight status = %d, want %d", status, want)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeListeners = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeListeners did not return after the drain")
+	}
+	if _, err := http.Get(url + "/healthz"); err == nil {
+		t.Error("server still accepts connections after shutdown")
 	}
 }
