@@ -35,6 +35,10 @@ $(TOOLS_STAMP): tools/go.mod tools/go.sum
 .PHONY: tools
 tools: $(TOOLS_STAMP) ## Build buf, the protoc plugins and grpcurl at pinned versions into .tools/bin.
 
+.PHONY: grpcurl
+grpcurl: ## Build only grpcurl (pinned in tools/go.mod) into .tools/bin, for the README examples.
+	cd tools && GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl
+
 .PHONY: protos
 protos: ## Fetch the imported third-party protos into .third_party/ (not committed).
 	bash scripts/fetch-protos.sh

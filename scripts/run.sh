@@ -250,7 +250,7 @@ cat <<EOF
 [run] Try:
 [run]   curl -s '${REST}/stock?page_size=2'
 [run]   curl -s -X POST ${REST}/cart/add -d '{"user_id":1,"product_id":1,"quantity":2}'
-[run]   grpcurl -plaintext -d '{"page_size":2}' ${HOST}:${GRPC_PORT} shop.stock.v1.StockService/ListStock
+[run]   .tools/bin/grpcurl -plaintext -d '{"page_size":2}' ${HOST}:${GRPC_PORT} shop.stock.v1.StockService/ListStock   (make grpcurl builds it)
 [run]   scripts/kafka.sh consume shop.cart.v1      (the gateway's events)
 [run] Ctrl-C stops everything.
 [run] ------------------------------------------------------------------------
