@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -132,6 +133,25 @@ func allowedMethods(routes []restRoute, path string) []string {
 	return out
 }
 
+// literalRoutes maps each variable-free path template ("/order/pay") to the
+// methods bound to it.
+func literalRoutes(routes []restRoute) map[string][]string {
+	out := map[string][]string{}
+	for _, rt := range routes {
+		if len(rt.tmpl.Vars) > 0 {
+			continue
+		}
+		path := "/" + strings.Join(rt.tmpl.Parts, "/")
+		if !slices.Contains(out[path], rt.method) {
+			out[path] = append(out[path], rt.method)
+		}
+	}
+	for _, ms := range out {
+		sort.Strings(ms)
+	}
+	return out
+}
+
 // writeStatus writes st as google.rpc.Status JSON with the given HTTP status.
 func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
 	body, err := jsonMarshaler.Marshal(st.Proto())
@@ -169,7 +189,12 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // httpMiddleware wraps the REST mux: request id and traceparent (kept from
 // the client or generated, passed on, and echoed in the response), a bound
 // on the request body, panic recovery, and one access-log line per request.
-func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64) http.Handler {
+//
+// A request for a known literal path with another method ("GET /order/pay")
+// is answered 405 with Allow here: grpc-gateway would otherwise route it to
+// a templated route of that method ("GET /order/{order_id}") and answer a
+// confusing 400 about the path parameter.
+func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64, literal map[string][]string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -190,6 +215,14 @@ func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64) http.Han
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		if ms, ok := literal[r.URL.Path]; ok && !slices.Contains(ms, r.Method) {
+			allowed := strings.Join(ms, ", ")
+			rec.Header().Set("Allow", allowed)
+			writeStatus(rec, http.StatusMethodNotAllowed,
+				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, allowed))
+			logAccess(r.Context(), log, ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+			return
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				log.LogAttrs(r.Context(), slog.LevelError, "panic in http handler", slog.Any("panic", p))

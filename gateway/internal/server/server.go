@@ -178,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes)
+	api := httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes, literalRoutes(routes))
 	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			switch r.URL.Path {
