@@ -21,6 +21,7 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/server"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
@@ -167,11 +168,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := metrics.New()
 	var interceptors []grpc.UnaryServerInterceptor
 	if ev != nil {
 		g.closers = append(g.closers, ev.Close)
 		interceptors = append(interceptors, ev.Interceptor())
 		ready = append(ready, ev.Checks()...)
+		ev.Gauges(m)
 	}
 	srv, err := server.New(server.Config{
 		HTTPAddr:        cfg.HTTPAddr,
@@ -181,6 +184,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Handler:         fwd.Handle,
 		Interceptors:    interceptors,
 		Ready:           ready,
+		Observe:         m.Observe,
+		Metrics:         m.Handler(),
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RESTVia:         cfg.RESTVia,

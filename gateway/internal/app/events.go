@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/relay"
 	"github.com/shopgateway/shop/gateway/internal/server"
@@ -120,6 +121,7 @@ func (c *EventsConfig) Validate() error {
 type eventsRunner interface {
 	Interceptor() grpc.UnaryServerInterceptor
 	Checks() []server.Check
+	Gauges(m *metrics.Metrics)
 	Close()
 }
 
@@ -200,6 +202,22 @@ func (p *eventPipeline) Interceptor() grpc.UnaryServerInterceptor { return p.emi
 // send them to one that has room; reads would be served, but readiness
 // steers all traffic. With every instance full the whole fleet is unready,
 // so size -outbox-max-bytes for the longest Kafka outage to be ridden out.
+// Gauges registers the outbox and relay state as metrics read at scrape
+// time.
+func (p *eventPipeline) Gauges(m *metrics.Metrics) {
+	m.GaugeFunc("shop_gateway_outbox_depth", "Events in the outbox not yet acknowledged by Kafka.",
+		func() float64 { return float64(p.ob.Stats().Depth) })
+	m.GaugeFunc("shop_gateway_outbox_bytes", "Bytes of events in the outbox not yet acknowledged by Kafka.",
+		func() float64 { return float64(p.ob.Stats().Bytes) })
+	m.GaugeFunc("shop_gateway_kafka_connected", "1 while the relay reaches Kafka, else 0.",
+		func() float64 {
+			if p.relay.Status().Connected {
+				return 1
+			}
+			return 0
+		})
+}
+
 func (p *eventPipeline) Checks() []server.Check {
 	return []server.Check{
 		{Name: "kafka", Func: func(context.Context) (any, error) {

@@ -61,7 +61,7 @@ func recoveryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 // reqinfo.Info, and writes one access-log line per direct gRPC call. For a
 // REST call the HTTP middleware has already done the ids and writes the line
 // itself, with the HTTP status.
-func accessInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ri := reqinfo.FromContext(ctx)
 		direct := ri == nil
@@ -92,10 +92,27 @@ func accessInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		resp, err := handler(ctx, req)
 		ri.Code = status.Code(err)
 		if direct {
-			logAccess(ctx, log, ri, "grpc", "POST", info.FullMethod, 0, time.Since(start))
+			al.write(ctx, ri, "grpc", "POST", info.FullMethod, 0, time.Since(start))
 		}
 		return resp, err
 	}
+}
+
+// ObserveFunc receives every finished request, for metrics.
+type ObserveFunc func(protocol string, ri *reqinfo.Info, httpStatus int, d time.Duration)
+
+// accessLog writes the one access-log line of each request and hands the
+// request to the metrics observer.
+type accessLog struct {
+	log     *slog.Logger
+	observe ObserveFunc
+}
+
+func (al *accessLog) write(ctx context.Context, ri *reqinfo.Info, proto, method, path string, httpStatus int, d time.Duration) {
+	if al.observe != nil {
+		al.observe(proto, ri, httpStatus, d)
+	}
+	logAccess(ctx, al.log, ri, proto, method, path, httpStatus, d)
 }
 
 // logAccess writes the access-log line of one request.

@@ -194,7 +194,8 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // is answered 405 with Allow here: grpc-gateway would otherwise route it to
 // a templated route of that method ("GET /order/{order_id}") and answer a
 // confusing 400 about the path parameter.
-func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64, literal map[string][]string) http.Handler {
+func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string) http.Handler {
+	log := al.log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -220,7 +221,7 @@ func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64, literal 
 			rec.Header().Set("Allow", allowed)
 			writeStatus(rec, http.StatusMethodNotAllowed,
 				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, allowed))
-			logAccess(r.Context(), log, ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+			al.write(r.Context(), ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
 			return
 		}
 		defer func() {
@@ -230,7 +231,7 @@ func httpMiddleware(next http.Handler, log *slog.Logger, maxBody int64, literal 
 					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
 				}
 			}
-			logAccess(r.Context(), log, ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+			al.write(r.Context(), ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -61,6 +61,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadyTimeout bounds the /readyz checks. Default 2s.
 	ReadyTimeout time.Duration
+	// Observe, when set, receives every finished request (for metrics).
+	Observe ObserveFunc
+	// Metrics, when set, is served at GET /metrics on the REST port.
+	Metrics http.Handler
 	// RESTVia picks how the REST mux reaches the services: RESTInProcess
 	// (the default and the fastest), RESTGrpchan (grpchan's inprocgrpc
 	// channel) or RESTLoopback (a gRPC client to the gateway's own gRPC
@@ -140,9 +144,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	al := &accessLog{log: cfg.Logger, observe: cfg.Observe}
 	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
-		accessInterceptor(cfg.Logger),
+		accessInterceptor(al),
 	}, cfg.Interceptors...)...)
 
 	s := &Server{cfg: cfg, health: health.NewServer()}
@@ -178,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, cfg.Logger, cfg.MaxBodyBytes, literalRoutes(routes))
+	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes))
 	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			switch r.URL.Path {
@@ -188,6 +193,11 @@ func New(cfg Config) (*Server, error) {
 			case "/readyz":
 				s.readyz(w, r)
 				return
+			case "/metrics":
+				if cfg.Metrics != nil {
+					cfg.Metrics.ServeHTTP(w, r)
+					return
+				}
 			}
 		}
 		api.ServeHTTP(w, r)

@@ -25,6 +25,7 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/server"
 )
 
@@ -344,5 +345,63 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Error("server still accepts connections after shutdown")
+	}
+}
+
+func TestMetricsCountRESTAndGRPC(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	srv, err := server.New(server.Config{
+		Services: app.Services(),
+		Register: app.Registers(),
+		Handler:  fakeHandler,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Observe:  m.Observe,
+		Metrics:  m.Handler(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.HTTPHandler())
+	t.Cleanup(hs.Close)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.GRPCServer().Serve(lis) }()
+	t.Cleanup(srv.GRPCServer().Stop)
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+
+	for _, path := range []string{"/stock/1", "/stock/1", "/stock/9", "/nope"} {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if _, err := stockv1.NewStockServiceClient(cc).GetStock(context.Background(), &stockv1.GetStockRequest{ProductId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	body := string(raw)
+	for _, want := range []string{
+		`shop_gateway_requests_total{code="OK",protocol="http",rpc="/shop.stock.v1.StockService/GetStock",status="200"} 2`,
+		`shop_gateway_requests_total{code="NotFound",protocol="http",rpc="/shop.stock.v1.StockService/GetStock",status="404"} 1`,
+		`shop_gateway_requests_total{code="",protocol="http",rpc="",status="404"} 1`,
+		`shop_gateway_requests_total{code="OK",protocol="grpc",rpc="/shop.stock.v1.StockService/GetStock",status="0"} 1`,
+		`shop_gateway_request_duration_seconds_count{protocol="http",rpc="/shop.stock.v1.StockService/GetStock"} 3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
