@@ -211,7 +211,14 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		w.Header().Set("X-Request-Id", id)
 		w.Header().Set("Traceparent", tp)
 		ri := &reqinfo.Info{RequestID: id}
+		method := r.Method
 		r = r.WithContext(reqinfo.NewContext(r.Context(), ri))
+		if r.Method == http.MethodHead {
+			// HEAD is GET without the body: route it as GET on this copy of
+			// the request; the server still knows the request was HEAD and
+			// sends no body.
+			r.Method = http.MethodGet
+		}
 		if r.Body != nil && maxBody > 0 {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
@@ -221,7 +228,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			rec.Header().Set("Allow", allowed)
 			writeStatus(rec, http.StatusMethodNotAllowed,
 				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, allowed))
-			al.write(r.Context(), ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
 			return
 		}
 		defer func() {
@@ -231,7 +238,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
 				}
 			}
-			al.write(r.Context(), ri, "http", r.Method, r.URL.Path, rec.status, time.Since(start))
+			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -174,6 +174,31 @@ func TestRESTRoutingAndErrors(t *testing.T) {
 	}
 }
 
+func TestHEADIsGETWithoutBody(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	resp, err := ts.http.Client().Head(ts.http.URL + "/stock/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if got, want := resp.StatusCode, http.StatusOK; got != want {
+		t.Errorf("status = %d, want %d", got, want)
+	}
+	if len(raw) != 0 {
+		t.Errorf("HEAD body = %q, want none", raw)
+	}
+	resp, err = ts.http.Client().Head(ts.http.URL + "/stock/9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.StatusCode, http.StatusNotFound; got != want {
+		t.Errorf("unknown product: status = %d, want %d", got, want)
+	}
+}
+
 func TestRESTRunsInterceptorChainAndEchoesIDs(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
