@@ -46,7 +46,7 @@ type expectation struct {
 func TestEvents(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{})
-	r := harness.NewEventReader(t, topicStock, topicCart, topicOrder)
+	r := harness.NewEventReader(t, harness.TopicStock, harness.TopicCart, harness.TopicOrder)
 	start := time.Now()
 
 	failPrefix := "fail-" + randHex(6) + "-"
@@ -225,29 +225,29 @@ func eventsREST(t *testing.T, s *harness.Stack) []expectation {
 	user := newID()
 	trace := randHex(16)
 	call("CreateStock", "POST", "/stock", fmt.Sprintf(`{"product_id":%d,"product_name":"ev-a","quantity":10,"price_cents":100}`, a),
-		topicStock, "shop.events.v1.StockCreated", str(a), "product_id", "item",
+		harness.TopicStock, "shop.events.v1.StockCreated", str(a), "product_id", "item",
 		"traceparent", "00-"+trace+"-"+randHex(8)+"-01")
 	call("CreateStock strings", "POST", "/stock", fmt.Sprintf(`{"product_id":"%d","product_name":"ev-b","quantity":"10","price_cents":"200"}`, b),
-		topicStock, "shop.events.v1.StockCreated", str(b), "product_id", "item",
+		harness.TopicStock, "shop.events.v1.StockCreated", str(b), "product_id", "item",
 		"X-Request-Id", "rest-"+randHex(8))
 	call("UpdateStock", "PUT", "/stock/"+str(a), `{"product_name":"ev-a2","quantity":9,"price_cents":110}`,
-		topicStock, "shop.events.v1.StockUpdated", str(a), "product_id", "item")
+		harness.TopicStock, "shop.events.v1.StockUpdated", str(a), "product_id", "item")
 	call("SetStockLevel", "POST", "/stock/update", fmt.Sprintf(`{"product_id":%d,"quantity":8}`, a),
-		topicStock, "shop.events.v1.StockUpdated", str(a), "product_id", "item")
+		harness.TopicStock, "shop.events.v1.StockUpdated", str(a), "product_id", "item")
 	added := call("AddCartItem", "POST", "/cart/add", fmt.Sprintf(`{"user_id":%d,"product_id":%d,"quantity":1}`, user, b),
-		topicCart, "shop.events.v1.CartItemAdded", str(user), "item_id", "item")
+		harness.TopicCart, "shop.events.v1.CartItemAdded", str(user), "item_id", "item")
 	waitCart(t, s, user, 1)
 	call("RemoveCartItem", "DELETE", "/cart/"+added["item_id"].(string), "",
-		topicCart, "shop.events.v1.CartItemRemoved", str(user), "item_id", "item")
+		harness.TopicCart, "shop.events.v1.CartItemRemoved", str(user), "item_id", "item")
 	call("AddCartItem again", "POST", "/cart/add", fmt.Sprintf(`{"user_id":%d,"product_id":%d,"quantity":2}`, user, a),
-		topicCart, "shop.events.v1.CartItemAdded", str(user), "item_id", "item")
+		harness.TopicCart, "shop.events.v1.CartItemAdded", str(user), "item_id", "item")
 	waitCart(t, s, user, 1)
 	call("PayOrder", "POST", "/order/pay", fmt.Sprintf(`{"user_id":%d}`, user),
-		topicOrder, "shop.events.v1.OrderPaid", str(user), "order_id", "order")
+		harness.TopicOrder, "shop.events.v1.OrderPaid", str(user), "order_id", "order")
 	call("ProcessOrderStock", "POST", "/order/process_stock", fmt.Sprintf(`{"items":[{"product_id":%d,"quantity":1},{"product_id":%d,"quantity":1}]}`, a, b),
-		topicStock, "shop.events.v1.StockProcessed", str(a), "", "items")
+		harness.TopicStock, "shop.events.v1.StockProcessed", str(a), "", "items")
 	call("DeleteStock", "DELETE", "/stock/"+str(b), "",
-		topicStock, "shop.events.v1.StockDeleted", str(b), "product_id", "item")
+		harness.TopicStock, "shop.events.v1.StockDeleted", str(b), "product_id", "item")
 	return out
 }
 
@@ -297,46 +297,46 @@ func eventsGRPC(t *testing.T, s *harness.Stack) []expectation {
 
 	a, b, user := newID(), newID(), newID()
 	for _, id := range []int64{a, b} {
-		ctx, h, exp := call("CreateStock", topicStock, "shop.events.v1.StockCreated")
+		ctx, h, exp := call("CreateStock", harness.TopicStock, "shop.events.v1.StockCreated")
 		item := ok(c.stock.CreateStock(ctx, &stockv1.CreateStockRequest{Item: &stockv1.StockItem{ProductId: id, ProductName: "gev", Quantity: 10, PriceCents: 300}}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(id), str(id), "item", asMap(item)
 	}
 	{
-		ctx, h, exp := call("UpdateStock", topicStock, "shop.events.v1.StockUpdated")
+		ctx, h, exp := call("UpdateStock", harness.TopicStock, "shop.events.v1.StockUpdated")
 		item := ok(c.stock.UpdateStock(ctx, &stockv1.UpdateStockRequest{ProductId: a, Item: &stockv1.StockItem{ProductName: "gev2", Quantity: 9, PriceCents: 310}}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(a), str(a), "item", asMap(item)
 	}
 	{
-		ctx, h, exp := call("SetStockLevel", topicStock, "shop.events.v1.StockUpdated")
+		ctx, h, exp := call("SetStockLevel", harness.TopicStock, "shop.events.v1.StockUpdated")
 		item := ok(c.stock.SetStockLevel(ctx, &stockv1.SetStockLevelRequest{ProductId: a, Quantity: 8}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(a), str(a), "item", asMap(item)
 	}
 	var removable int64
 	{
-		ctx, h, exp := call("AddCartItem", topicCart, "shop.events.v1.CartItemAdded")
+		ctx, h, exp := call("AddCartItem", harness.TopicCart, "shop.events.v1.CartItemAdded")
 		item := ok(c.cart.AddCartItem(ctx, &cartv1.AddCartItemRequest{UserId: user, ProductId: b, Quantity: 1}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(user), str(item.GetItemId()), "item", asMap(item)
 		removable = item.GetItemId()
 	}
 	waitCart(t, s, user, 1)
 	{
-		ctx, h, exp := call("RemoveCartItem", topicCart, "shop.events.v1.CartItemRemoved")
+		ctx, h, exp := call("RemoveCartItem", harness.TopicCart, "shop.events.v1.CartItemRemoved")
 		item := ok(c.cart.RemoveCartItem(ctx, &cartv1.RemoveCartItemRequest{ItemId: removable}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(user), str(removable), "item", asMap(item)
 	}
 	{
-		ctx, h, exp := call("AddCartItem again", topicCart, "shop.events.v1.CartItemAdded")
+		ctx, h, exp := call("AddCartItem again", harness.TopicCart, "shop.events.v1.CartItemAdded")
 		item := ok(c.cart.AddCartItem(ctx, &cartv1.AddCartItemRequest{UserId: user, ProductId: a, Quantity: 2}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(user), str(item.GetItemId()), "item", asMap(item)
 	}
 	waitCart(t, s, user, 1)
 	{
-		ctx, h, exp := call("PayOrder", topicOrder, "shop.events.v1.OrderPaid")
+		ctx, h, exp := call("PayOrder", harness.TopicOrder, "shop.events.v1.OrderPaid")
 		order := ok(c.order.PayOrder(ctx, &orderv1.PayOrderRequest{UserId: user}, h))(t, exp.what).GetOrder()
 		exp.key, exp.subject, exp.field, exp.want = str(user), str(order.GetOrderId()), "order", asMap(order)
 	}
 	{
-		ctx, h, exp := call("ProcessOrderStock", topicStock, "shop.events.v1.StockProcessed")
+		ctx, h, exp := call("ProcessOrderStock", harness.TopicStock, "shop.events.v1.StockProcessed")
 		resp := ok(c.order.ProcessOrderStock(ctx, &orderv1.ProcessOrderStockRequest{Items: []*orderv1.StockLine{{ProductId: a, Quantity: 1}, {ProductId: b, Quantity: 1}}}, h))(t, exp.what)
 		var items []map[string]any
 		for _, it := range resp.GetItems() {
@@ -345,7 +345,7 @@ func eventsGRPC(t *testing.T, s *harness.Stack) []expectation {
 		exp.key, exp.field, exp.want = str(a), "items", items
 	}
 	{
-		ctx, h, exp := call("DeleteStock", topicStock, "shop.events.v1.StockDeleted")
+		ctx, h, exp := call("DeleteStock", harness.TopicStock, "shop.events.v1.StockDeleted")
 		item := ok(c.stock.DeleteStock(ctx, &stockv1.DeleteStockRequest{ProductId: b}, h))(t, exp.what).GetItem()
 		exp.key, exp.subject, exp.field, exp.want = str(b), str(b), "item", asMap(item)
 	}

@@ -27,13 +27,6 @@ import (
 	"github.com/shopgateway/shop/tests/harness"
 )
 
-// The gateway's event topics (DESIGN.md §4).
-const (
-	topicStock = "shop.stock.v1"
-	topicCart  = "shop.cart.v1"
-	topicOrder = "shop.order.v1"
-)
-
 // syncTimeout bounds the wait for a change to travel between the services
 // over Kafka (A's cart to B, B's order paid to A).
 const syncTimeout = 20 * time.Second

@@ -173,7 +173,7 @@ func fieldString(m proto.Message, paths ...string) string {
 // Idempotency-Key is replayed without a second event.
 func TestDeclaredEvents(t *testing.T) {
 	s := harness.Start(t, harness.Options{})
-	reader := harness.NewEventReader(t, topicStock, topicCart, topicOrder)
+	reader := harness.NewEventReader(t, harness.TopicStock, harness.TopicCart, harness.TopicOrder)
 	transports := []struct {
 		name string
 		tr   transport
@@ -318,7 +318,7 @@ func mutations(t *testing.T, s *harness.Stack, base int64, send func(call) resul
 	p1, p2, user := base+1, base+2, base+3
 	stock := func(name, rpc, method, path, body string, req, resp proto.Message, ceType string) call {
 		return call{name: name, rpc: rpc, req: req, httpMethod: method, path: path, body: body, respField: "item", resp: resp,
-			wantType: ceType, wantTopic: topicStock, key: productKey, subject: productKey}
+			wantType: ceType, wantTopic: harness.TopicStock, key: productKey, subject: productKey}
 	}
 	item := func(id int64, name string, q int32, price int64) *stockv1.StockItem {
 		return &stockv1.StockItem{ProductId: id, ProductName: name, Quantity: q, PriceCents: price}
@@ -341,7 +341,7 @@ func mutations(t *testing.T, s *harness.Stack, base int64, send func(call) resul
 	)
 	cartCall := func(name, rpc, method, path, body string, req, resp proto.Message, ceType string) call {
 		return call{name: name, rpc: rpc, req: req, httpMethod: method, path: path, body: body, respField: "item", resp: resp,
-			wantType: ceType, wantTopic: topicCart, key: userKey,
+			wantType: ceType, wantTopic: harness.TopicCart, key: userKey,
 			subject: func(m proto.Message) string { return fieldString(m, "item.item_id") }}
 	}
 	addCall := func(name string, q int32) call {
@@ -401,7 +401,7 @@ func mutations(t *testing.T, s *harness.Stack, base int64, send func(call) resul
 	waitCartInB(t, s, user, added.resp.(*cartv1.AddCartItemResponse).GetItem().GetItemId())
 	send(call{name: "PayOrder", rpc: payOrder, req: &orderv1.PayOrderRequest{UserId: user},
 		httpMethod: "POST", path: "/order/pay", body: fmt.Sprintf(`{"user_id":%d}`, user), respField: "order", resp: &orderv1.PayOrderResponse{},
-		wantType: "shop.events.v1.OrderPaid", wantTopic: topicOrder, key: userKey,
+		wantType: "shop.events.v1.OrderPaid", wantTopic: harness.TopicOrder, key: userKey,
 		subject: func(m proto.Message) string { return fieldString(m, "order.order_id") }})
 
 	// Stock processing is keyed by its first product; it has no subject.
@@ -409,7 +409,7 @@ func mutations(t *testing.T, s *harness.Stack, base int64, send func(call) resul
 		{name: "ProcessOrderStock", rpc: processStock,
 			req:        &orderv1.ProcessOrderStockRequest{Items: []*orderv1.StockLine{{ProductId: p1, Quantity: 1}, {ProductId: p2, Quantity: 1}}},
 			httpMethod: "POST", path: "/order/process_stock", body: fmt.Sprintf(`{"items":[{"product_id":%d,"quantity":1},{"product_id":%d,"quantity":1}]}`, p1, p2),
-			resp: &orderv1.ProcessOrderStockResponse{}, wantType: "shop.events.v1.StockProcessed", wantTopic: topicStock, key: productKey},
+			resp: &orderv1.ProcessOrderStockResponse{}, wantType: "shop.events.v1.StockProcessed", wantTopic: harness.TopicStock, key: productKey},
 		stock("DeleteStock", deleteStock, "DELETE", fmt.Sprintf("/stock/%d", p2), "",
 			&stockv1.DeleteStockRequest{ProductId: p2}, &stockv1.DeleteStockResponse{}, "shop.events.v1.StockDeleted"),
 	}

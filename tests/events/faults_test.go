@@ -98,7 +98,7 @@ func TestGatewayKill(t *testing.T) {
 func startLoad(t *testing.T, name string, productOffset int64, n, clients int) (*harness.Stack, *harness.EventReader, *load, <-chan struct{}) {
 	t.Helper()
 	s := harness.Start(t, harness.Options{})
-	reader := harness.NewEventReader(t, topicStock)
+	reader := harness.NewEventReader(t, harness.TopicStock)
 	ids := createProducts(t, s, productBase()+productOffset, products)
 	l := newLoad(t, s, name+"-"+runID, ids)
 	done := make(chan struct{})
@@ -129,7 +129,7 @@ func checkDelivery(t *testing.T, d delivery, missing []string) {
 func TestOutboxCap(t *testing.T) {
 	const maxBytes = 64 << 10
 	s := harness.Start(t, harness.Options{GatewayArgs: []string{"-outbox-max-bytes", strconv.Itoa(maxBytes)}})
-	reader := harness.NewEventReader(t, topicStock)
+	reader := harness.NewEventReader(t, harness.TopicStock)
 	product := createProducts(t, s, productBase()+300, 1)[0]
 	path := "/stock/update"
 	prefix := "cap-" + runID

@@ -24,13 +24,6 @@ import (
 	"github.com/shopgateway/shop/tests/harness"
 )
 
-// Topics of the gateway's events, as the gateway names them by default.
-const (
-	topicStock = "shop.stock.v1"
-	topicCart  = "shop.cart.v1"
-	topicOrder = "shop.order.v1"
-)
-
 // runID is a prefix unique to this test process: request ids and product
 // ids built from it keep this run's events apart from everything else on
 // the shared topics.

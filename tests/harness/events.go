@@ -12,6 +12,13 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// The gateway's event topics, as it names them by default (DESIGN.md §4).
+const (
+	TopicStock = "shop.stock.v1"
+	TopicCart  = "shop.cart.v1"
+	TopicOrder = "shop.order.v1"
+)
+
 // Event is one Kafka record read back by an EventReader.
 type Event struct {
 	Topic     string

@@ -18,18 +18,11 @@ import (
 	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
+	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
-
-func services() []protoreflect.ServiceDescriptor {
-	return []protoreflect.ServiceDescriptor{
-		stockv1.File_shop_stock_v1_stock_proto.Services().ByName("StockService"),
-		cartv1.File_shop_cart_v1_cart_proto.Services().ByName("CartService"),
-		orderv1.File_shop_order_v1_order_proto.Services().ByName("OrderService"),
-	}
-}
 
 // fakeDoer records requests and answers with a canned response or error.
 type fakeDoer struct {
@@ -63,7 +56,7 @@ func (d *fakeDoer) last(tb testing.TB) *upstream.Request {
 
 func newForwarder(tb testing.TB, a, b *fakeDoer) *forward.Forwarder {
 	tb.Helper()
-	f, err := forward.New(services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b})
+	f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -86,7 +79,7 @@ func seedOwner(path string) string {
 func TestTableCoversEveryRPCAndMatchesSeedRouting(t *testing.T) {
 	t.Parallel()
 	seen := map[protoreflect.FullName]bool{}
-	for _, sd := range services() {
+	for _, sd := range app.Services() {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
 			seen[md.FullName()] = true
@@ -119,7 +112,7 @@ func TestTableCoversEveryRPCAndMatchesSeedRouting(t *testing.T) {
 func TestNewReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	table := forward.Table{"shop.stock.v1.StockService.Nope": {Upstream: forward.ServiceA}}
-	_, err := forward.New(services(), table, map[string]forward.Doer{})
+	_, err := forward.New(app.Services(), table, map[string]forward.Doer{})
 	if err == nil {
 		t.Fatal("want error")
 	}
