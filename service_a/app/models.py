@@ -11,7 +11,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shopkit.wire import INT32_MAX, Cents, Id, Name, NotBool, OptionalId, Quantity, StockQuantity, Timestamp
+from shopkit.wire import (  # noqa: F401  (CartItemPublic, CartPublic: the shared cart resource, re-exported)
+    INT32_MAX,
+    CartItemPublic,
+    CartPublic,
+    Cents,
+    Id,
+    Name,
+    NotBool,
+    OptionalId,
+    Quantity,
+    StockQuantity,
+)
 
 ReservationId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 """A client-chosen key that makes a stock decrement idempotent and releasable."""
@@ -83,29 +94,10 @@ class CartItemCreate(_Model):
     quantity: Quantity
 
 
-class CartItemPublic(_Model):
-    """A cart item as returned and as carried in events."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    item_id: Id
-    user_id: Id
-    product_id: Id
-    quantity: Quantity
-    added_at: Timestamp
-
-
 class FallbackCartRequest(_Model):
     """Body of POST /cart/fallback."""
 
     user_id: Id
-
-
-class CartPublic(_Model):
-    """A user's cart, oldest item first."""
-
-    user_id: int
-    items: list[CartItemPublic]
 
 
 # Order stock

@@ -9,33 +9,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from shopkit.wire import Cents, Id, Quantity, StockQuantity, Timestamp
+from shopkit.wire import (  # noqa: F401  (CartItemPublic, CartPublic: the shared cart resource, re-exported)
+    CartItemPublic,
+    CartPublic,
+    Cents,
+    Id,
+    StockQuantity,
+    Timestamp,
+)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
-
-
-# Cart
-
-
-class CartItemPublic(_Model):
-    """A cart item as returned, and as carried in service A's events."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    item_id: Id
-    user_id: Id
-    product_id: Id
-    quantity: Quantity
-    added_at: Timestamp
-
-
-class CartPublic(_Model):
-    """A user's cart, oldest item first."""
-
-    user_id: int
-    items: list[CartItemPublic]
 
 
 # Orders

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
@@ -67,3 +67,28 @@ Timestamp = Annotated[
     datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")
 ]
 """A point in time, written as RFC 3339 UTC with a Z suffix."""
+
+
+# The cart resource, which both services serve and exchange through Kafka
+# (A's master copy, B's read model).
+
+
+class CartItemPublic(BaseModel):
+    """A cart item as returned and as carried in the services' events."""
+
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    item_id: Id
+    user_id: Id
+    product_id: Id
+    quantity: Quantity
+    added_at: Timestamp
+
+
+class CartPublic(BaseModel):
+    """A user's cart, oldest item first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: int
+    items: list[CartItemPublic]
