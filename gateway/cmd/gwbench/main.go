@@ -18,6 +18,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -201,17 +202,9 @@ func printTable(targets []target, all [][]result) {
 	}
 }
 
-func dashes(n int) string {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = '-'
-	}
-	return string(b)
-}
+func dashes(n int) string { return strings.Repeat("-", n) }
 
-func goMaxProcs() int {
-	return int(runtimeGOMAXPROCS())
-}
+func goMaxProcs() int { return runtime.GOMAXPROCS(0) }
 
 func get(ctx context.Context, c *http.Client, u string) error {
 	return send(ctx, c, http.MethodGet, u, "")

@@ -52,10 +52,10 @@ import (
 // idempotency protocol.
 const (
 	// IdempotencyKeyMetadata carries the client's Idempotency-Key.
-	IdempotencyKeyMetadata = "idempotency-key"
+	IdempotencyKeyMetadata = reqinfo.IdempotencyKey
 	// ReplayedMetadata is set to "true" on a response answered from the
 	// idempotency store.
-	ReplayedMetadata = "idempotency-replayed"
+	ReplayedMetadata = reqinfo.ReplayedKey
 	// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted, in
 	// bytes; a longer one is INVALID_ARGUMENT.
 	MaxIdempotencyKeyLen = 255
@@ -248,7 +248,7 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 		return handler(ctx, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	key := first(md, IdempotencyKeyMetadata)
+	key := reqinfo.First(md, IdempotencyKeyMetadata)
 	if key == "" {
 		return e.run(ctx, s, req, handler, md, "", nil, nil)
 	}
@@ -300,13 +300,13 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	rec, keyed, err := e.build(s, msg, eventMeta{
 		id:          id,
 		time:        e.now(),
-		traceparent: first(md, HeaderTraceparent),
-		requestID:   first(md, HeaderRequestID),
+		traceparent: reqinfo.First(md, reqinfo.TraceparentKey),
+		requestID:   reqinfo.First(md, reqinfo.RequestIDKey),
 	})
 	if err != nil {
 		// compileSpecs checked the types, so this is a bug, not an outage.
 		e.log.LogAttrs(ctx, slog.LevelError, "event not built: the mutation succeeded but emits nothing",
-			slog.String("rpc", s.method), slog.String("request_id", first(md, HeaderRequestID)), slog.Any("error", err))
+			slog.String("rpc", s.method), slog.String("request_id", reqinfo.First(md, reqinfo.RequestIDKey)), slog.Any("error", err))
 		return nil, status.Error(codes.Internal, "event could not be built")
 	}
 	if !keyed {
@@ -396,11 +396,4 @@ func digestOf(req any) ([sha256.Size]byte, error) {
 		return [sha256.Size]byte{}, err
 	}
 	return sha256.Sum256(b), nil
-}
-
-func first(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }

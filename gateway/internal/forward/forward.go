@@ -34,9 +34,9 @@ type Doer interface {
 
 // Headers passed from the incoming request's metadata to the upstream call.
 var passHeaders = []struct{ md, http string }{
-	{"x-request-id", "X-Request-Id"},
-	{"traceparent", "Traceparent"},
-	{"tracestate", "Tracestate"},
+	{reqinfo.RequestIDKey, "X-Request-Id"},
+	{reqinfo.TraceparentKey, "Traceparent"},
+	{reqinfo.TracestateKey, "Tracestate"},
 }
 
 // CartSourceHeader is the response header (gRPC header metadata) that marks

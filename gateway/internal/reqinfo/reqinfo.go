@@ -7,7 +7,32 @@ import (
 	"context"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 )
+
+// Metadata keys the gateway reads from a call and answers on it. Through the
+// REST mux they are the HTTP headers of the same names.
+const (
+	// RequestIDKey carries X-Request-Id (generated when absent).
+	RequestIDKey = "x-request-id"
+	// TraceparentKey carries the W3C traceparent (a new trace when absent).
+	TraceparentKey = "traceparent"
+	// TracestateKey carries the W3C tracestate, passed on as is.
+	TracestateKey = "tracestate"
+	// IdempotencyKey carries the client's Idempotency-Key.
+	IdempotencyKey = "idempotency-key"
+	// ReplayedKey is "true" on a response answered from the idempotency
+	// store.
+	ReplayedKey = "idempotency-replayed"
+)
+
+// First returns the first value of key in md, or "".
+func First(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // Info describes one request as it passes through the gateway. It is owned by
 // the request's goroutine chain; fields are written before the access log is

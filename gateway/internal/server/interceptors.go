@@ -17,12 +17,6 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
-// Header and metadata names the gateway reads and answers.
-const (
-	requestIDKey   = "x-request-id"
-	traceparentKey = "traceparent"
-)
-
 // chainUnary composes interceptors so that the first is the outermost.
 func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
 	switch len(ics) {
@@ -71,22 +65,22 @@ func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 		}
 		ri.RPC = info.FullMethod
 		md, _ := metadata.FromIncomingContext(ctx)
-		id, tp := first(md, requestIDKey), first(md, traceparentKey)
+		id, tp := reqinfo.First(md, reqinfo.RequestIDKey), reqinfo.First(md, reqinfo.TraceparentKey)
 		if id == "" || tp == "" {
 			md = md.Copy()
 			if id == "" {
 				id = newRequestID()
-				md.Set(requestIDKey, id)
+				md.Set(reqinfo.RequestIDKey, id)
 			}
 			if tp == "" {
 				tp = newTraceparent()
-				md.Set(traceparentKey, tp)
+				md.Set(reqinfo.TraceparentKey, tp)
 			}
 			ctx = metadata.NewIncomingContext(ctx, md)
 		}
 		ri.RequestID = id
 		if direct {
-			_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDKey, id, traceparentKey, tp))
+			_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.RequestIDKey, id, reqinfo.TraceparentKey, tp))
 		}
 		start := time.Now()
 		resp, err := handler(ctx, req)
@@ -144,13 +138,6 @@ func logAccess(ctx context.Context, log *slog.Logger, ri *reqinfo.Info, proto, m
 		attrs = append(attrs, slog.String("event_id", ri.Event))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "access", attrs...)
-}
-
-func first(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 // newRequestID returns a random UUID (version 4).

@@ -45,10 +45,10 @@ var incomingHeaders = map[string]bool{
 // Response metadata written back as plain HTTP headers. Other metadata is
 // not exposed.
 var outgoingHeaders = map[string]string{
-	requestIDKey:             "X-Request-Id",
-	traceparentKey:           "Traceparent",
+	reqinfo.RequestIDKey:     "X-Request-Id",
+	reqinfo.TraceparentKey:   "Traceparent",
 	forward.CartSourceHeader: "X-Cart-Source",
-	"idempotency-replayed":   "Idempotency-Replayed",
+	reqinfo.ReplayedKey:      "Idempotency-Replayed",
 }
 
 // restRoute is one HTTP binding, for the Allow header of a 405.
@@ -111,9 +111,7 @@ func routingErrorHandler(routes []restRoute) runtime.RoutingErrorHandlerFunc {
 				writeStatus(w, http.StatusNotFound, status.Newf(codes.NotFound, "no route for %q", r.URL.Path))
 				return
 			}
-			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			writeStatus(w, http.StatusMethodNotAllowed,
-				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+			writeMethodNotAllowed(w, r.Method, r.URL.Path, allowed)
 		default:
 			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
 		}
@@ -150,6 +148,14 @@ func literalRoutes(routes []restRoute) map[string][]string {
 		sort.Strings(ms)
 	}
 	return out
+}
+
+// writeMethodNotAllowed answers 405 with Allow and an UNIMPLEMENTED status.
+func writeMethodNotAllowed(w http.ResponseWriter, method, path string, allowed []string) {
+	list := strings.Join(allowed, ", ")
+	w.Header().Set("Allow", list)
+	writeStatus(w, http.StatusMethodNotAllowed,
+		status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", method, path, list))
 }
 
 // writeStatus writes st as google.rpc.Status JSON with the given HTTP status.
@@ -224,10 +230,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		if ms, ok := literal[r.URL.Path]; ok && !slices.Contains(ms, r.Method) {
-			allowed := strings.Join(ms, ", ")
-			rec.Header().Set("Allow", allowed)
-			writeStatus(rec, http.StatusMethodNotAllowed,
-				status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", r.Method, r.URL.Path, allowed))
+			writeMethodNotAllowed(rec, method, r.URL.Path, ms)
 			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
 			return
 		}
