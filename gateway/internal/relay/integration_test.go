@@ -70,7 +70,8 @@ func integrationRecord(topic string, i int) outbox.Record {
 	}
 }
 
-// consumeAll reads n messages from every partition of topic.
+// consumeAll reads every partition of topic until it has seen n distinct
+// values, and returns all it read, duplicates included.
 func consumeAll(tb testing.TB, brokers []string, topic string, n int) []*sarama.ConsumerMessage {
 	tb.Helper()
 	sc := sarama.NewConfig()
@@ -85,8 +86,9 @@ func consumeAll(tb testing.TB, brokers []string, topic string, n int) []*sarama.
 		tb.Fatalf("Partitions: %v", err)
 	}
 	var (
-		mu  sync.Mutex
-		out []*sarama.ConsumerMessage
+		mu       sync.Mutex
+		out      []*sarama.ConsumerMessage
+		distinct = map[string]bool{}
 	)
 	got := make(chan struct{})
 	var once sync.Once
@@ -102,7 +104,8 @@ func consumeAll(tb testing.TB, brokers []string, topic string, n int) []*sarama.
 				case m := <-pc.Messages():
 					mu.Lock()
 					out = append(out, m)
-					if len(out) >= n {
+					distinct[string(m.Value)] = true
+					if len(distinct) >= n {
 						once.Do(func() { close(got) })
 					}
 					mu.Unlock()
@@ -118,7 +121,7 @@ func consumeAll(tb testing.TB, brokers []string, topic string, n int) []*sarama.
 	case <-time.After(60 * time.Second):
 		once.Do(func() { close(got) })
 		wg.Wait()
-		tb.Fatalf("consumed %d of %d messages", len(out), n)
+		tb.Fatalf("consumed %d distinct of %d messages (%d read)", len(distinct), n, len(out))
 	}
 	wg.Wait()
 	return out
