@@ -1,61 +1,24 @@
-"""Settings of service A, read from the environment (one pydantic-settings class)."""
+"""Settings of service A, read from the environment (pydantic-settings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from shopkit.db import normalize_database_url
+from shopkit.settings import ServiceSettings
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
-    """Configuration of service A. Every field has an environment variable of
-    the same name in upper case (``DATABASE_URL`` for ``database_url``)."""
+class Settings(ServiceSettings):
+    """Configuration of service A: the common fields of ServiceSettings with
+    A's defaults. Every field has an environment variable of the same name in
+    upper case (``DATABASE_URL`` for ``database_url``)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
-
-    host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8002, ge=1, le=65535, description="TCP port to listen on.")
     database_url: str = Field(
         str(SERVICE_DIR / "service_a.db"),
         description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).",
     )
-    kafka_enabled: bool = Field(
-        True, description="Publish and consume Kafka events. When false, events stay in the outbox."
-    )
-    kafka_brokers: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
     kafka_group_id: str = Field("service-a", description="Consumer group of the order-events consumer.")
-    cart_changes_topic: str = Field(
-        "service-a.cart-changes.v1", description="Topic A publishes its master-cart changes to."
-    )
-    order_events_topic: str = Field(
-        "service-b.order-events.v1", description="Topic of B's events (order paid, cart item removed) A consumes."
-    )
-    kafka_retry_max_seconds: float = Field(
-        10.0, gt=0, description="Longest wait between two Kafka reconnection attempts."
-    )
-    outbox_poll_seconds: float = Field(
-        1.0, gt=0, description="How often the outbox relay looks for unsent events when not woken."
-    )
-    inbox_retention_hours: float = Field(
-        168.0, gt=0, description="How long ids of consumed events are kept for deduplication."
-    )
-    log_level: str = Field("INFO", description="Logging level.")
-    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return normalize_database_url(value)
-
-    @property
-    def bootstrap_servers(self) -> list[str]:
-        """Kafka bootstrap servers as a list."""
-        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]

@@ -8,13 +8,13 @@ Kafka listeners, database URLs).
 
 from __future__ import annotations
 
-import ast
 import json
 import posixpath
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -349,56 +349,39 @@ def workdir_of_run(stage: Stage, needle: str) -> tuple[PurePosixPath, int]:
     raise AssertionError(f"no RUN contains {needle!r}")
 
 
-def settings_env_names(app_dir: Path) -> tuple[set[str], list[str]]:
-    """Env names read by the pydantic-settings classes under app_dir, upper-cased
-    (pydantic-settings matches them case-insensitively by default), and the
-    files that define such classes."""
-    names: set[str] = set()
-    files: list[str] = []
-    for py in sorted(app_dir.rglob("*.py")):
-        try:
-            tree = ast.parse(py.read_text())
-        except SyntaxError:
-            continue
-        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
-            bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in cls.bases}
-            if "BaseSettings" not in bases:
-                continue
-            files.append(str(py.relative_to(ROOT)))
-            prefix = ""
-            for node in cls.body:
-                # model_config = SettingsConfigDict(env_prefix="...")
-                if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    if any(isinstance(t, ast.Name) and t.id == "model_config" for t in targets):
-                        call = node.value
-                        for kw in getattr(call, "keywords", []):
-                            if kw.arg == "env_prefix" and isinstance(kw.value, ast.Constant):
-                                prefix = str(kw.value.value)
-                        if isinstance(call, ast.Dict):
-                            for k, v in zip(call.keys, call.values):
-                                if isinstance(k, ast.Constant) and k.value == "env_prefix":
-                                    prefix = str(getattr(v, "value", ""))
-            for node in cls.body:
-                if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-                    continue
-                if node.target.id == "model_config":
-                    continue
-                aliases = []
-                call = node.value
-                if isinstance(call, ast.Call):
-                    for kw in call.keywords:
-                        if kw.arg in ("alias", "validation_alias"):
-                            v = kw.value
-                            if isinstance(v, ast.Constant):
-                                aliases.append(str(v.value))
-                            elif isinstance(v, ast.Call):  # AliasChoices("A", "B")
-                                aliases += [str(a.value) for a in v.args if isinstance(a, ast.Constant)]
-                if aliases:
-                    names.update(a.upper() for a in aliases)
-                else:
-                    names.add((prefix + node.target.id).upper())
-    return names, files
+# Prints, as JSON, the environment names the service's Settings class reads
+# (its own fields and those it inherits from shopkit), upper-cased as
+# pydantic-settings matches them case-insensitively by default.
+_SETTINGS_ENV_SCRIPT = """
+import json, sys
+from app.settings import Settings
+prefix = Settings.model_config.get("env_prefix", "")
+names = set()
+for name, info in Settings.model_fields.items():
+    alias = info.validation_alias or info.alias
+    choices = getattr(alias, "choices", None)
+    if choices:
+        names.update(str(c) for c in choices)
+    elif alias:
+        names.add(str(alias))
+    else:
+        names.add(prefix + name)
+json.dump(sorted(n.upper() for n in names), sys.stdout)
+"""
+
+
+def settings_env_names(service_dir: Path) -> set[str]:
+    """Env names read by the service's app.settings.Settings, imported in a
+    child interpreter (both services' packages are called app)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SETTINGS_ENV_SCRIPT],
+        cwd=service_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"importing {service_dir.name}'s app.settings failed:\n{out.stderr}"
+    return set(json.loads(out.stdout))
 
 
 def go_sources(folder: Path) -> str:
@@ -809,17 +792,14 @@ def test_python_service_local_requirements_are_in_the_image(compose, name):
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
 def test_python_service_reads_the_environment_compose_sets(compose, name):
-    app = ROOT / name / "app"
-    assert app.is_dir(), f"{name}/app does not exist yet"
-    names, files = settings_env_names(app)
-    assert files, f"no pydantic-settings BaseSettings class under {name}/app"
+    names = settings_env_names(ROOT / name)
     _, dockerfile = build_of(compose["services"][name])
     image_env = env_instructions(parse_dockerfile(dockerfile)[-1])
     wanted = set(env_of(compose["services"][name])) | {
         k for k in image_env if not k.startswith(("PYTHON", "PIP_"))
     }
     missing = sorted(n for n in wanted if n.upper() not in names)
-    assert not missing, f"{name}: {missing} are not settings of {files} (reads {sorted(names)})"
+    assert not missing, f"{name}: {missing} are not settings of {name}/app/settings.py (reads {sorted(names)})"
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))

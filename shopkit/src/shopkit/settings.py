@@ -1,0 +1,63 @@
+"""The settings both services read the same way: listening, storage, Kafka, logging.
+
+Each service subclasses ServiceSettings and gives the fields whose defaults
+are its own (port, database file, consumer group, topics) and adds the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shopkit.db import normalize_database_url
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration common to the services. Every field has an environment
+    variable of the same name in upper case (``DATABASE_URL`` for
+    ``database_url``)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(ge=1, le=65535, description="TCP port to listen on.")
+    database_url: str = Field(
+        description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).",
+    )
+    kafka_enabled: bool = Field(
+        True, description="Publish and consume Kafka events. When false, events stay in the outbox."
+    )
+    kafka_brokers: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
+    kafka_group_id: str = Field(description="Consumer group of the service's consumer.")
+    cart_changes_topic: str = Field(
+        "service-a.cart-changes.v1", description="Topic of service A's master-cart changes (A publishes, B replicates)."
+    )
+    order_events_topic: str = Field(
+        "service-b.order-events.v1",
+        description="Topic of service B's events, order paid and cart item removed (B publishes, A consumes).",
+    )
+    kafka_retry_max_seconds: float = Field(
+        10.0, gt=0, description="Longest wait between two Kafka reconnection attempts."
+    )
+    outbox_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the outbox relay looks for unsent events when not woken."
+    )
+    inbox_retention_hours: float = Field(
+        168.0, gt=0, description="How long ids of consumed events are kept for deduplication."
+    )
+    log_level: str = Field("INFO", description="Logging level.")
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return normalize_database_url(value)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Kafka bootstrap servers as a list."""
+        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
