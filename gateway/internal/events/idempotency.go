@@ -15,14 +15,16 @@ import (
 // successful response of a mutation for a window, so that a client's retry
 // gets the same answer without a second upstream call or a second event.
 //
-// It lives in memory, bounded by a byte budget, oldest first out. The
-// trade-off against a durable store beside the outbox: a retry that
-// reaches the gateway after a restart (or after its entry was pushed out
-// by the budget) runs the mutation again upstream. Its event then carries
-// the same ce_id as the first one (eventID derives it from the method, key
-// and request), so consumers that dedupe on ce_id see one event; what is
-// not covered is the repeated upstream call itself. A durable store would
-// cost a second fsync per mutation on the hot path.
+// It lives in memory, bounded by a byte budget, oldest first out. A retry
+// that reaches the gateway after a restart (or after its entry was pushed
+// out by the budget) goes to the service with the same Idempotency-Key
+// (the forwarder passes it on), and the service, which keeps keys in its
+// database in the transaction of the change, answers it without applying
+// the change again. Its event then carries the same ce_id as the first one
+// (eventID derives it from the method, key and request), so consumers that
+// dedupe on ce_id see one event. A durable store here would cost a second
+// fsync per mutation on the hot path and still not know about a change the
+// service committed just before the gateway died.
 //
 // Only successes are stored. A failed mutation changed nothing, so a retry
 // may simply run again (and may succeed: stock was added, a service came

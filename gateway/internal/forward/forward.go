@@ -37,7 +37,14 @@ var passHeaders = []struct{ md, http string }{
 	{reqinfo.RequestIDKey, "X-Request-Id"},
 	{reqinfo.TraceparentKey, "Traceparent"},
 	{reqinfo.TracestateKey, "Tracestate"},
+	// The services keep mutations sent with a key in their own database, so
+	// a retry after a gateway restart is still applied once.
+	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
+
+// replayedHeader marks a service's answer replayed for an Idempotency-Key;
+// it is passed on as the same response metadata the gateway's own replay sets.
+const replayedHeader = "Idempotency-Replayed"
 
 // CartSourceHeader is the response header (gRPC header metadata) that marks
 // an answer served by a fallback route.
@@ -245,6 +252,9 @@ func (r *route) call(ctx context.Context, req, resp proto.Message) error {
 	}
 	if err != nil {
 		return err
+	}
+	if uresp.Header.Get(replayedHeader) == "true" {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.ReplayedKey, "true"))
 	}
 	target := resp
 	if r.respField != nil {

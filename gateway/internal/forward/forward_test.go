@@ -250,7 +250,7 @@ func TestBuildsUpstreamRequestFromHTTPRule(t *testing.T) {
 			a := &fakeDoer{name: forward.ServiceA, body: tc.body}
 			b := &fakeDoer{name: forward.ServiceB, body: tc.body}
 			f := newForwarder(t, a, b)
-			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", "rid-1", "traceparent", "00-abc-def-01"))
+			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", "rid-1", "traceparent", "00-abc-def-01", "idempotency-key", "key-1"))
 			ri := &reqinfo.Info{}
 			ctx = reqinfo.NewContext(ctx, ri)
 			if err := f.Handle(ctx, tc.method, tc.req, tc.resp); err != nil {
@@ -279,6 +279,9 @@ func TestBuildsUpstreamRequestFromHTTPRule(t *testing.T) {
 			}
 			if got, want := r.Header.Get("Traceparent"), "00-abc-def-01"; got != want {
 				t.Errorf("traceparent = %q, want %q", got, want)
+			}
+			if got, want := r.Header.Get("Idempotency-Key"), "key-1"; got != want {
+				t.Errorf("Idempotency-Key = %q, want %q", got, want)
 			}
 			if got, want := ri.Upstream, tc.upstream; got != want {
 				t.Errorf("reqinfo upstream = %q, want %q", got, want)

@@ -4,20 +4,23 @@ error handlers, the request-context middleware and the health routes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
 from shopkit import health
 from shopkit.errors import install_error_handlers
+from shopkit.idempotency import IdempotencyMiddleware
 from shopkit.logs import RequestContextMiddleware
+from shopkit.settings import ServiceSettings
 
 
 def build_app(
     *,
     title: str,
     summary: str,
-    settings: Any,
+    settings: ServiceSettings,
     lifespan: Any,
     routers: Sequence[APIRouter],
     version: str = "1.0.0",
@@ -25,13 +28,20 @@ def build_app(
     """An app serving ``/healthz``, ``/readyz`` and then routers.
 
     Every error answers ``{"code", "message"}`` (see :mod:`shopkit.errors`),
-    X-Request-Id and traceparent are kept for logs and onward calls, and
+    X-Request-Id and traceparent are kept for logs and onward calls, a
+    mutation sent with an Idempotency-Key is applied once (see
+    :mod:`shopkit.idempotency`), and
     settings is kept in ``app.state.settings``. lifespan must set
     ``app.state.engine``, ``.sessions`` and ``.bridge``, which the health
     routes and :mod:`shopkit.deps` read."""
     app = FastAPI(title=title, summary=summary, version=version, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(
+        IdempotencyMiddleware,
+        window=timedelta(hours=settings.idempotency_window_hours),
+        claim_timeout=timedelta(seconds=settings.idempotency_claim_timeout_seconds),
+    )
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, *routers):
         app.include_router(router)

@@ -69,3 +69,14 @@ async def test_remove_while_paying(client: AsyncClient, shop: Shop, app: FastAPI
         session.add(Checkout(reservation_id="pay-busy", user_id=user, item_ids="[]", started_at=utcnow()))
     assert_error(await client.delete(f"/cart/{item['item_id']}"), 400, "FAILED_PRECONDITION", contains="being paid")
     assert (await client.get(f"/cart/{user}")).json()["items"] == [item]
+
+
+async def test_remove_item_with_idempotency_key_replays(client: AsyncClient, shop: Shop, app: FastAPI) -> None:
+    user, pid = next_id(), await shop.product()
+    item = await shop.add(user, pid)
+    headers = {"Idempotency-Key": "rm-1"}
+    first = await client.delete(f"/cart/{item['item_id']}", headers=headers)
+    again = await client.delete(f"/cart/{item['item_id']}", headers=headers)
+    assert (first.status_code, again.status_code, again.json()) == (200, 200, item)
+    assert again.headers["idempotency-replayed"] == "true"
+    assert len(await outbox(app)) == 1

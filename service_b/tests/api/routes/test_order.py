@@ -230,3 +230,34 @@ async def test_stale_checkout_is_released(fake_a_app: tuple[FastAPI, FakeA]) -> 
     async with app.state.sessions() as session:
         left = (await session.execute(select(Checkout.reservation_id))).scalars().all()
     assert left == ["pay-alive"]
+
+
+async def test_pay_with_idempotency_key_pays_once(client: AsyncClient, shop: Shop, app: FastAPI) -> None:
+    """A retried payment with the same Idempotency-Key gets the first order back
+    (B's answer is kept in its database, so this holds across gateway restarts)."""
+    user = next_id()
+    tea = await shop.product(quantity=10, price_cents=250)
+    await shop.add(user, tea, 2)
+    first = await client.post("/order/pay", json={"user_id": user}, headers={"Idempotency-Key": "pay-1"})
+    assert first.status_code == 200, first.text
+    again = await client.post("/order/pay", json={"user_id": user}, headers={"Idempotency-Key": "pay-1"})
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert again.headers["idempotency-replayed"] == "true"
+    assert await count(app, Order) == 1
+    assert await shop.quantity(tea) == 8
+    # Without the key, the now empty cart cannot be paid.
+    assert_error(await client.post("/order/pay", json={"user_id": user}), 400, "FAILED_PRECONDITION", contains="empty")
+
+
+async def test_failed_pay_with_idempotency_key_may_be_retried(client: AsyncClient, shop: Shop, app: FastAPI) -> None:
+    user, a = next_id(), await shop.product(quantity=5)
+    await shop.add(user, a, 3)
+    await shop.a.post("/stock/update", json={"product_id": a, "quantity": 2})
+    headers = {"Idempotency-Key": "pay-2"}
+    assert_error(await client.post("/order/pay", json={"user_id": user}, headers=headers), 400, "FAILED_PRECONDITION")
+    await assert_nothing_written(app)
+    await shop.a.post("/stock/update", json={"product_id": a, "quantity": 5})
+    resp = await client.post("/order/pay", json={"user_id": user}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert "idempotency-replayed" not in resp.headers
+    assert await shop.quantity(a) == 2
