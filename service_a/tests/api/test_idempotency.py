@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, update
 
+from shopkit import idempotency
 from shopkit.db import Outbox
 from shopkit.idempotency import IdempotencyRecord
 from shopkit.testing import assert_error
@@ -155,8 +157,6 @@ async def test_delete_replays_its_answer(client: AsyncClient) -> None:
 async def test_the_mutations_commit_marks_its_claim(app: FastAPI) -> None:
     """The claim is marked in the mutation's own transaction, so a process that
     dies after that commit leaves a claim that says the change was made."""
-    from shopkit import idempotency
-
     async with app.state.sessions() as session, session.begin():
         session.add(IdempotencyRecord(method="POST", path="/x", key="k", digest="d", created_at=utcnow()))
     token = idempotency._current.set(idempotency._Claim("POST", "/x", "k"))
@@ -175,3 +175,17 @@ async def test_the_mutations_commit_marks_its_claim(app: FastAPI) -> None:
         idempotency._current.reset(token)
     async with app.state.sessions() as session:
         assert (await session.get(IdempotencyRecord, ("POST", "/x", "k"))).committed is True
+
+
+async def test_concurrent_repeats_apply_once(client: AsyncClient) -> None:
+    await create_stock(client, 5, quantity=30)
+    body = {"user_id": 1, "product_id": 5, "quantity": 1}
+    answers = await asyncio.gather(
+        *(client.post("/cart/add", json=body, headers={"Idempotency-Key": "race"}) for _ in range(10))
+    )
+    created = [a for a in answers if a.status_code == 201]
+    for a in answers:
+        if a.status_code != 201:
+            assert_error(a, 409, "ABORTED", contains="in progress")
+    assert created and all(a.json() == created[0].json() for a in created)
+    assert len(await cart_lines(client, 1)) == 1
