@@ -355,6 +355,12 @@ func (s *Stack) waitReady(name, url string) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				select {
+				case <-p.done:
+					// Something else answered on its port.
+					s.tb.Fatalf("harness: %s exited while %s answered (%v)\n%s", name, url, p.err, p.tail(60))
+				default:
+				}
 				return
 			}
 			last = resp.Status
@@ -424,28 +430,6 @@ func (s *Stack) stopAll() {
 			}
 		}
 	}
-}
-
-// freePorts reserves n distinct free loopback ports. They are released
-// before the processes bind them, so another process could take one in
-// between; in practice the kernel does not hand the same port out again
-// that soon.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("harness: free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
 
 func newID() string {
