@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,6 +56,9 @@ type call struct {
 	wantType, wantTopic string
 	key, subject        func(resp proto.Message) string // "" subject: no header
 	idempotencyKey      string
+	// split names the repeated response field whose elements get an event
+	// each (keyed by key of a payload holding that element alone).
+	split string
 }
 
 // result is what a call produced.
@@ -204,7 +208,7 @@ func TestDeclaredEvents(t *testing.T) {
 			want := 0
 			for _, r := range successes {
 				if !r.replayed {
-					want++
+					want += eventCount(r)
 				}
 			}
 			evs := reader.WaitMatching(t, want, 60*time.Second, func(e harness.Event) bool {
@@ -251,19 +255,61 @@ func countFor(byReq map[string][]harness.Event, rs []result) int {
 	return n
 }
 
-// checkEvent checks that a success has exactly its declared event.
+// checkEvent checks that a success has exactly its declared events: one,
+// or for a split call one per element of the split field.
 func checkEvent(t *testing.T, r result, evs []harness.Event) {
 	t.Helper()
-	if got, want := len(evs), 1; got != want {
+	c := r.call
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(c.wantType))
+	if err != nil {
+		t.Fatalf("payload type %s: %v", c.wantType, err)
+	}
+	// The payload the whole response makes, then one per split element.
+	whole := mt.New()
+	resp := r.resp.ProtoReflect()
+	for i := 0; i < whole.Descriptor().Fields().Len(); i++ {
+		fd := whole.Descriptor().Fields().Get(i)
+		whole.Set(fd, resp.Get(resp.Descriptor().Fields().ByName(fd.Name())))
+	}
+	wants := []proto.Message{whole.Interface()}
+	if c.split != "" {
+		fd := whole.Descriptor().Fields().ByName(protoreflect.Name(c.split))
+		wants = nil
+		for i, all := 0, whole.Get(fd).List(); i < all.Len(); i++ {
+			one := mt.New()
+			one.Mutable(fd).List().Append(all.Get(i))
+			wants = append(wants, one.Interface())
+		}
+	}
+	if got, want := len(evs), len(wants); got != want {
 		t.Fatalf("%d events for request %s, want %d: %v", got, r.requestID, want, evs)
 	}
-	e := evs[0]
+	for i, want := range wants {
+		key := c.key(want)
+		j := slices.IndexFunc(evs, func(e harness.Event) bool { return e.Key == key })
+		if j < 0 {
+			t.Errorf("event %d: none keyed %q among %v", i, key, evs)
+			continue
+		}
+		checkOneEvent(t, r, evs[j], want)
+	}
+}
+
+// eventCount is how many events a success must produce.
+func eventCount(r result) int {
+	if r.call.split == "" {
+		return 1
+	}
+	m := r.resp.ProtoReflect()
+	return m.Get(m.Descriptor().Fields().ByName(protoreflect.Name(r.call.split))).List().Len()
+}
+
+// checkOneEvent checks an event's topic, headers and payload.
+func checkOneEvent(t *testing.T, r result, e harness.Event, want proto.Message) {
+	t.Helper()
 	c := r.call
 	if got, want := e.Topic, c.wantTopic; got != want {
 		t.Errorf("topic: got %q, want %q", got, want)
-	}
-	if got, want := e.Key, c.key(r.resp); got != want {
-		t.Errorf("key: got %q, want %q", got, want)
 	}
 	wantHeaders := map[string]string{
 		"ce_specversion": "1.0",
@@ -290,21 +336,11 @@ func checkEvent(t *testing.T, r result, evs []harness.Event) {
 	if ts, err := time.Parse(time.RFC3339Nano, e.Headers["ce_time"]); err != nil || time.Since(ts) > 5*time.Minute || time.Until(ts) > time.Minute {
 		t.Errorf("ce_time %q: not a recent RFC 3339 time (%v)", e.Headers["ce_time"], err)
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(c.wantType))
-	if err != nil {
-		t.Fatalf("payload type %s: %v", c.wantType, err)
-	}
-	got := mt.New().Interface()
+	got := want.ProtoReflect().New().Interface()
 	if err := protojson.Unmarshal(e.Value, got); err != nil {
 		t.Fatalf("payload %s: %v", e.Value, err)
 	}
-	want := mt.New()
-	resp := r.resp.ProtoReflect()
-	for i := 0; i < want.Descriptor().Fields().Len(); i++ {
-		fd := want.Descriptor().Fields().Get(i)
-		want.Set(fd, resp.Get(resp.Descriptor().Fields().ByName(fd.Name())))
-	}
-	if !proto.Equal(got, want.Interface()) {
+	if !proto.Equal(got, want) {
 		t.Errorf("payload:\n got %v\nwant %v", got, want)
 	}
 }
@@ -404,9 +440,9 @@ func mutations(t *testing.T, s *harness.Stack, base int64, send func(call) resul
 		wantType: "shop.events.v1.OrderPaid", wantTopic: harness.TopicOrder, key: userKey,
 		subject: func(m proto.Message) string { return fieldString(m, "order.order_id") }})
 
-	// Stock processing is keyed by its first product; it has no subject.
+	// Stock processing emits one event per product, keyed by it; no subject.
 	return []call{
-		{name: "ProcessOrderStock", rpc: processStock,
+		{name: "ProcessOrderStock", rpc: processStock, split: "items",
 			req:        &orderv1.ProcessOrderStockRequest{Items: []*orderv1.StockLine{{ProductId: p1, Quantity: 1}, {ProductId: p2, Quantity: 1}}},
 			httpMethod: "POST", path: "/order/process_stock", body: fmt.Sprintf(`{"items":[{"product_id":%d,"quantity":1},{"product_id":%d,"quantity":1}]}`, p1, p2),
 			resp: &orderv1.ProcessOrderStockResponse{}, wantType: "shop.events.v1.StockProcessed", wantTopic: harness.TopicStock, key: productKey},

@@ -3,11 +3,13 @@ package events
 import (
 	"crypto/sha256"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/protofields"
@@ -105,15 +107,59 @@ type eventMeta struct {
 	requestID   string
 }
 
-// build makes the Kafka record of the event s declares for a successful
+// build makes the Kafka records of the events s declares for a successful
 // response: the payload copied by field name from the response, the key and
-// subject read from it, and the CloudEvents headers. keyed is false when
-// the payload has no value at the key path (the record then has a nil key).
-func (e *Emitter) build(s *spec, resp proto.Message, m eventMeta) (rec outbox.Record, keyed bool, err error) {
+// subject read from it, and the CloudEvents headers. That is one record, or
+// with a split field one per element of it: the first has the id m gives,
+// the others ids derived from it (splitID). keyed is false when a payload
+// has no value at the key path (its record then has a nil key).
+func (e *Emitter) build(s *spec, resp proto.Message, m eventMeta) (recs []outbox.Record, keyed bool, err error) {
 	payload := s.payload.New()
 	if err := protofields.CopyByName(payload, resp.ProtoReflect()); err != nil {
-		return outbox.Record{}, false, fmt.Errorf("events: %s payload: %w", s.ceType, err)
+		return nil, false, fmt.Errorf("events: %s payload: %w", s.ceType, err)
 	}
+	if s.split == nil || payload.Get(s.split).List().Len() <= 1 {
+		rec, keyed, err := e.record(s, payload, m)
+		if err != nil {
+			return nil, false, err
+		}
+		return []outbox.Record{rec}, keyed, nil
+	}
+	all := payload.Get(s.split).List()
+	recs = make([]outbox.Record, 0, all.Len())
+	keyed = true
+	base := m.id
+	for i := range all.Len() {
+		one := s.payload.New()
+		payload.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd != s.split {
+				one.Set(fd, v) // shared, not copied: the payloads are only marshalled
+			}
+			return true
+		})
+		one.Mutable(s.split).List().Append(all.Get(i))
+		if i > 0 {
+			m.id = splitID(base, i)
+		}
+		rec, k, err := e.record(s, one, m)
+		if err != nil {
+			return nil, false, err
+		}
+		recs = append(recs, rec)
+		keyed = keyed && k
+	}
+	return recs, keyed, nil
+}
+
+// splitID is the ce_id of the i-th (i > 0) event of a split call whose first
+// event has id base: unique, and the same whenever base is (so a retry with
+// the same Idempotency-Key repeats every id of the set).
+func splitID(base string, i int) string {
+	return uuid.NewSHA1(idNamespace, []byte(base+"/"+strconv.Itoa(i))).String()
+}
+
+// record makes the Kafka record of one payload.
+func (e *Emitter) record(s *spec, payload protoreflect.Message, m eventMeta) (rec outbox.Record, keyed bool, err error) {
 	var value []byte
 	var ct []byte
 	switch e.format {

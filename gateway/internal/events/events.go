@@ -20,14 +20,15 @@
 //
 // The Kafka key and the ce_subject are read from the payload at the
 // EventSpec's dotted paths. A path through a repeated field takes its first
-// element: StockProcessed ("items.product_id") is keyed by the first
-// product of the batch, so it is ordered with that product's other stock
-// events only, not with those of the batch's other products.
+// element. An EventSpec with a split field emits one event per element of
+// it: StockProcessed is split by "items", so each product's decrement is an
+// event keyed by that product, ordered with its other stock events.
 //
 // The relay (package relay) publishes the outbox to Kafka.
 package events
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -297,7 +298,7 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 		return nil, status.Error(codes.Internal, "response is not a proto message")
 	}
 	id := eventID(s.method, key, digest)
-	rec, keyed, err := e.build(s, msg, eventMeta{
+	recs, keyed, err := e.build(s, msg, eventMeta{
 		id:          id,
 		time:        e.now(),
 		traceparent: reqinfo.First(md, reqinfo.TraceparentKey),
@@ -316,12 +317,8 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	if ri := reqinfo.FromContext(ctx); ri != nil {
 		ri.Event = id
 	}
-	aerr := e.append(ctx, s, id, &rec)
+	pending, aerr := e.appendAll(ctx, s, recs)
 	if ent != nil {
-		var pending *outbox.Record
-		if aerr != nil {
-			pending = &rec
-		}
 		e.store.finish(ent, proto.Clone(msg), id, pending)
 		stored = true
 	}
@@ -331,18 +328,19 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	return resp, nil
 }
 
-// replay answers from a stored result, appending its event first if that
+// replay answers from a stored result, appending its events first if that
 // failed the first time.
 func (e *Emitter) replay(ctx context.Context, s *spec, ent *entry) (any, error) {
 	resp, id, pending := e.store.replayed(ent)
 	if ri := reqinfo.FromContext(ctx); ri != nil {
 		ri.Event = id
 	}
-	if pending != nil {
-		if err := e.append(ctx, s, id, pending); err != nil {
+	if len(pending) > 0 {
+		left, err := e.appendAll(ctx, s, pending)
+		e.store.appended(ent, pending, left)
+		if err != nil {
 			return nil, err
 		}
-		e.store.appended(ent, pending)
 	}
 	// Outside a gRPC call (direct use in tests) there is no stream to set
 	// the header on; that is not an error of the RPC.
@@ -370,18 +368,32 @@ func (e *Emitter) admit(ctx context.Context) error {
 	return status.Error(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
 }
 
-// append stores rec durably. The request's cancellation does not stop it:
-// the mutation has happened.
-func (e *Emitter) append(ctx context.Context, s *spec, id string, rec *outbox.Record) error {
+// appendAll stores recs durably, in order. It returns the records it could
+// not store (from the first failure on) with that failure. The request's
+// cancellation does not stop it: the mutation has happened.
+func (e *Emitter) appendAll(ctx context.Context, s *spec, recs []outbox.Record) ([]outbox.Record, error) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.appendTimeout)
 	defer cancel()
-	if _, err := e.ob.Append(actx, *rec); err != nil {
-		e.log.LogAttrs(ctx, slog.LevelError, "EVENT NOT STORED: the mutation succeeded but its event is not in the outbox; the client was told to retry with its Idempotency-Key",
-			slog.String("rpc", s.method), slog.String("event_id", id), slog.String("topic", rec.Topic),
-			slog.String("key", string(rec.Key)), slog.Any("error", err))
-		return status.Error(codes.Unavailable, "the change was made but its event could not be recorded; retry with the same Idempotency-Key")
+	for i := range recs {
+		rec := &recs[i]
+		if _, err := e.ob.Append(actx, *rec); err != nil {
+			e.log.LogAttrs(ctx, slog.LevelError, "EVENT NOT STORED: the mutation succeeded but its event is not in the outbox; the client was told to retry with its Idempotency-Key",
+				slog.String("rpc", s.method), slog.String("event_id", headerValue(rec, hID)), slog.String("topic", rec.Topic),
+				slog.String("key", string(rec.Key)), slog.Int("events_not_stored", len(recs)-i), slog.Any("error", err))
+			return recs[i:], status.Error(codes.Unavailable, "the change was made but its event could not be recorded; retry with the same Idempotency-Key")
+		}
 	}
-	return nil
+	return nil, nil
+}
+
+// headerValue returns the value of a record's header, "" when absent.
+func headerValue(rec *outbox.Record, key []byte) string {
+	for _, h := range rec.Headers {
+		if bytes.Equal(h.Key, key) {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // digestOf is the SHA-256 of the request's deterministic encoding: what

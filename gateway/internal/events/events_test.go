@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,10 +72,9 @@ func TestEnvelope(t *testing.T) {
 			"shop.cart.v1", "42", "shop.events.v1.CartItemRemoved", "11", &eventsv1.CartItemRemoved{Item: cartItem}},
 		{"/shop.order.v1.OrderService/PayOrder", &orderv1.PayOrderResponse{Order: order},
 			"shop.order.v1", "42", "shop.events.v1.OrderPaid", "99", &eventsv1.OrderPaid{Order: order}},
-		// Keyed by the first product: a path through a repeated field
-		// takes its first element.
-		{"/shop.order.v1.OrderService/ProcessOrderStock", &orderv1.ProcessOrderStockResponse{Items: []*stockv1.StockItem{tea, {ProductId: 8, ProductName: "black tea"}}},
-			"shop.stock.v1", "7", "shop.events.v1.StockProcessed", "", &eventsv1.StockProcessed{Items: []*stockv1.StockItem{tea, {ProductId: 8, ProductName: "black tea"}}}},
+		// One product: one event (TestSplit has several).
+		{"/shop.order.v1.OrderService/ProcessOrderStock", &orderv1.ProcessOrderStockResponse{Items: []*stockv1.StockItem{tea}},
+			"shop.stock.v1", "7", "shop.events.v1.StockProcessed", "", &eventsv1.StockProcessed{Items: []*stockv1.StockItem{tea}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.method, func(t *testing.T) {
@@ -514,5 +515,86 @@ func TestConcurrentKeys(t *testing.T) {
 	}
 	if got, want := em.Stats().IdempotencyEntries, 10; got != want {
 		t.Errorf("stored keys: got %d, want %d", got, want)
+	}
+}
+
+// TestSplit: ProcessOrderStock declares split "items": one StockProcessed
+// per product, keyed by it, with ids of their own that a retry under the
+// same Idempotency-Key repeats; when an append fails part-way, the retry
+// appends the rest only.
+func TestSplit(t *testing.T) {
+	t.Parallel()
+	const processStock = "/shop.order.v1.OrderService/ProcessOrderStock"
+	blackTea := &stockv1.StockItem{ProductId: 8, ProductName: "black tea", Quantity: 2}
+	greenTea := &stockv1.StockItem{ProductId: 9, ProductName: "green tea", Quantity: 4}
+	items := []*stockv1.StockItem{tea, blackTea, greenTea}
+	req := &orderv1.ProcessOrderStockRequest{Items: []*orderv1.StockLine{{ProductId: 7, Quantity: 1}, {ProductId: 8, Quantity: 1}, {ProductId: 9, Quantity: 1}}}
+	run := func(ob *fakeOutbox, em *events.Emitter, h *fakeHandler) error {
+		_, err, _ := call(t, em, processStock, req, h, "idempotency-key", "split-1", "x-request-id", "req-1")
+		return err
+	}
+	ids := func(recs []outbox.Record) []string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, headers(r)["ce_id"])
+		}
+		return out
+	}
+
+	ob := &fakeOutbox{}
+	h := &fakeHandler{resp: &orderv1.ProcessOrderStockResponse{Items: items}}
+	if err := run(ob, newEmitter(t, ob, nil), h); err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	recs := ob.records()
+	if got, want := len(recs), len(items); got != want {
+		t.Fatalf("appended %d records, want one per product (%d)", got, want)
+	}
+	seen := map[string]bool{}
+	for i, rec := range recs {
+		if got, want := string(rec.Key), fmt.Sprint(items[i].GetProductId()); got != want {
+			t.Errorf("event %d: key %q, want %q", i, got, want)
+		}
+		got := &eventsv1.StockProcessed{}
+		if err := protojson.Unmarshal(rec.Value, got); err != nil {
+			t.Fatalf("event %d payload %s: %v", i, rec.Value, err)
+		}
+		if want := (&eventsv1.StockProcessed{Items: items[i : i+1]}); !proto.Equal(got, want) {
+			t.Errorf("event %d payload: got %v, want %v", i, got, want)
+		}
+		hs := headers(rec)
+		if hs["x-request-id"] != "req-1" || hs["ce_type"] != "shop.events.v1.StockProcessed" {
+			t.Errorf("event %d headers: %v", i, hs)
+		}
+		if seen[hs["ce_id"]] {
+			t.Errorf("event %d: ce_id %s repeated within the call", i, hs["ce_id"])
+		}
+		seen[hs["ce_id"]] = true
+	}
+	if got := h.resp.(*orderv1.ProcessOrderStockResponse).GetItems(); len(got) != len(items) {
+		t.Errorf("the response lost items to the split: %v", got)
+	}
+
+	// The same call after a restart (a new emitter): the same ids.
+	again := &fakeOutbox{}
+	if err := run(again, newEmitter(t, again, nil), h); err != nil {
+		t.Fatalf("call after a restart: %v", err)
+	}
+	if got, want := ids(again.records()), ids(recs); !slices.Equal(got, want) {
+		t.Errorf("ce_ids after a restart %v, want %v", got, want)
+	}
+
+	// The second append fails: UNAVAILABLE; the retry appends the other two.
+	part := &fakeOutbox{appendErr: errors.New("disk on fire"), failAt: 1}
+	em := newEmitter(t, part, nil)
+	if err := run(part, em, h); status.Code(err) != codes.Unavailable {
+		t.Fatalf("append failed part-way: got %v, want UNAVAILABLE", err)
+	}
+	part.set(nil, nil)
+	if err := run(part, em, h); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if got, want := ids(part.records()), ids(recs); !slices.Equal(got, want) {
+		t.Errorf("after a part-way failure and a retry: ce_ids %v, want %v", got, want)
 	}
 }

@@ -21,6 +21,9 @@ type fakeOutbox struct {
 	recs      []outbox.Record
 	admitErr  error
 	appendErr error
+	// failAt, when above 0, makes appends fail with appendErr only once
+	// that many records are stored.
+	failAt int
 }
 
 func (f *fakeOutbox) Admit() error {
@@ -32,7 +35,7 @@ func (f *fakeOutbox) Admit() error {
 func (f *fakeOutbox) Append(_ context.Context, rec outbox.Record) (outbox.ID, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.appendErr != nil {
+	if f.appendErr != nil && len(f.recs) >= f.failAt {
 		return 0, f.appendErr
 	}
 	f.recs = append(f.recs, rec)
@@ -42,7 +45,7 @@ func (f *fakeOutbox) Append(_ context.Context, rec outbox.Record) (outbox.ID, er
 func (f *fakeOutbox) set(admitErr, appendErr error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.admitErr, f.appendErr = admitErr, appendErr
+	f.admitErr, f.appendErr, f.failAt = admitErr, appendErr, 0
 }
 
 func (f *fakeOutbox) records() []outbox.Record {

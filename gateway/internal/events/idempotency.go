@@ -53,7 +53,7 @@ type entry struct {
 	state   entryState
 	resp    proto.Message  // stateDone: the response, never mutated
 	eventID string         // stateDone: the ce_id of its event
-	pending *outbox.Record // stateDone: an event not yet appended, or nil
+	pending []outbox.Record // stateDone: events not yet appended, or nil
 	size    int64
 	elem    *list.Element
 }
@@ -118,10 +118,10 @@ func (s *store) begin(method, key string, digest *[sha256.Size]byte) (*entry, ve
 
 // finish stores the result of an entry begin returned: the response and
 // the id of its event, and the event itself when it could not be appended.
-func (s *store) finish(e *entry, resp proto.Message, eventID string, pending *outbox.Record) {
+func (s *store) finish(e *entry, resp proto.Message, eventID string, pending []outbox.Record) {
 	size := int64(proto.Size(resp)) + int64(len(eventID))
-	if pending != nil {
-		size += recordSize(pending)
+	for i := range pending {
+		size += recordSize(&pending[i])
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -141,20 +141,22 @@ func (s *store) abort(e *entry) {
 	s.remove(e)
 }
 
-// replayed returns a done entry's stored result. pending is the event still
-// to be appended, or nil.
-func (s *store) replayed(e *entry) (resp proto.Message, eventID string, pending *outbox.Record) {
+// replayed returns a done entry's stored result. pending are the events
+// still to be appended, or nil.
+func (s *store) replayed(e *entry) (resp proto.Message, eventID string, pending []outbox.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return e.resp, e.eventID, e.pending
 }
 
-// appended records that the pending event of e reached the outbox.
-func (s *store) appended(e *entry, rec *outbox.Record) {
+// appended records that of the pending events was, which replayed
+// returned, only left are still to be appended; a concurrent replay that
+// changed them meanwhile wins.
+func (s *store) appended(e *entry, was, left []outbox.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e.pending == rec {
-		e.pending = nil
+	if len(e.pending) > 0 && len(was) > 0 && &e.pending[0] == &was[0] {
+		e.pending = left
 	}
 }
 

@@ -31,6 +31,7 @@ type spec struct {
 	subject  protofields.Path // nil when the spec declares no subject
 	keyPath  string
 	subjPath string
+	split    protoreflect.FieldDescriptor // nil: one event per call
 }
 
 // kafkaTopic is what Kafka accepts as a topic name.
@@ -126,6 +127,12 @@ func compileSpec(md protoreflect.MethodDescriptor, es *annotationsv1.EventSpec, 
 	if s.subjPath != "" {
 		if s.subject, err = protofields.Compile(pd, s.subjPath); err != nil {
 			errs = append(errs, fmt.Errorf("emits: subject: %w", err))
+		}
+	}
+	if name := es.GetSplit(); name != "" {
+		s.split = pd.Fields().ByName(protoreflect.Name(name))
+		if s.split == nil || !s.split.IsList() || s.split.Message() == nil {
+			errs = append(errs, fmt.Errorf("emits: split: %s has no repeated message field %q", pd.FullName(), name))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

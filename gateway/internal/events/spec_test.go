@@ -153,6 +153,8 @@ func TestCompileSpecsBad(t *testing.T) {
 				method("NoTwin", ".shop.stock.v1.ListStockResponse", &annotationsv1.EventSpec{Type: "shop.events.v1.StockUpdated", Topic: "shop.stock.v1", Key: "item.product_id"}),
 				method("WrongTwinType", ".shop.cart.v1.AddCartItemResponse", &annotationsv1.EventSpec{Type: "shop.events.v1.StockUpdated", Topic: "shop.stock.v1", Key: "item.product_id"}),
 				method("BadTopicName", stockOut, &annotationsv1.EventSpec{Type: "shop.events.v1.StockUpdated", Topic: "shop/stock", Key: "item.product_id"}),
+				method("SplitNotRepeated", stockOut, &annotationsv1.EventSpec{Type: "shop.events.v1.StockUpdated", Topic: "shop.stock.v1", Key: "item.product_id", Split: "item"}),
+				method("SplitUnknown", stockOut, &annotationsv1.EventSpec{Type: "shop.events.v1.StockUpdated", Topic: "shop.stock.v1", Key: "item.product_id", Split: "items"}),
 			},
 		}},
 	}
@@ -174,6 +176,8 @@ func TestCompileSpecsBad(t *testing.T) {
 		`NoTwin: emits: payload field item has no twin in shop.stock.v1.ListStockResponse`,
 		`WrongTwinType: emits: field item: shop.events.v1.StockUpdated and shop.cart.v1.AddCartItemResponse differ in type`,
 		`BadTopicName: emits: "shop/stock" is not a valid Kafka topic name`,
+		`SplitNotRepeated: emits: split: shop.events.v1.StockUpdated has no repeated message field "item"`,
+		`SplitUnknown: emits: split: shop.events.v1.StockUpdated has no repeated message field "items"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not report %q:\n%v", want, err)

@@ -41,7 +41,13 @@ type EventSpec struct {
 	Key string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
 	// Dotted path of the field in the payload whose value becomes the
 	// CloudEvents subject, for example "item.item_id". Empty means no subject.
-	Subject       string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Name of a repeated message field of the payload, for example "items".
+	// When set, one event is emitted per element, each payload holding only
+	// that element in the field, so that each element's key decides where its
+	// event goes (StockProcessed: one event per product, ordered with that
+	// product's other stock events). Empty means one event per call.
+	Split         string `protobuf:"bytes,5,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +110,13 @@ func (x *EventSpec) GetSubject() string {
 	return ""
 }
 
+func (x *EventSpec) GetSplit() string {
+	if x != nil {
+		return x.Split
+	}
+	return ""
+}
+
 var file_shop_annotations_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -128,12 +141,13 @@ var File_shop_annotations_v1_annotations_proto protoreflect.FileDescriptor
 
 const file_shop_annotations_v1_annotations_proto_rawDesc = "" +
 	"\n" +
-	"%shop/annotations/v1/annotations.proto\x12\x13shop.annotations.v1\x1a google/protobuf/descriptor.proto\"a\n" +
+	"%shop/annotations/v1/annotations.proto\x12\x13shop.annotations.v1\x1a google/protobuf/descriptor.proto\"w\n" +
 	"\tEventSpec\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
-	"\asubject\x18\x04 \x01(\tR\asubject:V\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x14\n" +
+	"\x05split\x18\x05 \x01(\tR\x05split:V\n" +
 	"\x05emits\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x1e.shop.annotations.v1.EventSpecR\x05emitsBCZAgithub.com/shopgateway/shop/gen/shop/annotations/v1;annotationsv1b\x06proto3"
 
 var (

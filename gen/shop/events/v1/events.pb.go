@@ -166,10 +166,12 @@ func (x *StockDeleted) GetItem() *v1.StockItem {
 	return nil
 }
 
-// StockProcessed is emitted after OrderService.ProcessOrderStock succeeds.
+// StockProcessed is emitted after OrderService.ProcessOrderStock succeeds,
+// once per product of the call, keyed by that product's id.
 type StockProcessed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The decremented stock items.
+	// The decremented stock item: one element per event (the field stays
+	// repeated, as in the response, so that the call's items fill it).
 	Items         []*v1.StockItem `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
