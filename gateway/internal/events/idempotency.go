@@ -51,8 +51,8 @@ type entry struct {
 	digest  [sha256.Size]byte
 	expires time.Time
 	state   entryState
-	resp    proto.Message  // stateDone: the response, never mutated
-	eventID string         // stateDone: the ce_id of its event
+	resp    proto.Message   // stateDone: the response, never mutated
+	eventID string          // stateDone: the ce_id of its event
 	pending []outbox.Record // stateDone: events not yet appended, or nil
 	size    int64
 	elem    *list.Element
