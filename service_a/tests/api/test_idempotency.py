@@ -189,3 +189,17 @@ async def test_concurrent_repeats_apply_once(client: AsyncClient) -> None:
             assert_error(a, 409, "ABORTED", contains="in progress")
     assert created and all(a.json() == created[0].json() for a in created)
     assert len(await cart_lines(client, 1)) == 1
+
+
+async def test_a_read_sent_by_post_is_not_replayed(client: AsyncClient, app: FastAPI) -> None:
+    """POST /cart/fallback changes nothing: a key on it keeps nothing, and a
+    repeat sees the cart as it is now."""
+    await create_stock(client, 5, quantity=3)
+    headers = {"Idempotency-Key": "read"}
+    first = await client.post("/cart/fallback", json={"user_id": 1}, headers=headers)
+    assert (first.status_code, first.json()["items"]) == (200, [])
+    assert (await client.post("/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 1})).status_code == 201
+    again = await client.post("/cart/fallback", json={"user_id": 1}, headers=headers)
+    assert again.status_code == 200 and "idempotency-replayed" not in again.headers
+    assert len(again.json()["items"]) == 1
+    assert await count(app, IdempotencyRecord) == 0

@@ -15,9 +15,11 @@ How a request with a key runs (scope: method, path and key):
 2. The mutation runs as always. Its first commit also marks the claim as
    committed, in the same transaction (a SQLAlchemy ``before_commit`` hook),
    so the row tells whether the change was made even if the process dies.
-3. A 2xx answer is stored in the row and replayed to every repeat within the
-   window (with ``Idempotency-Replayed: true``). Any other answer deletes the
-   row: a failed mutation changed nothing, so a retry may run again.
+3. A 2xx answer of a request that committed is stored in the row and
+   replayed to every repeat within the window (with
+   ``Idempotency-Replayed: true``). Any other answer deletes the row: a failed
+   mutation changed nothing, so a retry may run again, and a read sent by
+   POST (``/cart/fallback``) commits nothing, so it is answered fresh.
 
 A claim whose mutation never committed and that is older than the claim
 timeout (the process died before it) is taken over by the next request. A
@@ -205,14 +207,16 @@ class IdempotencyMiddleware:
     async def _settle(
         self, sessions: Any, claim: _Claim, status: int | None, content_type: str | None, body: bytes
     ) -> None:
-        """Store a success's answer; forget the claim of anything else."""
+        """Store the answer of a success that changed something; forget the
+        claim of anything else (a failure, or a read such as
+        ``POST /cart/fallback``, which commits nothing and must stay fresh)."""
         where = (
             IdempotencyRecord.method == claim.method,
             IdempotencyRecord.path == claim.path,
             IdempotencyRecord.key == claim.key,
         )
         async with sessions() as session, session.begin():
-            if status is not None and 200 <= status < 300:
+            if status is not None and 200 <= status < 300 and claim.committed:
                 await session.execute(
                     update(IdempotencyRecord)
                     .where(*where)
