@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/tests/harness"
 )
 
 // These tests run against a real broker (scripts/kafka.sh start) named by
@@ -32,6 +33,9 @@ func kafkaBrokers(tb testing.TB) []string {
 		addrs = "127.0.0.1:9092"
 	}
 	brokers := strings.Split(addrs, ",")
+	// Tests of other packages (tests/events) stop and start the shared
+	// broker; hold it running for this test, as their stacks do.
+	harness.HoldKafka(tb)
 	sc := sarama.NewConfig()
 	sc.Net.DialTimeout = 3 * time.Second
 	c, err := sarama.NewClient(brokers, sc)
