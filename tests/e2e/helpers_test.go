@@ -91,6 +91,10 @@ func wantCode(tb testing.TB, what string, err error, want codes.Code) {
 	}
 }
 
+// errOf returns the error of a call's results, for tables of calls that
+// must fail.
+func errOf[T any](_ T, err error) error { return err }
+
 // do is Stack.Do that also checks the status.
 func do(tb testing.TB, s *harness.Stack, wantStatus int, method, path, body string, headers ...string) (http.Header, map[string]any) {
 	tb.Helper()
