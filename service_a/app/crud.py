@@ -26,7 +26,7 @@ from app.models import (
 )
 from app.settings import Settings
 from shopkit import errors
-from shopkit.kafka import add_event
+from shopkit.kafka import add_cart_event
 from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -155,13 +155,12 @@ async def add_cart_item(session: AsyncSession, settings: Settings, data: CartIte
         item = CartItem(user_id=data.user_id, product_id=data.product_id, quantity=data.quantity, added_at=utcnow())
         session.add(item)
         await session.flush()
-        add_event(
+        add_cart_event(
             session,
             source=SOURCE,
             topic=settings.cart_changes_topic,
-            key=item.user_id,
             type_=CART_ITEM_ADDED,
-            data={"item": CartItemPublic.model_validate(item).model_dump(mode="json")},
+            item=CartItemPublic.model_validate(item),
         )
     return item
 
@@ -190,13 +189,13 @@ async def remove_cart_items(
         return []
     await session.execute(delete(CartItem).where(CartItem.item_id.in_([i.item_id for i in items])))
     for item in items:
-        add_event(
+        add_cart_event(
             session,
             source=SOURCE,
             topic=settings.cart_changes_topic,
-            key=item.user_id,
             type_=CART_ITEM_REMOVED,
-            data={"item": CartItemPublic.model_validate(item).model_dump(mode="json"), "reason": reason},
+            item=CartItemPublic.model_validate(item),
+            reason=reason,
         )
     return items
 

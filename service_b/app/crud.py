@@ -12,7 +12,7 @@ from app.db import CartItem, Checkout, Order, OrderItem
 from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
 from shopkit import errors
-from shopkit.kafka import add_event
+from shopkit.kafka import add_cart_event
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,7 @@ async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: i
             )
         removed = CartItemPublic.model_validate(item)
         await session.delete(item)
-        add_event(
-            session,
-            source=SOURCE,
-            topic=settings.order_events_topic,
-            key=removed.user_id,
-            type_=CART_ITEM_REMOVED,
-            data={"item": removed.model_dump(mode="json")},
-        )
+        add_cart_event(session, source=SOURCE, topic=settings.order_events_topic, type_=CART_ITEM_REMOVED, item=removed)
     return removed
 
 

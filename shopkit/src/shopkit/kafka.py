@@ -35,7 +35,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shopkit.db import Inbox, Outbox
-from shopkit.wire import format_timestamp, utcnow
+from shopkit.wire import CartItemPublic, format_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,20 @@ def add_event(
         )
     )
     return event_id
+
+
+def add_cart_event(
+    session: AsyncSession, *, source: str, topic: str, type_: str, item: CartItemPublic, **extra: Any
+) -> str:
+    """add_event for a cart line: keyed by its user, data ``{"item": ..., **extra}``."""
+    return add_event(
+        session,
+        source=source,
+        topic=topic,
+        key=item.user_id,
+        type_=type_,
+        data={"item": item.model_dump(mode="json"), **extra},
+    )
 
 
 class PoisonEvent(Exception):
