@@ -29,6 +29,7 @@ package events
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -120,21 +121,11 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Source == "" {
-		c.Source = DefaultSource
-	}
-	if c.Format == "" {
-		c.Format = FormatJSON
-	}
-	if c.IdempotencyWindow == 0 {
-		c.IdempotencyWindow = DefaultIdempotencyWindow
-	}
-	if c.IdempotencyMaxBytes == 0 {
-		c.IdempotencyMaxBytes = DefaultIdempotencyMaxBytes
-	}
-	if c.AppendTimeout == 0 {
-		c.AppendTimeout = DefaultAppendTimeout
-	}
+	c.Source = cmp.Or(c.Source, DefaultSource)
+	c.Format = cmp.Or(c.Format, FormatJSON)
+	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, DefaultIdempotencyWindow)
+	c.IdempotencyMaxBytes = cmp.Or(c.IdempotencyMaxBytes, DefaultIdempotencyMaxBytes)
+	c.AppendTimeout = cmp.Or(c.AppendTimeout, DefaultAppendTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

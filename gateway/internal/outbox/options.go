@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,24 +71,14 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.MaxBytes == 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
-	if o.Headroom == 0 {
-		o.Headroom = o.MaxBytes / 16
-	}
+	o.MaxBytes = cmp.Or(o.MaxBytes, DefaultMaxBytes)
+	o.Headroom = cmp.Or(o.Headroom, o.MaxBytes/16)
 	if o.Headroom < 0 {
 		o.Headroom = 0
 	}
-	if o.SegmentBytes == 0 {
-		o.SegmentBytes = DefaultSegmentBytes
-	}
-	if o.MaxRecordBytes == 0 {
-		o.MaxRecordBytes = int(min(DefaultMaxRecordBytes, o.SegmentBytes-frameHeaderSize, o.MaxBytes-frameHeaderSize))
-	}
-	if o.AckInterval == 0 {
-		o.AckInterval = DefaultAckInterval
-	}
+	o.SegmentBytes = cmp.Or(o.SegmentBytes, DefaultSegmentBytes)
+	o.MaxRecordBytes = cmp.Or(o.MaxRecordBytes, int(min(DefaultMaxRecordBytes, o.SegmentBytes-frameHeaderSize, o.MaxBytes-frameHeaderSize)))
+	o.AckInterval = cmp.Or(o.AckInterval, DefaultAckInterval)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

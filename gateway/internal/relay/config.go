@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,9 +78,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.ClientID == "" {
-		c.ClientID = DefaultClientID
-	}
+	c.ClientID = cmp.Or(c.ClientID, DefaultClientID)
 	for i := range c.Topics {
 		if c.Topics[i].Partitions == 0 {
 			c.Topics[i].Partitions = 1
@@ -88,24 +87,12 @@ func (c *Config) setDefaults() {
 			c.Topics[i].ReplicationFactor = 1
 		}
 	}
-	if c.MinBackoff == 0 {
-		c.MinBackoff = DefaultMinBackoff
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.ProbeEvery == 0 {
-		c.ProbeEvery = DefaultProbeEvery
-	}
-	if c.CloseTimeout == 0 {
-		c.CloseTimeout = DefaultCloseTimeout
-	}
+	c.MinBackoff = cmp.Or(c.MinBackoff, DefaultMinBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, DefaultMaxBackoff)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, DefaultMaxInFlight)
+	c.ProbeEvery = cmp.Or(c.ProbeEvery, DefaultProbeEvery)
+	c.CloseTimeout = cmp.Or(c.CloseTimeout, DefaultCloseTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,33 +91,15 @@ type Options struct {
 
 // setDefaults replaces zero fields with their defaults.
 func (o *Options) setDefaults() {
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.DialTimeout == 0 {
-		o.DialTimeout = DefaultDialTimeout
-	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
-	}
-	if o.EjectAfter == 0 {
-		o.EjectAfter = DefaultEjectAfter
-	}
-	if o.EjectFor == 0 {
-		o.EjectFor = DefaultEjectFor
-	}
-	if o.HealthInterval == 0 {
-		o.HealthInterval = DefaultHealthInterval
-	}
-	if o.MaxIdleConnsPerHost == 0 {
-		o.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-	}
-	if o.IdleConnTimeout == 0 {
-		o.IdleConnTimeout = DefaultIdleConnTimeout
-	}
-	if o.MaxResponseBytes == 0 {
-		o.MaxResponseBytes = DefaultMaxResponseBytes
-	}
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.DialTimeout = cmp.Or(o.DialTimeout, DefaultDialTimeout)
+	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
+	o.EjectAfter = cmp.Or(o.EjectAfter, DefaultEjectAfter)
+	o.EjectFor = cmp.Or(o.EjectFor, DefaultEjectFor)
+	o.HealthInterval = cmp.Or(o.HealthInterval, DefaultHealthInterval)
+	o.MaxIdleConnsPerHost = cmp.Or(o.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	o.IdleConnTimeout = cmp.Or(o.IdleConnTimeout, DefaultIdleConnTimeout)
+	o.MaxResponseBytes = cmp.Or(o.MaxResponseBytes, DefaultMaxResponseBytes)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
