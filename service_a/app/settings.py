@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shopkit.settings import ServiceSettings
+from shopkit.settings import DatabaseUrl, Port, ServiceSettings
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 
@@ -16,9 +16,6 @@ class Settings(ServiceSettings):
     A's defaults. Every field has an environment variable of the same name in
     upper case (``DATABASE_URL`` for ``database_url``)."""
 
-    port: int = Field(8002, ge=1, le=65535, description="TCP port to listen on.")
-    database_url: str = Field(
-        str(SERVICE_DIR / "service_a.db"),
-        description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).",
-    )
+    port: Port = 8002
+    database_url: DatabaseUrl = str(SERVICE_DIR / "service_a.db")
     kafka_group_id: str = Field("service-a", description="Consumer group of the order-events consumer.")

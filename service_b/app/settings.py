@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from shopkit.settings import ServiceSettings
+from shopkit.settings import DatabaseUrl, Port, ServiceSettings
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,11 +17,8 @@ class Settings(ServiceSettings):
     variable of the same name in upper case (``SERVICE_A_URL`` for
     ``service_a_url``)."""
 
-    port: int = Field(8001, ge=1, le=65535, description="TCP port to listen on.")
-    database_url: str = Field(
-        str(SERVICE_DIR / "service_b.db"),
-        description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).",
-    )
+    port: Port = 8001
+    database_url: DatabaseUrl = str(SERVICE_DIR / "service_b.db")
     kafka_group_id: str = Field("service-b", description="Consumer group of the cart-changes consumer.")
     service_a_url: str = Field("http://127.0.0.1:8002", description="Base URL of service A.")
     service_a_timeout_seconds: float = Field(

@@ -118,14 +118,17 @@ func (e *Emitter) build(s *spec, resp proto.Message, m eventMeta) (recs []outbox
 	if err := protofields.CopyByName(payload, resp.ProtoReflect()); err != nil {
 		return nil, false, fmt.Errorf("events: %s payload: %w", s.ceType, err)
 	}
-	if s.split == nil || payload.Get(s.split).List().Len() <= 1 {
+	var all protoreflect.List
+	if s.split != nil {
+		all = payload.Get(s.split).List()
+	}
+	if all == nil || all.Len() <= 1 {
 		rec, keyed, err := e.record(s, payload, m)
 		if err != nil {
 			return nil, false, err
 		}
 		return []outbox.Record{rec}, keyed, nil
 	}
-	all := payload.Get(s.split).List()
 	recs = make([]outbox.Record, 0, all.Len())
 	keyed = true
 	base := m.id

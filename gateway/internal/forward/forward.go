@@ -42,10 +42,6 @@ var passHeaders = []struct{ md, http string }{
 	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
 
-// replayedHeader marks a service's answer replayed for an Idempotency-Key;
-// it is passed on as the same response metadata the gateway's own replay sets.
-const replayedHeader = "Idempotency-Replayed"
-
 // CartSourceHeader is the response header (gRPC header metadata) that marks
 // an answer served by a fallback route.
 const CartSourceHeader = "x-cart-source"
@@ -253,7 +249,9 @@ func (r *route) call(ctx context.Context, req, resp proto.Message) error {
 	if err != nil {
 		return err
 	}
-	if uresp.Header.Get(replayedHeader) == "true" {
+	// A service's answer replayed for an Idempotency-Key is marked with the
+	// same response metadata as the gateway's own replays.
+	if uresp.Header.Get(reqinfo.ReplayedKey) == "true" {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.ReplayedKey, "true"))
 	}
 	target := resp

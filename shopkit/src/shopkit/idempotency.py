@@ -77,6 +77,14 @@ class _Claim:
     key: str
     committed: bool = False
 
+    def row(self) -> tuple[Any, ...]:
+        """The WHERE clause of the claim's row."""
+        return (
+            IdempotencyRecord.method == self.method,
+            IdempotencyRecord.path == self.path,
+            IdempotencyRecord.key == self.key,
+        )
+
 
 # The claim of the request being served, for the before_commit hook.
 _current: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("idempotency_claim", default=None)
@@ -88,15 +96,7 @@ def _mark_committed(session: Session) -> None:
     if claim is None or claim.committed:
         return
     claim.committed = True
-    session.execute(
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.method == claim.method,
-            IdempotencyRecord.path == claim.path,
-            IdempotencyRecord.key == claim.key,
-        )
-        .values(committed=True)
-    )
+    session.execute(update(IdempotencyRecord).where(*claim.row()).values(committed=True))
 
 
 def request_digest(query: bytes, body: bytes) -> str:
@@ -131,7 +131,7 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] not in MUTATING_METHODS:
             await self.app(scope, receive, send)
             return
-        raw = dict(scope.get("headers") or []).get(HEADER)
+        raw = next((value for name, value in scope.get("headers") or [] if name == HEADER), None)
         if raw is None:
             await self.app(scope, receive, send)
             return
@@ -210,20 +210,15 @@ class IdempotencyMiddleware:
         """Store the answer of a success that changed something; forget the
         claim of anything else (a failure, or a read such as
         ``POST /cart/fallback``, which commits nothing and must stay fresh)."""
-        where = (
-            IdempotencyRecord.method == claim.method,
-            IdempotencyRecord.path == claim.path,
-            IdempotencyRecord.key == claim.key,
-        )
         async with sessions() as session, session.begin():
             if status is not None and 200 <= status < 300 and claim.committed:
                 await session.execute(
                     update(IdempotencyRecord)
-                    .where(*where)
+                    .where(*claim.row())
                     .values(committed=True, status_code=status, content_type=content_type, body=body.decode("utf-8"))
                 )
             else:
-                await session.execute(delete(IdempotencyRecord).where(*where))
+                await session.execute(delete(IdempotencyRecord).where(*claim.row()))
 
     @staticmethod
     async def _error(scope: dict[str, Any], send: Any, exc: ApiError) -> None:

@@ -6,12 +6,18 @@ are its own (port, database file, consumer group, topics) and adds the rest.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkit.db import normalize_database_url
+
+
+# Fields whose defaults are each service's own: a service gives the default
+# (``port: Port = 8002``) and keeps the constraints and description.
+Port = Annotated[int, Field(ge=1, le=65535, description="TCP port to listen on.")]
+DatabaseUrl = Annotated[str, Field(description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).")]
 
 
 class ServiceSettings(BaseSettings):
@@ -22,10 +28,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(ge=1, le=65535, description="TCP port to listen on.")
-    database_url: str = Field(
-        description="SQLite file path or URL, or a PostgreSQL URL (postgresql://...).",
-    )
+    port: Port
+    database_url: DatabaseUrl
     kafka_enabled: bool = Field(
         True, description="Publish and consume Kafka events. When false, events stay in the outbox."
     )
