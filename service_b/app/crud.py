@@ -12,6 +12,7 @@ from app.db import CartItem, Checkout, Order, OrderItem
 from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
 from shopkit import errors
+from shopkit.auth import Caller
 from shopkit.kafka import add_cart_event
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,16 @@ async def get_cart(session: AsyncSession, user_id: int) -> list[CartItem]:
     return list(rows.scalars().all())
 
 
-async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: int) -> CartItemPublic:
+async def remove_cart_item(
+    session: AsyncSession, settings: Settings, item_id: int, caller: Caller
+) -> CartItemPublic:
     """Remove a line from the read model and publish the removal so that
-    service A removes it from the master copy too. NOT_FOUND when unknown;
-    FAILED_PRECONDITION while the user's cart is being paid."""
+    service A removes it from the master copy too. NOT_FOUND when unknown or
+    not the caller's to change; FAILED_PRECONDITION while the user's cart is
+    being paid."""
     async with session.begin():
         item = await session.get(CartItem, item_id)
-        if item is None:
+        if item is None or not caller.may_act_for(item.user_id):
             raise errors.not_found(f"cart item {item_id} not found")
         busy = (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == item.user_id))).first()
         if busy is not None:
@@ -125,9 +129,9 @@ async def list_orders(session: AsyncSession, user_id: int) -> list[OrderPublic]:
     return await _public_orders(session, list(orders))
 
 
-async def get_order(session: AsyncSession, order_id: int) -> OrderPublic:
-    """One order; NOT_FOUND when unknown."""
+async def get_order(session: AsyncSession, order_id: int, caller: Caller) -> OrderPublic:
+    """One order; NOT_FOUND when unknown or not the caller's to see."""
     order = await session.get(Order, order_id)
-    if order is None:
+    if order is None or not caller.may_act_for(order.user_id):
         raise errors.not_found(f"order {order_id} not found")
     return (await _public_orders(session, [order]))[0]

@@ -79,6 +79,11 @@ def not_found(message: str) -> ApiError:
     return ApiError("NOT_FOUND", message)
 
 
+def permission_denied(message: str) -> ApiError:
+    """PERMISSION_DENIED (403): the caller may not do this."""
+    return ApiError("PERMISSION_DENIED", message)
+
+
 def already_exists(message: str) -> ApiError:
     """ALREADY_EXISTS (409): the resource to create exists."""
     return ApiError("ALREADY_EXISTS", message)

@@ -11,7 +11,8 @@ How a request with a key runs (scope: method, path and key):
 
 1. A claim row is committed in a transaction of its own: the key is now in
    flight. The same key in flight answers 409 ABORTED; the same key used for
-   another request (another query or body) answers 400 INVALID_ARGUMENT.
+   another request (another query, body or ``X-User-Id``) answers 400
+   INVALID_ARGUMENT, so one user never gets another user's stored answer.
 2. The mutation runs as always. Its first commit also marks the claim as
    committed, in the same transaction (a SQLAlchemy ``before_commit`` hook),
    so the row tells whether the change was made even if the process dies.
@@ -42,6 +43,7 @@ from sqlalchemy import DateTime, Integer, String, Text, delete, event, select, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from shopkit.auth import USER_ID_HEADER
 from shopkit.db import Base
 from shopkit.errors import ApiError, invalid_argument
 from shopkit.wire import utcnow
@@ -52,6 +54,7 @@ HEADER = b"idempotency-key"
 REPLAYED_HEADER = b"idempotency-replayed"
 MAX_KEY_LENGTH = 255
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_USER_ID = USER_ID_HEADER.lower().encode()
 
 
 class IdempotencyRecord(Base):
@@ -99,8 +102,9 @@ def _mark_committed(session: Session) -> None:
     session.execute(update(IdempotencyRecord).where(*claim.row()).values(committed=True))
 
 
-def request_digest(query: bytes, body: bytes) -> str:
-    """A digest of what makes two requests the same: the query and the body.
+def request_digest(query: bytes, body: bytes, user_id: bytes = b"") -> str:
+    """A digest of what makes two requests the same: the query, the body and
+    the caller's X-User-Id (empty for an internal call).
 
     A JSON body is compared by value (key order and spacing do not matter),
     anything else byte for byte."""
@@ -108,7 +112,9 @@ def request_digest(query: bytes, body: bytes) -> str:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
     except (ValueError, UnicodeDecodeError):
         canonical = b"raw:" + body
-    return hashlib.sha256(query + b"\n" + canonical).hexdigest()
+    # An internal call (no X-User-Id) is digested by its query and body alone.
+    caller = b"user:" + user_id + b"\n" if user_id else b""
+    return hashlib.sha256(caller + query + b"\n" + canonical).hexdigest()
 
 
 def _aborted(message: str) -> ApiError:
@@ -131,7 +137,7 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] not in MUTATING_METHODS:
             await self.app(scope, receive, send)
             return
-        raw = next((value for name, value in scope.get("headers") or [] if name == HEADER), None)
+        raw = _header(scope, HEADER)
         if raw is None:
             await self.app(scope, receive, send)
             return
@@ -144,7 +150,8 @@ class IdempotencyMiddleware:
         claim = _Claim(scope["method"], scope["path"], key)
         sessions = scope["app"].state.sessions
         try:
-            stored = await self._claim(sessions, claim, request_digest(scope.get("query_string", b""), body))
+            digest = request_digest(scope.get("query_string", b""), body, _header(scope, _USER_ID) or b"")
+            stored = await self._claim(sessions, claim, digest)
         except ApiError as exc:
             await self._error(scope, send, exc)
             return
@@ -226,6 +233,11 @@ class IdempotencyMiddleware:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         await exc.to_response()(scope, no_body, send)
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    """The first value of the (lower-case) header name, None when absent."""
+    return next((value for key, value in scope.get("headers") or [] if key == name), None)
 
 
 async def _buffer(receive: Any) -> tuple[bytes, Any]:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from shopkit import health
+from shopkit.auth import get_caller
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
 from shopkit.logs import RequestContextMiddleware
@@ -30,11 +31,14 @@ def build_app(
     Every error answers ``{"code", "message"}`` (see :mod:`shopkit.errors`),
     X-Request-Id and traceparent are kept for logs and onward calls, a
     mutation sent with an Idempotency-Key is applied once (see
-    :mod:`shopkit.idempotency`), and
-    settings is kept in ``app.state.settings``. lifespan must set
+    :mod:`shopkit.idempotency`), the caller's X-User-Id and X-Auth-Scopes
+    are validated on every route (see :mod:`shopkit.auth`), and settings is
+    kept in ``app.state.settings``. lifespan must set
     ``app.state.engine``, ``.sessions`` and ``.bridge``, which the health
     routes and :mod:`shopkit.deps` read."""
-    app = FastAPI(title=title, summary=summary, version=version, lifespan=lifespan)
+    app = FastAPI(
+        title=title, summary=summary, version=version, lifespan=lifespan, dependencies=[Depends(get_caller)]
+    )
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(

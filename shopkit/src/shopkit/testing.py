@@ -29,6 +29,7 @@ import pytest
 from fastapi import FastAPI
 
 from shopkit import db
+from shopkit.auth import ADMIN_SCOPE, SCOPES_HEADER, USER_ID_HEADER
 
 IN_CI = bool(os.environ.get("CI"))
 """True when CI is set: a missing broker or database then fails a test instead of skipping it."""
@@ -259,3 +260,14 @@ def assert_error(resp: Any, status: int, code: str, *, contains: str = "") -> di
     assert isinstance(body.get("message"), str) and body["message"], resp.text
     assert contains in body["message"], f"{contains!r} not in {body['message']!r}"
     return body
+
+
+def as_user(user_id: int, *scopes: str) -> dict[str, str]:
+    """The identity headers the gateway sends for a token with subject
+    user_id and scopes (none: a plain user)."""
+    return {USER_ID_HEADER: str(user_id), SCOPES_HEADER: " ".join(scopes)}
+
+
+def as_admin(user_id: int) -> dict[str, str]:
+    """as_user for an administrator (scope ``shop:admin``)."""
+    return as_user(user_id, ADMIN_SCOPE)

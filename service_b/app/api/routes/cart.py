@@ -9,35 +9,40 @@ from fastapi import APIRouter, Query
 from app import crud
 from app.api.deps import BridgeDep, ItemIdPath, SessionDep, SettingsDep, UserIdPath
 from app.models import CartItemPublic, CartPublic
+from shopkit.auth import CallerDep
 from shopkit.wire import INT64_MAX
 
 router = APIRouter(prefix="/cart", tags=["cart"])
 
 
-async def _cart(session: SessionDep, user_id: int) -> CartPublic:
+async def _cart(session: SessionDep, caller: CallerDep, user_id: int) -> CartPublic:
+    caller.check_user(user_id)
     items = await crud.get_cart(session, user_id)
     return CartPublic(user_id=user_id, items=[CartItemPublic.model_validate(i) for i in items])
 
 
 @router.get("", response_model=CartPublic)
 async def get_cart(
-    session: SessionDep, user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Owner of the cart.")]
+    session: SessionDep,
+    caller: CallerDep,
+    user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Owner of the cart.")],
 ) -> CartPublic:
-    """GetCart: a user's cart from the read model."""
-    return await _cart(session, user_id)
+    """GetCart: a user's cart from the read model; 403 for another user's."""
+    return await _cart(session, caller, user_id)
 
 
 @router.get("/{user_id}", response_model=CartPublic)
-async def get_cart_by_path(user_id: UserIdPath, session: SessionDep) -> CartPublic:
+async def get_cart_by_path(user_id: UserIdPath, session: SessionDep, caller: CallerDep) -> CartPublic:
     """GetCart (path binding)."""
-    return await _cart(session, user_id)
+    return await _cart(session, caller, user_id)
 
 
 @router.delete("/{item_id}", response_model=CartItemPublic)
 async def remove_cart_item(
-    item_id: ItemIdPath, session: SessionDep, settings: SettingsDep, bridge: BridgeDep
+    item_id: ItemIdPath, session: SessionDep, settings: SettingsDep, bridge: BridgeDep, caller: CallerDep
 ) -> CartItemPublic:
-    """RemoveCartItem: remove a line and return it; A's master copy follows via Kafka."""
-    item = await crud.remove_cart_item(session, settings, item_id)
+    """RemoveCartItem: remove a line and return it; A's master copy follows via
+    Kafka. Another user's line is 404, as if it did not exist."""
+    item = await crud.remove_cart_item(session, settings, item_id, caller)
     bridge.wake()
     return item
