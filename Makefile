@@ -16,14 +16,19 @@ export PATH := $(TOOLS):$(PATH)
 -include $(ROOT)/mk/*.mk
 
 .PHONY: help
-help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST) | sort
+help: ## Show this help (colour only on a terminal).
+	@if [ -t 1 ]; then on=$$(printf '\033[36m'); off=$$(printf '\033[0m'); else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} \
+	  /^[a-zA-Z0-9_.-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > w) w = length($$1)} \
+	  END {for (i = 1; i <= n; i++) printf "  %s%-*s%s  %s\n", on, w, name[i], off, text[i]}' \
+	  $(MAKEFILE_LIST) | sort
 
 ## ---- code generation ----------------------------------------------------
 
 TOOLS_STAMP := $(TOOLS)/.stamp
 $(TOOLS_STAMP): tools/go.mod tools/go.sum
-	cd tools && GOBIN=$(TOOLS) $(GO) install \
+	@echo "building buf, the protoc plugins and grpcurl into .tools/bin (3-5 min on a fresh machine)"
+	cd tools && GOBIN=$(TOOLS) bash $(ROOT)/scripts/progress.sh "make tools" $(GO) install \
 	  github.com/bufbuild/buf/cmd/buf \
 	  google.golang.org/protobuf/cmd/protoc-gen-go \
 	  google.golang.org/grpc/cmd/protoc-gen-go-grpc \
@@ -37,7 +42,7 @@ tools: $(TOOLS_STAMP) ## Build buf, the protoc plugins and grpcurl at pinned ver
 
 .PHONY: grpcurl
 grpcurl: ## Build only grpcurl (pinned in tools/go.mod) into .tools/bin, for the README examples.
-	cd tools && GOBIN=$(TOOLS) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl
+	cd tools && GOBIN=$(TOOLS) bash $(ROOT)/scripts/progress.sh "make grpcurl" $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl
 
 .PHONY: protos
 protos: ## Fetch the imported third-party protos into .third_party/ (not committed).
@@ -75,7 +80,7 @@ lint: tools protos ## go vet, gofmt, buf lint.
 ## ---- Kafka -----------------------------------------------------------------
 
 .PHONY: kafka-start
-kafka-start: ## Start the local single-node KRaft Kafka broker on 127.0.0.1:9092.
+kafka-start: ## Start the local single-node KRaft broker on 127.0.0.1:$KAFKA_PORT (default 9092).
 	bash scripts/kafka.sh start
 
 .PHONY: kafka-stop

@@ -10,7 +10,7 @@ VENV_STAMP      := $(VENV)/.requirements.stamp
 # not from the file's: hence pip runs in service_a/, where ../shopkit is it.
 $(VENV_STAMP): $(PY_REQUIREMENTS) $(ROOT)/shopkit/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	cd $(ROOT)/service_a && $(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
+	cd $(ROOT)/service_a && bash $(ROOT)/scripts/progress.sh "make venv" $(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
 	touch $@
 
 .PHONY: venv
@@ -21,11 +21,11 @@ test-python-unit: venv ## pytest of both services on SQLite (+PostgreSQL with TE
 	PY=$(PY) bash $(ROOT)/scripts/pytest.sh unit
 
 .PHONY: test-python-integration
-test-python-integration: venv ## Both services as real processes against the broker on 127.0.0.1:9092.
+test-python-integration: venv ## Both services as real processes against the broker on $KAFKA_BROKERS.
 	PY=$(PY) bash $(ROOT)/scripts/pytest.sh integration
 
 .PHONY: run-service-a
-run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:8002; env: see service_a/README.md.
+run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:8002; env: service_a/README.md.
 	cd $(ROOT)/service_a && exec $(PY) -m app
 
 .PHONY: run-service-b

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +114,32 @@ func gatewayHasFlag(bin, name string) bool {
 
 // runKafkaScript runs scripts/kafka.sh cmd and returns its output.
 func runKafkaScript(root, cmd string) ([]byte, error) {
+	env, err := kafkaScriptEnv()
+	if err != nil {
+		return nil, err
+	}
 	c := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), cmd)
 	c.Dir = root
+	c.Env = env
 	return c.CombinedOutput()
+}
+
+// kafkaScriptEnv is the environment under which scripts/kafka.sh controls
+// the broker of Brokers(). The script's broker listens on
+// 127.0.0.1:$KAFKA_PORT, so the port is taken from the one loopback address
+// in KAFKA_BROKERS: a run with its ports moved stops and starts its own
+// broker, never another stack's on the default port.
+func kafkaScriptEnv() ([]string, error) {
+	brokers := Brokers()
+	if len(brokers) != 1 {
+		return nil, fmt.Errorf("KAFKA_BROKERS=%s: the broker of scripts/kafka.sh is one address, 127.0.0.1:$KAFKA_PORT", strings.Join(brokers, ","))
+	}
+	host, port, err := net.SplitHostPort(brokers[0])
+	if err != nil || (host != "127.0.0.1" && host != "localhost") {
+		return nil, fmt.Errorf("KAFKA_BROKERS=%s: the broker of scripts/kafka.sh listens on 127.0.0.1:$KAFKA_PORT", brokers[0])
+	}
+	if p := os.Getenv("KAFKA_PORT"); p != "" && p != port {
+		return nil, fmt.Errorf("KAFKA_BROKERS=%s but KAFKA_PORT=%s: set them to the same port", brokers[0], p)
+	}
+	return append(os.Environ(), "KAFKA_PORT="+port), nil
 }

@@ -47,6 +47,14 @@ func portRange() (lo, hi int, ok bool) {
 	return lo, hi, hi-lo >= 1000
 }
 
+// FreePorts returns n distinct loopback ports that nothing listens on and
+// that no other test process of this run has been given, for servers a test
+// starts itself (a private broker, say).
+func FreePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	return freePorts(tb, n)
+}
+
 // freePorts returns n distinct loopback ports that nothing listens on and
 // that no other stack of this run has been given.
 func freePorts(tb testing.TB, n int) []int {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/tests/harness"
 )
 
 // outageEnv opts in to TestIntegrationBrokerOutage outside CI; with CI set
@@ -28,7 +29,10 @@ type privateKafka struct {
 
 func startPrivateKafka(tb testing.TB) *privateKafka {
 	tb.Helper()
-	const port, controller = 19092, 19093
+	// Ports from the harness's band, so that the private broker never takes
+	// (or finds taken) the port of a broker someone else runs.
+	ports := harness.FreePorts(tb, 2)
+	port, controller := ports[0], ports[1]
 	k := &privateKafka{
 		tb:   tb,
 		env:  append(os.Environ(), "KAFKA_HOME_DIR="+tb.TempDir(), fmt.Sprintf("KAFKA_PORT=%d", port), fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", controller)),

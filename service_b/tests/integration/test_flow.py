@@ -4,7 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shopkit.testing import Server, eventually, fresh_database_url, missing_dependency, start_server
+from shopkit.testing import (
+    Server,
+    eventually,
+    fresh_database_url,
+    local_kafka_script_env,
+    missing_dependency,
+    start_server,
+)
 from tests.conftest import PG_ENV_A, next_id
 from tests.support import REPO_ROOT, SERVICE_A_DIR, SERVICE_DIR
 
@@ -127,8 +133,8 @@ async def test_cart_sync_remove_and_pay(stack: Stack) -> None:
     assert await stack.b_cart_ids(user) == set()
 
 
-def kafka_sh(command: str) -> None:
-    result = subprocess.run(["bash", str(KAFKA_SH), command], capture_output=True, text=True, timeout=180)
+def kafka_sh(command: str, env: dict[str, str]) -> None:
+    result = subprocess.run(["bash", str(KAFKA_SH), command], capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, f"kafka.sh {command} failed:\n{result.stdout}\n{result.stderr}"
 
 
@@ -136,8 +142,13 @@ async def test_broker_outage_loses_nothing(stack: Stack) -> None:
     """Adds and a payment made while the broker is stopped replicate after it restarts."""
     if not KAFKA_SH.exists():
         missing_dependency(f"{KAFKA_SH} is missing")
-    if os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092") != "127.0.0.1:9092":
-        missing_dependency("the outage test stops the broker of scripts/kafka.sh on 127.0.0.1:9092")
+    script_env = local_kafka_script_env()
+    if script_env is None:
+        missing_dependency(
+            "the outage test stops and starts the broker of scripts/kafka.sh: "
+            "KAFKA_BROKERS must be its one address, 127.0.0.1:$KAFKA_PORT"
+        )
+        return
     user, payer, pid = next_id(), next_id(), await stack.product()
     before = await stack.add(user, pid)
     paid_item = await stack.add(payer, pid)
@@ -149,7 +160,7 @@ async def test_broker_outage_loses_nothing(stack: Stack) -> None:
 
     await eventually(synced, 15, "the first items in B")
 
-    kafka_sh("stop")
+    kafka_sh("stop", script_env)
     try:
         during = [await stack.add(user, pid) for _ in range(3)]
         order = await stack.b.post("/order/pay", json={"user_id": payer})
@@ -163,7 +174,7 @@ async def test_broker_outage_loses_nothing(stack: Stack) -> None:
         ready_b = await stack.b.get("/readyz")
         assert ready_b.status_code == 200
     finally:
-        kafka_sh("start")
+        kafka_sh("start", script_env)
 
     want = {before["item_id"], *(i["item_id"] for i in during)}
 
