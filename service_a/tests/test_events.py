@@ -73,6 +73,32 @@ async def test_cart_item_removed(client: AsyncClient, app: FastAPI) -> None:
     assert len(await removal_events(app)) == 1
 
 
+async def test_order_paid_redelivered_after_a_new_add_keeps_it(client: AsyncClient, app: FastAPI) -> None:
+    # At-least-once delivery: the event comes again after later changes; the
+    # line added since must stay and no removal is published twice. Two
+    # things keep it: the inbox drops the repeat, and line ids are never
+    # reused (sqlite_autoincrement); this fails when both are switched off.
+    items = await fill_cart(client, 5, 1)
+    raw = event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": [items[0]["item_id"]]}, "paid-1")
+    bridge = app.state.bridge
+    await bridge._apply(raw, "test")
+    later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
+    await bridge._apply(raw, "test")
+    assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
+    assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
+
+
+async def test_cart_item_removed_redelivered_after_a_new_add_keeps_it(client: AsyncClient, app: FastAPI) -> None:
+    items = await fill_cart(client, 5, 1)
+    raw = event("cart.item_removed", {"item": items[0]}, "removed-1")
+    bridge = app.state.bridge
+    await bridge._apply(raw, "test")
+    later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
+    await bridge._apply(raw, "test")
+    assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
+    assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
+
+
 async def test_malformed_and_unknown_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 1)
     bridge = app.state.bridge

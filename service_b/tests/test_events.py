@@ -37,6 +37,28 @@ async def test_removed(client: AsyncClient, app: FastAPI) -> None:
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
+async def test_add_redelivered_after_its_remove_stays_removed(client: AsyncClient, app: FastAPI) -> None:
+    # Kafka delivers at least once: after a consumer restart or rebalance an
+    # event can come again after later ones. Only the inbox stops this add
+    # from bringing the removed line back.
+    bridge = app.state.bridge
+    added = cart_event("cart.item_added", ITEM, event_id="add-1")
+    await bridge._apply(added, "test")
+    await bridge._apply(cart_event("cart.item_removed", ITEM, event_id="remove-1"), "test")
+    await bridge._apply(added, "test")
+    assert (await client.get("/cart/3")).json()["items"] == []
+
+
+async def test_add_redelivered_after_a_remove_on_b_stays_removed(client: AsyncClient, app: FastAPI) -> None:
+    bridge = app.state.bridge
+    added = cart_event("cart.item_added", ITEM, event_id="add-2")
+    await bridge._apply(added, "test")
+    resp = await client.delete(f"/cart/{ITEM['item_id']}")
+    assert (resp.status_code, resp.json()) == (200, ITEM)
+    await bridge._apply(added, "test")
+    assert (await client.get("/cart/3")).json()["items"] == []
+
+
 async def test_malformed_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
     await bridge._apply(b"\xff not json", "test")
