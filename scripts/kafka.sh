@@ -55,8 +55,9 @@ Commands:
   produce TOPIC [ARGS...]    Console producer reading stdin, one record per line, as
                              "h1:v1,h2:v2<TAB>key<TAB>value". Extra ARGS go to the tool.
   consume TOPIC [ARGS...]    Console consumer from the beginning, printing headers, keys
-                             and values. Extra ARGS go to the tool, for example
-                             --max-messages 1 --timeout-ms 10000.
+                             and values, until Ctrl-C. Extra ARGS go to the tool, for
+                             example --max-messages 1 or --timeout-ms 10000 (stop after
+                             one record, or after 10 s without one).
   bootstrap                  Print the bootstrap address (${BOOTSTRAP}).
   logs                       Follow the broker log.
   help                       Show this help.
@@ -182,6 +183,13 @@ logger.cleaner.name = kafka.log.LogCleaner
 logger.cleaner.level = warn
 logger.state.name = state.change.logger
 logger.state.level = warn
+# A client's metadata request may ask the broker to create a topic that a
+# service or the gateway is creating at the same moment; the broker then
+# warns TOPIC_ALREADY_EXISTS although nothing is wrong (the topic exists,
+# with the creator's settings). Real failures of topic creation reach the
+# creators as errors.
+logger.autotopic.name = kafka.server.DefaultAutoTopicCreationManager
+logger.autotopic.level = error
 EOF
 
   cat >"${CONF_DIR}/log4j2-tools.properties" <<'EOF'
@@ -194,6 +202,11 @@ appender.err.layout.type = PatternLayout
 appender.err.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = warn
 rootLogger.appenderRef.err.ref = STDERR
+# The console consumer ends a `--timeout-ms` or `--max-messages` read by
+# logging its TimeoutException at ERROR; that is the normal way out of
+# `consume`, and it still prints how many records it read.
+logger.console.name = org.apache.kafka.tools.consumer.ConsoleConsumer
+logger.console.level = off
 EOF
 
   # Admin-client limits for the readiness probe: fail fast and retry instead
@@ -441,7 +454,7 @@ main() {
       local topic="$1"
       shift
       run_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "${BOOTSTRAP}" \
-        --topic "${topic}" --from-beginning \
+        --topic "${topic}" --from-beginning --consumer-property group.protocol=consumer \
         --formatter-property print.headers=true --formatter-property print.key=true "$@"
       ;;
     bootstrap) echo "${BOOTSTRAP}" ;;

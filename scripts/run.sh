@@ -54,11 +54,11 @@ die() {
 
 # prefixed NAME copies stdin to RUN_DIR/logs/NAME.log and to stdout with a
 # "[NAME] " prefix, leaving out the services' access lines of the gateway's
-# health probes (every 2 s; they stay in the log file). It ignores SIGINT:
-# Ctrl-C reaches this whole process group, and the processes' shutdown lines
-# must still get through.
+# health probes (every 2 s; they stay in the log file). It ignores SIGINT and
+# SIGTERM: Ctrl-C, or a SIGTERM sent to the whole process group, reaches it
+# too, and the processes' shutdown lines must still get through.
 prefixed() {
-  trap '' INT
+  trap '' INT TERM
   tee -a "${RUN_DIR}/logs/$1.log" | grep --line-buffered -v -E '"GET /(healthz|readyz) HTTP/1\.1" 200' |
     sed -u "s/^/[$1] /"
 }
@@ -126,10 +126,12 @@ cleanup() {
   exit "${rc}"
 }
 
+# on_signal: a stop that was asked for (Ctrl-C, SIGTERM) and then completes
+# cleanly is a success, so make does not report it as an error.
 on_signal() {
   printf '\n'
   log "$1: stopping everything"
-  exit $((128 + $2))
+  exit 0
 }
 
 port_taken() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
@@ -159,8 +161,8 @@ done
 mkdir -p "${RUN_DIR}/logs"
 
 trap cleanup EXIT
-trap 'on_signal SIGINT 2' INT
-trap 'on_signal SIGTERM 15' TERM
+trap 'on_signal SIGINT' INT
+trap 'on_signal SIGTERM' TERM
 
 # ---- setup: venv, gateway binary, Kafka, in parallel ------------------------------
 
