@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,7 +30,7 @@ var benchTopics = map[string]string{
 // commitDelay is the outbox group-commit delay of the events-on gateways.
 var commitDelay time.Duration
 
-func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent string, client *http.Client, c, rounds int, d time.Duration, log *slog.Logger) error {
+func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent string, client *http.Client, c, rounds int, d time.Duration, logs *gatewayLogs) error {
 	if len(brokers) == 0 {
 		return fmt.Errorf("-events needs -kafka-brokers")
 	}
@@ -41,6 +40,10 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	}
 	defer os.RemoveAll(dir)
 
+	log, err := logs.logger(true)
+	if err != nil {
+		return err
+	}
 	offAddr, _, stopOff, err := startGateway(ctx, app.Config{}, upURL, log)
 	if err != nil {
 		return err

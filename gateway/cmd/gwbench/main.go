@@ -48,6 +48,8 @@ func main() {
 
 type target struct {
 	name string
+	// base names the target this one's ratio is against; "" for a baseline.
+	base string
 	// do sends one request; it is called concurrently.
 	do func(ctx context.Context) error
 }
@@ -68,7 +70,8 @@ func run() error {
 		rounds      = flag.Int("rounds", 3, "interleaved rounds per target")
 		concurrency = flag.Int("c", 64, "concurrent clients")
 		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
-		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (goroutines labelled part=client, proxy, upstream or gateway)")
+		only        = flag.String("only", "", "measure only the targets whose name contains this (the baseline is always measured)")
 		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
 
 		brokers   = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
@@ -88,9 +91,20 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	ctx := context.Background()
-	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	logs, err := newGatewayLogs()
+	if err != nil {
+		return err
+	}
+	defer logs.close()
+	logBuffered, err := logs.logger(true)
+	if err != nil {
+		return err
+	}
 
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, itemJSON)
 	})}
@@ -98,7 +112,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	go func() { _ = up.Serve(upLn) }()
+	go labelled("upstream", func() { _ = up.Serve(upLn) })
 	defer up.Close()
 	upURL := "http://" + upLn.Addr().String()
 
@@ -115,14 +129,21 @@ func run() error {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
 	if *eventsMode {
-		return runEvents(ctx, upURL, app.SplitList(*brokers), *outboxDir, client, *concurrency, *rounds, *duration, discard)
+		return runEvents(ctx, upURL, app.SplitList(*brokers), *outboxDir, client, *concurrency, *rounds, *duration, logs)
 	}
-	restTarget := func(name, addr string) target {
+	getTarget := func(name, base, addr string) target {
 		u := "http://" + addr + "/stock/1"
-		return target{name: name, do: func(ctx context.Context) error { return get(ctx, client, u) }}
+		return target{name: name, base: base, do: func(ctx context.Context) error { return get(ctx, client, u) }}
 	}
+	postTarget := func(name, base, addr string) target {
+		u := "http://" + addr + "/stock/update"
+		return target{name: name, base: base, do: func(ctx context.Context) error {
+			return send(ctx, client, http.MethodPost, u, mutationJSON)
+		}}
+	}
+	const getBase, postBase = "reverse proxy, GET (baseline)", "reverse proxy, POST (baseline)"
 
-	targets := []target{restTarget("reverse proxy (baseline)", rpAddr)}
+	targets := []target{getTarget(getBase, "", rpAddr)}
 	if *variants {
 		// The seed as it was: the same proxy on Go's default transport (two
 		// idle connections per host), for reference.
@@ -133,29 +154,38 @@ func run() error {
 			return err
 		}
 		defer stopSeed()
-		targets = append(targets, restTarget("reverse proxy, default transport", seedAddr))
+		targets = append(targets, getTarget("reverse proxy, default transport", getBase, seedAddr))
 		// No hop at all: the load generator straight to the upstream. What a
 		// perfectly free intermediary would reach on this machine, so the
 		// ceiling of any ratio above.
-		targets = append(targets, restTarget("direct to upstream (ceiling)", upLn.Addr().String()))
+		targets = append(targets, getTarget("direct to upstream (ceiling)", getBase, upLn.Addr().String()))
 	}
-	vias := []string{server.RESTInProcess}
+	gwAddr, grpcAddr, stop, err := startGateway(ctx, app.Config{}, upURL, logBuffered)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	targets = append(targets, getTarget("gateway REST, GET (chosen)", getBase, gwAddr))
 	if *variants {
-		vias = append(vias, server.RESTGrpchan, server.RESTLoopback)
-	}
-	var grpcAddr string
-	for _, via := range vias {
-		httpAddr, gAddr, stop, err := startGateway(ctx, app.Config{RESTVia: via}, upURL, discard)
+		for _, via := range []string{server.RESTGrpchan, server.RESTLoopback} {
+			httpAddr, _, stop, err := startGateway(ctx, app.Config{RESTVia: via}, upURL, logBuffered)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			targets = append(targets, getTarget("gateway REST, GET, "+via, getBase, httpAddr))
+		}
+		// The access log as it was: one write system call per line.
+		logUnbuffered, err := logs.logger(false)
+		if err != nil {
+			return err
+		}
+		httpAddr, _, stop, err := startGateway(ctx, app.Config{}, upURL, logUnbuffered)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		label := "gateway REST, " + via
-		if via == server.RESTInProcess {
-			label += " (chosen)"
-			grpcAddr = gAddr
-		}
-		targets = append(targets, restTarget(label, httpAddr))
+		targets = append(targets, getTarget("gateway REST, GET, log unbuffered", getBase, httpAddr))
 	}
 	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -163,16 +193,35 @@ func run() error {
 	}
 	defer cc.Close()
 	stock := stockv1.NewStockServiceClient(cc)
-	targets = append(targets, target{name: "gateway gRPC", do: func(ctx context.Context) error {
+	targets = append(targets, target{name: "gateway gRPC, GetStock", base: getBase, do: func(ctx context.Context) error {
 		_, err := stock.GetStock(ctx, &stockv1.GetStockRequest{ProductId: 1})
 		return err
 	}})
+	targets = append(targets,
+		postTarget(postBase, "", rpAddr),
+		postTarget("gateway REST, POST (chosen)", postBase, gwAddr))
 
+	targets = selectTargets(targets, *only)
 	all := measureAll(targets, *concurrency, *rounds, *duration)
-	fmt.Printf("GetStock (GET /stock/1), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target\n\n",
+	fmt.Printf("GetStock (GET /stock/1) and SetStockLevel (POST /stock/update), events off, %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; ratio against the target's baseline\n\n",
 		*concurrency, *rounds, *duration, goMaxProcs())
 	printTable(targets, all)
 	return nil
+}
+
+// selectTargets keeps the baselines and the targets whose name contains
+// only; all of them when only is empty.
+func selectTargets(targets []target, only string) []target {
+	if only == "" {
+		return targets
+	}
+	var out []target
+	for _, t := range targets {
+		if t.base == "" || strings.Contains(t.name, only) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // measureAll warms every target up, then measures them in interleaved
@@ -191,13 +240,20 @@ func measureAll(targets []target, c, rounds int, d time.Duration) [][]result {
 }
 
 // printTable prints the median of each target's rounds and its ratio to
-// the first target.
+// its baseline.
 func printTable(targets []target, all [][]result) {
 	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "cpu/req", "errors")
 	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(10), dashes(8))
-	base := median(all[0]).rps
+	rps := map[string]float64{}
+	for i, t := range targets {
+		rps[t.name] = median(all[i]).rps
+	}
 	for i, t := range targets {
 		m := median(all[i])
+		base := rps[t.base]
+		if t.base == "" {
+			base = m.rps
+		}
 		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %8s | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.cpu.Round(time.Microsecond), m.errors)
 	}
 }
@@ -242,7 +298,7 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 		return "", nil, err
 	}
 	s := &http.Server{Handler: h}
-	go func() { _ = s.Serve(ln) }()
+	go labelled("proxy", func() { _ = s.Serve(ln) })
 	return ln.Addr().String(), func() { s.Close() }, nil
 }
 
@@ -265,10 +321,10 @@ func startGateway(ctx context.Context, cfg app.Config, upURL string, log *slog.L
 		return "", "", nil, err
 	}
 	done := make(chan struct{})
-	go func() {
+	go labelled("gateway", func() {
 		defer close(done)
 		_ = g.Server.ServeListeners(ctx, hl, gl)
-	}()
+	})
 	return hl.Addr().String(), gl.Addr().String(), func() { cancel(); <-done; g.Close() }, nil
 }
 
@@ -283,7 +339,7 @@ func measure(t target, c int, d time.Duration) result {
 	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < c; i++ {
 		wg.Add(1)
-		go func() {
+		go labelled("client", func() {
 			defer wg.Done()
 			l := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
@@ -299,7 +355,7 @@ func measure(t target, c int, d time.Duration) result {
 				l = append(l, time.Since(t0))
 			}
 			lat[i] = l
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
@@ -315,6 +371,14 @@ func measure(t target, c int, d time.Duration) result {
 		res.cpu = cpu / time.Duration(n)
 	}
 	return res
+}
+
+// labelled runs f with the profiler label part=name, which every goroutine
+// it starts inherits (a server's connections, a transport's dials), so that
+// one CPU profile of the whole run splits by part:
+// go tool pprof -tagfocus part=gateway.
+func labelled(name string, f func()) {
+	pprof.Do(context.Background(), pprof.Labels("part", name), func(context.Context) { f() })
 }
 
 func median(rs []result) result {
