@@ -158,6 +158,10 @@ func (s *Stack) ServiceBURL() string { return s.serviceURL(s.bPort) }
 // process (service_a.log, service_b.log, gateway.log).
 func (s *Stack) Dir() string { return s.dir }
 
+// GatewayLog is the file that holds the gateway's standard output and
+// error (its log), across restarts.
+func (s *Stack) GatewayLog() string { return filepath.Join(s.dir, nameGateway+".log") }
+
 // OutboxDir is the gateway's -outbox-dir, kept across gateway restarts.
 func (s *Stack) OutboxDir() string { return filepath.Join(s.dir, "outbox") }
 
@@ -326,7 +330,7 @@ func (s *Stack) gatewayArgs() []string {
 func (s *Stack) startGateway() {
 	s.tb.Helper()
 	env := append(os.Environ(), s.opts.GatewayEnv...)
-	p, err := startProcess(nameGateway, filepath.Join(s.dir, nameGateway+".log"), s.root, env, s.gatewayBin, s.gatewayArgs()...)
+	p, err := startProcess(nameGateway, s.GatewayLog(), s.root, env, s.gatewayBin, s.gatewayArgs()...)
 	if err != nil {
 		s.tb.Fatalf("harness: start gateway: %v", err)
 	}

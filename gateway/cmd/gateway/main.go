@@ -19,6 +19,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 )
 
@@ -75,6 +76,7 @@ func run(args []string) error {
 		shutdownTimeout = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
 		logFormat       = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
 		logLevel        = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
+		logFlush        = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
 
 		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
 		kafkaTopics       = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
@@ -100,10 +102,14 @@ func run(args []string) error {
 	if *kafkaReplication < -1 || *kafkaReplication > math.MaxInt16 || *kafkaReplication == 0 {
 		return fmt.Errorf("-kafka-replication %d: want -1 or 1 and more", *kafkaReplication)
 	}
-	log, err := newLogger(*logFormat, *logLevel)
+	if *logFlush < 0 {
+		return fmt.Errorf("-log-flush-interval %s: must not be negative", *logFlush)
+	}
+	log, logOut, err := newLogger(os.Stderr, *logFormat, *logLevel, *logFlush)
 	if err != nil {
 		return err
 	}
+	defer logOut.Close()
 	cfg := app.Config{
 		HTTPAddr:        *httpAddr,
 		GRPCAddr:        *grpcAddr,
@@ -129,22 +135,35 @@ func run(args []string) error {
 	return app.Run(ctx, cfg, log)
 }
 
-func newLogger(format, level string) (*slog.Logger, error) {
+// newLogger builds the gateway's logger on out, through a buffer that the
+// caller must Close to write out the last lines. flush 0 means no buffer.
+func newLogger(out *os.File, format, level string, flush time.Duration) (*slog.Logger, *logbuf.Writer, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
+		return nil, nil, fmt.Errorf("log level %q: %w", level, err)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	format = strings.ToLower(format)
+	switch format {
+	case "json", "text":
 	case "auto":
-		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		format = "json"
+		if fi, err := out.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
 		}
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, nil, fmt.Errorf("log format %q: want json, text or auto", format)
 	}
-	return nil, fmt.Errorf("log format %q: want json, text or auto", format)
+	if flush == 0 {
+		flush = -1 // logbuf's value for "no buffer"
+	}
+	w, err := logbuf.New(out, logbuf.Config{FlushInterval: flush})
+	if err != nil {
+		return nil, nil, err
+	}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(logbuf.Handler(h, w)), w, nil
 }

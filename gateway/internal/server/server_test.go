@@ -62,6 +62,12 @@ type testServer struct {
 
 func newTestServer(tb testing.TB) *testServer {
 	tb.Helper()
+	return newTestServerLog(tb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// newTestServerLog is newTestServer logging to log.
+func newTestServerLog(tb testing.TB, log *slog.Logger) *testServer {
+	tb.Helper()
 	calls := &atomic.Int64{}
 	counting := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		calls.Add(1)
@@ -72,7 +78,7 @@ func newTestServer(tb testing.TB) *testServer {
 		Register:     app.Registers(),
 		Handler:      fakeHandler,
 		Interceptors: []grpc.UnaryServerInterceptor{counting},
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       log,
 		MaxBodyBytes: 1024,
 	})
 	if err != nil {
