@@ -49,10 +49,11 @@ protos: ## Fetch the imported third-party protos into .third_party/ (not committ
 	bash scripts/fetch-protos.sh
 
 .PHONY: generate
-generate: tools protos ## Regenerate gen/ from proto/ with buf (offline, local plugins).
+generate: tools protos ## Regenerate gen/ from proto/ with buf (offline, local plugins), then the OpenAPI 3 document.
 	$(BUF) format -w proto
 	$(BUF) lint
 	$(BUF) generate
+	$(GO) run ./gateway/cmd/openapigen -in gen/openapiv2/shop.swagger.json -out gen/openapi
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail if `make generate` changes anything under proto/ or gen/.
@@ -96,6 +97,10 @@ test-go-unit: ## Go unit tests with the race detector (fuzz seed corpora include
 .PHONY: test
 test: ## Every test: Go unit, Python, and the integration and end-to-end suites against a real Kafka.
 	bash scripts/test-all.sh
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium (root) for the API explorer's browser test, unless it is there.
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 .PHONY: bench
 bench: ## Benchmarks: gateway REST and gRPC vs a reverse proxy, outbox, relay.

@@ -65,6 +65,15 @@ func envInt(key string, def int64) int64 {
 	return def
 }
 
+func envBool(key string, def bool) bool {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
+	}
+	return def
+}
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var (
@@ -75,6 +84,7 @@ func run(args []string) error {
 		upstreamTimeout = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", 10*time.Second), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
 		shutdownTimeout = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
 		logFormat       = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
+		apiDocs         = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json and the explorer at /docs/ on the REST port (env GATEWAY_API_DOCS)")
 		logLevel        = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
 		logFlush        = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
 
@@ -117,6 +127,7 @@ func run(args []string) error {
 		ServiceB:        app.SplitList(*serviceB),
 		UpstreamTimeout: *upstreamTimeout,
 		ShutdownTimeout: *shutdownTimeout,
+		NoAPIDocs:       !*apiDocs,
 		Events: app.EventsConfig{
 			Brokers:           app.SplitList(*kafkaBrokers),
 			OutboxDir:         *outboxDir,

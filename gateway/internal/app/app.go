@@ -20,6 +20,7 @@ import (
 	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
+	"github.com/shopgateway/shop/gateway/internal/apidocs"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/server"
@@ -47,6 +48,9 @@ type Config struct {
 	// RESTVia picks how REST reaches the services (server.RESTInProcess by
 	// default); the alternatives exist for benchmarks.
 	RESTVia string
+	// NoAPIDocs turns off GET /openapi.json and the explorer at /docs/.
+	// Default false: both are served on the REST port.
+	NoAPIDocs bool
 	// Events configures the Kafka events; see EventsConfig.
 	Events EventsConfig
 }
@@ -176,6 +180,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		ready = append(ready, ev.Checks()...)
 		ev.Gauges(m)
 	}
+	var docs server.PathHandler
+	if !cfg.NoAPIDocs {
+		docs = apidocs.New()
+	}
 	srv, err := server.New(server.Config{
 		HTTPAddr:        cfg.HTTPAddr,
 		GRPCAddr:        cfg.GRPCAddr,
@@ -186,6 +194,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Ready:           ready,
 		Observe:         m.Observe,
 		Metrics:         m.Handler(),
+		APIDocs:         docs,
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RESTVia:         cfg.RESTVia,

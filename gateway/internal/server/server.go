@@ -65,12 +65,21 @@ type Config struct {
 	Observe ObserveFunc
 	// Metrics, when set, is served at GET /metrics on the REST port.
 	Metrics http.Handler
+	// APIDocs, when set, serves the paths it matches on the REST port (the
+	// OpenAPI document and the explorer) instead of the API.
+	APIDocs PathHandler
 	// RESTVia picks how the REST mux reaches the services: RESTInProcess
 	// (the default and the fastest), RESTGrpchan (grpchan's inprocgrpc
 	// channel) or RESTLoopback (a gRPC client to the gateway's own gRPC
 	// port). All three run the interceptor chain; the alternatives exist to
 	// be measured against (make bench).
 	RESTVia string
+}
+
+// PathHandler is an http.Handler for the paths it matches.
+type PathHandler interface {
+	http.Handler
+	Match(path string) bool
 }
 
 // Values of Config.RESTVia.
@@ -200,12 +209,17 @@ func New(cfg Config) (*Server, error) {
 				}
 			}
 		}
+		if cfg.APIDocs != nil && cfg.APIDocs.Match(r.URL.Path) {
+			cfg.APIDocs.ServeHTTP(w, r)
+			return
+		}
 		api.ServeHTTP(w, r)
 	})
 	return s, nil
 }
 
-// HTTPHandler returns the REST handler (API, /healthz, /readyz).
+// HTTPHandler returns the REST handler (API, /healthz, /readyz, and the
+// metrics and API docs when configured).
 func (s *Server) HTTPHandler() http.Handler { return s.http }
 
 // GRPCServer returns the gRPC server, for serving on a listener of one's own.

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
+	"github.com/getkin/kin-openapi/openapi3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/forward"
+	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
+	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
+	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
+	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
+)
+
+// services are the services the gateway serves. openapigen cannot ask the
+// gateway's app package for them: that package embeds this command's output,
+// which make generate deletes before running it. A test checks that both
+// lists agree.
+func services() []protoreflect.ServiceDescriptor {
+	return []protoreflect.ServiceDescriptor{
+		stockv1.File_shop_stock_v1_stock_proto.Services().ByName("StockService"),
+		cartv1.File_shop_cart_v1_cart_proto.Services().ByName("CartService"),
+		orderv1.File_shop_order_v1_order_proto.Services().ByName("OrderService"),
+	}
+}
+
+// Names of the shared components the document defines.
+const (
+	bearerScheme       = "bearer"
+	statusSchema       = "Status"
+	errorResponse      = "Error"
+	paramGrpcTimeout   = "GrpcTimeout"
+	paramIdempotency   = "IdempotencyKey"
+	paramRequestID     = "RequestId"
+	headerRequestID    = "X-Request-Id"
+	headerReplayed     = "Idempotency-Replayed"
+	headerCartSource   = "X-Cart-Source"
+	grpcTimeoutPattern = `^[0-9]{1,8}[HMSmun]$`
+)
+
+// Build converts a Swagger 2.0 document of the services into the OpenAPI 3
+// document the gateway serves, completed from the services' descriptors. The
+// output is indented JSON with sorted keys, so that it is stable across runs.
+func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error) {
+	var doc2 openapi2.T
+	if err := json.Unmarshal(swagger, &doc2); err != nil {
+		return nil, fmt.Errorf("reading the Swagger document: %w", err)
+	}
+	doc, err := openapi2conv.ToV3(&doc2)
+	if err != nil {
+		return nil, fmt.Errorf("converting to OpenAPI 3: %w", err)
+	}
+	doc.Info = &openapi3.Info{
+		Title:   "Shop API",
+		Version: "v1",
+		Description: "REST interface of the shop gateway. Every operation is also a gRPC method " +
+			"of the same name. Field names are the proto field names; int64 values (ids, " +
+			"money) are accepted as numbers or strings and answered as strings. Errors are " +
+			"google.rpc.Status objects whose `details` carry typed messages (`@type`).",
+	}
+	doc.Servers = openapi3.Servers{{URL: "/"}}
+	addComponents(doc)
+	schemas := schemaMessages(doc, svcs)
+	for name, md := range schemas {
+		applyMessageRules(doc.Components.Schemas[name].Value, md)
+	}
+	seen := map[string]bool{}
+	for _, sd := range svcs {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			for _, b := range forward.Bindings(md) {
+				item := doc.Paths.Value(b.Template)
+				if item == nil || item.GetOperation(b.Method) == nil {
+					return nil, fmt.Errorf("%s %s (%s) is missing from the Swagger document", b.Method, b.Template, md.FullName())
+				}
+				op := item.GetOperation(b.Method)
+				seen[b.Method+" "+b.Template] = true
+				completeOperation(op, md, b)
+			}
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !seen[method+" "+path] {
+				return nil, fmt.Errorf("%s %s in the Swagger document is no RPC's binding", method, path)
+			}
+		}
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	// Validated as a client would read it: loaded afresh, references resolved.
+	loaded, err := openapi3.NewLoader().LoadFromData(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading the OpenAPI document back: %w", err)
+	}
+	if err := validate(context.Background(), loaded); err != nil {
+		return nil, fmt.Errorf("the OpenAPI document is not valid: %w", err)
+	}
+	// A round trip through any sorts every object's keys.
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return nil, err
+	}
+	out, err := json.MarshalIndent(tree, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+func addComponents(doc *openapi3.T) {
+	c := doc.Components
+	if c.SecuritySchemes == nil {
+		c.SecuritySchemes = openapi3.SecuritySchemes{}
+	}
+	c.SecuritySchemes[bearerScheme] = &openapi3.SecuritySchemeRef{Value: &openapi3.SecurityScheme{
+		Type:         "http",
+		Scheme:       "bearer",
+		BearerFormat: "JWT",
+		Description:  "A JWT access token: `Authorization: Bearer <token>`.",
+	}}
+	doc.Security = openapi3.SecurityRequirements{{bearerScheme: []string{}}}
+
+	if st := c.Schemas[statusSchema]; st != nil && st.Value != nil {
+		st.Value.Description = "google.rpc.Status: the gRPC status code, a message for developers, " +
+			"and typed details (google.rpc.BadRequest with field_violations, google.rpc.ErrorInfo, " +
+			"google.rpc.RetryInfo), each with its `@type`."
+	}
+	if c.Responses == nil {
+		c.Responses = openapi3.ResponseBodies{}
+	}
+	c.Responses[errorResponse] = statusResponse("An error, as a google.rpc.Status.")
+	for _, r := range errorResponses {
+		c.Responses[r.name] = statusResponse(r.description)
+	}
+
+	if c.Parameters == nil {
+		c.Parameters = openapi3.ParametersMap{}
+	}
+	maxKey := int64(events.MaxIdempotencyKeyLen)
+	c.Parameters[paramIdempotency] = &openapi3.ParameterRef{Value: &openapi3.Parameter{
+		Name: "Idempotency-Key", In: openapi3.ParameterInHeader,
+		Description: "Makes a retried mutation safe: a repeat with the same key and body gets the first " +
+			"answer (with `Idempotency-Replayed: true`) instead of a second change; the same key with " +
+			"another body is refused with 400.",
+		Schema: openapi3.NewStringSchema().WithMinLength(1).WithMaxLength(maxKey).NewRef(),
+	}}
+	c.Parameters[paramGrpcTimeout] = &openapi3.ParameterRef{Value: &openapi3.Parameter{
+		Name: "Grpc-Timeout", In: openapi3.ParameterInHeader,
+		Description: "Deadline of the call in gRPC form: up to 8 digits and a unit " +
+			"(H hours, M minutes, S seconds, m milliseconds, u microseconds, n nanoseconds), for example `5S`. " +
+			"Without it the gateway's default upstream timeout applies; past it the answer is 504.",
+		Schema: openapi3.NewStringSchema().WithPattern(grpcTimeoutPattern).NewRef(),
+	}}
+	c.Parameters[paramRequestID] = &openapi3.ParameterRef{Value: &openapi3.Parameter{
+		Name: headerRequestID, In: openapi3.ParameterInHeader,
+		Description: "Request id, passed on to the services and echoed in the response; generated when absent.",
+		Schema:      openapi3.NewStringSchema().NewRef(),
+	}}
+}
+
+// errorResponses are the error answers that operations list, by HTTP status.
+var errorResponses = map[int]struct{ name, description string }{
+	http.StatusBadRequest:          {"BadRequest", "Bad input (INVALID_ARGUMENT, with a google.rpc.BadRequest detail listing each wrong field) or a failed precondition such as not enough stock or an empty cart (FAILED_PRECONDITION, with a google.rpc.ErrorInfo detail)."},
+	http.StatusUnauthorized:        {"Unauthenticated", "No valid bearer token (UNAUTHENTICATED)."},
+	http.StatusForbidden:           {"PermissionDenied", "The token does not allow this call (PERMISSION_DENIED)."},
+	http.StatusNotFound:            {"NotFound", "A resource the request names does not exist, or belongs to another user (NOT_FOUND; an unknown product carries a google.rpc.ErrorInfo detail)."},
+	http.StatusConflict:            {"Conflict", "The resource exists already (ALREADY_EXISTS), or a request with the same Idempotency-Key is in progress (ABORTED)."},
+	http.StatusTooManyRequests:     {"ResourceExhausted", "Rate limit reached (RESOURCE_EXHAUSTED, with a google.rpc.RetryInfo detail)."},
+	http.StatusInternalServerError: {"Internal", "An internal error (INTERNAL)."},
+	http.StatusServiceUnavailable:  {"Unavailable", "A service or the event outbox is unavailable (UNAVAILABLE, with a google.rpc.RetryInfo detail); a mutation is safe to retry with the same Idempotency-Key."},
+	http.StatusGatewayTimeout:      {"DeadlineExceeded", "The deadline passed before the service answered (DEADLINE_EXCEEDED)."},
+}
+
+func statusResponse(description string) *openapi3.ResponseRef {
+	return &openapi3.ResponseRef{Value: openapi3.NewResponse().
+		WithDescription(description).
+		WithJSONSchemaRef(&openapi3.SchemaRef{Ref: "#/components/schemas/" + statusSchema})}
+}
+
+// completeOperation adds what the Swagger document cannot say about one
+// binding of md: headers, security and the error responses.
+func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor, b forward.Binding) {
+	op.Parameters = append(op.Parameters,
+		&openapi3.ParameterRef{Ref: "#/components/parameters/" + paramRequestID},
+		&openapi3.ParameterRef{Ref: "#/components/parameters/" + paramGrpcTimeout},
+	)
+	mutates := emits(md)
+	if mutates {
+		op.Parameters = append(op.Parameters, &openapi3.ParameterRef{Ref: "#/components/parameters/" + paramIdempotency})
+	}
+	for _, p := range op.Parameters {
+		if p.Value == nil || p.Ref != "" {
+			continue
+		}
+		if fd := fieldByPath(md.Input(), p.Value.Name); fd != nil && p.Value.Schema != nil && p.Value.Schema.Value != nil {
+			r := fieldRules(fd)
+			r.apply(p.Value.Schema.Value)
+			if r.required {
+				p.Value.Required = true
+			}
+		}
+	}
+	if op.RequestBody != nil && op.RequestBody.Value != nil {
+		for _, mt := range op.RequestBody.Value.Content {
+			if mt.Schema != nil && mt.Schema.Ref == "" && mt.Schema.Value != nil {
+				// An inline body (body "*" beside path fields) is the request
+				// message less its path fields.
+				applyMessageRules(mt.Schema.Value, md.Input())
+			}
+		}
+	}
+
+	ok := op.Responses.Status(http.StatusOK)
+	if ok != nil && ok.Value != nil {
+		ok.Value.Headers = openapi3.Headers{
+			headerRequestID: &openapi3.HeaderRef{Value: &openapi3.Header{Parameter: openapi3.Parameter{
+				Description: "The request id.", Schema: openapi3.NewStringSchema().NewRef()}}},
+		}
+		if mutates {
+			ok.Value.Headers[headerReplayed] = &openapi3.HeaderRef{Value: &openapi3.Header{Parameter: openapi3.Parameter{
+				Description: "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
+				Schema:      openapi3.NewStringSchema().WithEnum("true").NewRef()}}}
+		}
+		if md.Name() == "GetCart" {
+			ok.Value.Headers[headerCartSource] = &openapi3.HeaderRef{Value: &openapi3.Header{Parameter: openapi3.Parameter{
+				Description: "`fallback` when service B was unavailable and the cart came from service A's master copy.",
+				Schema:      openapi3.NewStringSchema().WithEnum("fallback").NewRef()}}}
+		}
+	}
+	codes := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden}
+	if strings.Contains(b.Template, "{") || md.Input().Fields().ByName("product_id") != nil ||
+		md.Input().Fields().ByName("items") != nil {
+		codes = append(codes, http.StatusNotFound)
+	}
+	if mutates {
+		codes = append(codes, http.StatusConflict)
+	}
+	codes = append(codes, http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout)
+	for _, c := range codes {
+		op.Responses.Set(strconv.Itoa(c), &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[c].name})
+	}
+	op.Responses.Set("default", &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponse})
+}
+
+// emits reports whether md declares an event, which makes it a mutation
+// that honours Idempotency-Key.
+func emits(md protoreflect.MethodDescriptor) bool {
+	opts, ok := md.Options().(*descriptorpb.MethodOptions)
+	return ok && opts != nil && proto.HasExtension(opts, annotationsv1.E_Emits)
+}
+
+// schemaMessages maps each component schema to the message it was made
+// from. protoc-gen-openapiv2's "simple" naming names a schema by the
+// message's short name; a name that two messages share is left out.
+func schemaMessages(doc *openapi3.T, svcs []protoreflect.ServiceDescriptor) map[string]protoreflect.MessageDescriptor {
+	byName := map[string]protoreflect.MessageDescriptor{}
+	dup := map[string]bool{}
+	var walk func(md protoreflect.MessageDescriptor)
+	walk = func(md protoreflect.MessageDescriptor) {
+		name := string(md.Name())
+		if prev, ok := byName[name]; ok {
+			if prev.FullName() != md.FullName() {
+				dup[name] = true
+			}
+			return
+		}
+		byName[name] = md
+		for i := 0; i < md.Fields().Len(); i++ {
+			if m := md.Fields().Get(i).Message(); m != nil {
+				walk(m)
+			}
+		}
+	}
+	for _, sd := range svcs {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			walk(sd.Methods().Get(i).Input())
+			walk(sd.Methods().Get(i).Output())
+		}
+	}
+	out := map[string]protoreflect.MessageDescriptor{}
+	for name, md := range byName {
+		if s := doc.Components.Schemas[name]; !dup[name] && s != nil && s.Value != nil {
+			out[name] = md
+		}
+	}
+	return out
+}
+
+// applyMessageRules sets, on the object schema s of message md, the field
+// rules of md's fields that s has as properties.
+func applyMessageRules(s *openapi3.Schema, md protoreflect.MessageDescriptor) {
+	for name, prop := range s.Properties {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		if fd == nil || prop == nil {
+			continue
+		}
+		r := fieldRules(fd)
+		if r.required && !containsString(s.Required, name) {
+			s.Required = append(s.Required, name)
+		}
+		if prop.Ref == "" && prop.Value != nil {
+			r.apply(prop.Value)
+		}
+	}
+	sort.Strings(s.Required)
+}
+
+// fieldByPath resolves a dotted path of proto field names.
+func fieldByPath(md protoreflect.MessageDescriptor, path string) protoreflect.FieldDescriptor {
+	var fd protoreflect.FieldDescriptor
+	for _, part := range strings.Split(path, ".") {
+		if md == nil {
+			return nil
+		}
+		if fd = md.Fields().ByName(protoreflect.Name(part)); fd == nil {
+			return nil
+		}
+		md = fd.Message()
+	}
+	return fd
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validate checks doc against the OpenAPI rules but one: "GET /cart/{user_id}"
+// and "DELETE /cart/{item_id}" are two templates of one shape, which OpenAPI
+// calls conflicting although the HTTP methods tell them apart (Google's own
+// APIs published as OpenAPI have the same). Every path item is validated on
+// its own, since the validator skips the items of a conflicting path.
+func validate(ctx context.Context, doc *openapi3.T) error {
+	var errs []error
+	for _, err := range leaves(doc.Validate(ctx, openapi3.EnableMultiError())) {
+		var conflict *openapi3.ConflictingPathsError
+		if !errors.As(err, &conflict) {
+			errs = append(errs, err)
+		}
+	}
+	for _, path := range doc.Paths.InMatchingOrder() {
+		if err := doc.Paths.Value(path).Validate(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// leaves flattens the lists of errors that multi-error validation returns.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	var list []error
+	switch e := err.(type) {
+	case openapi3.MultiError:
+		list = e
+	case interface{ Unwrap() []error }:
+		list = e.Unwrap()
+	default:
+		if inner := errors.Unwrap(err); inner != nil {
+			if sub := leaves(inner); len(sub) > 1 {
+				return sub
+			}
+		}
+		return []error{err}
+	}
+	var out []error
+	for _, e := range list {
+		out = append(out, leaves(e)...)
+	}
+	return out
+}

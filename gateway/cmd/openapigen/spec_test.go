@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/forward"
+)
+
+func swagger(tb testing.TB) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "gen", "openapiv2", "shop.swagger.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func build(tb testing.TB, swagger []byte) *openapi3.T {
+	tb.Helper()
+	out, err := Build(swagger, services())
+	if err != nil {
+		tb.Fatalf("Build: %v", err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(out)
+	if err != nil {
+		tb.Fatalf("loading the built document: %v", err)
+	}
+	return doc
+}
+
+func TestServicesAreTheGatewaysServices(t *testing.T) {
+	t.Parallel()
+	var got, want []string
+	for _, sd := range services() {
+		got = append(got, string(sd.FullName()))
+	}
+	for _, sd := range app.Services() {
+		want = append(want, string(sd.FullName()))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("openapigen describes %v, the gateway serves %v", got, want)
+	}
+}
+
+func TestBuildIsTheCommittedDocument(t *testing.T) {
+	t.Parallel()
+	got, err := Build(swagger(t), services())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("..", "..", "..", "gen", "openapi", DocumentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("gen/openapi is out of date; run make generate")
+	}
+}
+
+func TestEveryBindingIsAnOperation(t *testing.T) {
+	t.Parallel()
+	doc := build(t, swagger(t))
+	n := 0
+	for _, sd := range services() {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			bindings := forward.Bindings(md)
+			if len(bindings) == 0 {
+				t.Errorf("%s has no REST binding", md.FullName())
+			}
+			for _, b := range bindings {
+				n++
+				t.Run(b.Method+" "+b.Template, func(t *testing.T) {
+					item := doc.Paths.Value(b.Template)
+					if item == nil || item.GetOperation(b.Method) == nil {
+						t.Fatalf("no operation")
+					}
+					op := item.GetOperation(b.Method)
+					if want := string(sd.Name()) + "_" + string(md.Name()); !strings.HasPrefix(op.OperationID, want) {
+						t.Errorf("operationId %q, want %q or %q2", op.OperationID, want, want)
+					}
+					headers := map[string]bool{}
+					for _, p := range op.Parameters {
+						if p.Value.In == openapi3.ParameterInHeader {
+							headers[p.Value.Name] = true
+						}
+					}
+					if !headers["Grpc-Timeout"] {
+						t.Errorf("no Grpc-Timeout header parameter")
+					}
+					if got, want := headers["Idempotency-Key"], emits(md); got != want {
+						t.Errorf("Idempotency-Key parameter: %v, want %v (the RPC emits an event: %v)", got, want, want)
+					}
+					for _, code := range []int{400, 401, 403, 503, 504} {
+						r := op.Responses.Status(code)
+						if r == nil || r.Value == nil || r.Value.Content.Get("application/json").Schema.Ref != "#/components/schemas/Status" {
+							t.Errorf("response %d is not a Status", code)
+						}
+					}
+				})
+			}
+		}
+	}
+	if got := len(doc.Paths.Map()); got == 0 || n == 0 {
+		t.Fatalf("%d paths, %d bindings", got, n)
+	}
+}
+
+func TestSecurityAndErrors(t *testing.T) {
+	t.Parallel()
+	doc := build(t, swagger(t))
+	s := doc.Components.SecuritySchemes["bearer"]
+	if s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
+		t.Fatalf("bearer security scheme %+v, want http bearer", s)
+	}
+	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
+		t.Errorf("document security %v, want bearer", doc.Security)
+	}
+	st := doc.Components.Schemas["Status"]
+	if st == nil {
+		t.Fatal("no Status schema")
+	}
+	for _, f := range []string{"code", "message", "details"} {
+		if st.Value.Properties[f] == nil {
+			t.Errorf("Status has no %q", f)
+		}
+	}
+	timeout := doc.Components.Parameters["GrpcTimeout"].Value.Schema.Value
+	if timeout.Pattern != grpcTimeoutPattern {
+		t.Errorf("Grpc-Timeout pattern %q, want %q", timeout.Pattern, grpcTimeoutPattern)
+	}
+}
+
+// Build refuses a Swagger document that lacks a binding of an RPC or has an
+// operation that is no RPC's, so that the served document cannot drift from
+// the routes.
+func TestBuildRefusesADocumentThatDiffersFromTheRoutes(t *testing.T) {
+	t.Parallel()
+	var raw map[string]any
+	if err := json.Unmarshal(swagger(t), &raw); err != nil {
+		t.Fatal(err)
+	}
+	paths := raw["paths"].(map[string]any)
+	cases := []struct {
+		name   string
+		change func(map[string]any)
+		want   string
+	}{
+		{"missing binding", func(p map[string]any) { delete(p, "/order/pay") }, "missing from the Swagger document"},
+		{"extra operation", func(p map[string]any) { p["/extra"] = p["/order/pay"] }, "no RPC's binding"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := map[string]any{}
+			for k, v := range paths {
+				p[k] = v
+			}
+			tc.change(p)
+			doc := map[string]any{}
+			for k, v := range raw {
+				doc[k] = v
+			}
+			doc["paths"] = p
+			b, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Build(b, services())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Build: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
