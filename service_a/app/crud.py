@@ -8,7 +8,6 @@ import base64
 import binascii
 import json
 import logging
-from typing import Any
 
 import sqlalchemy.exc
 from sqlalchemy import delete, select, update
@@ -26,6 +25,7 @@ from app.models import (
 )
 from app.settings import Settings
 from shopkit import errors
+from shopkit.events import CART_ITEM_ADDED, CART_ITEM_REMOVED, ORDER_PAID, Event
 from shopkit.kafka import add_cart_event
 from shopkit.wire import utcnow
 
@@ -35,11 +35,6 @@ SOURCE = "service-a"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
-# Event types A publishes on the cart-changes topic.
-CART_ITEM_ADDED = "cart.item_added"
-CART_ITEM_REMOVED = "cart.item_removed"
-# Event types A consumes from B's order-events topic.
-ORDER_PAID = "order.paid"
 
 
 # Stock
@@ -163,14 +158,6 @@ async def add_cart_item(session: AsyncSession, settings: Settings, data: CartIte
             item=CartItemPublic.model_validate(item),
         )
     return item
-
-
-async def get_cart(session: AsyncSession, user_id: int) -> list[CartItem]:
-    """A user's cart lines from the master copy, oldest first."""
-    rows = await session.execute(
-        select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.added_at, CartItem.item_id)
-    )
-    return list(rows.scalars().all())
 
 
 async def remove_cart_items(
@@ -312,13 +299,13 @@ async def release_stock(session: AsyncSession, reservation_id: str) -> tuple[boo
 # Events from service B
 
 
-async def apply_order_event(session: AsyncSession, settings: Settings, event: dict[str, Any]) -> None:
+async def apply_order_event(session: AsyncSession, settings: Settings, event: Event) -> None:
     """Apply one event of B's order-events topic to the master carts.
 
     ``order.paid`` removes the cart lines the order was made of (only those:
     lines added after B took the cart stay); ``cart.item_removed`` removes one
     line. Both publish the removals on the cart-changes topic."""
-    type_, data = event["type"], event["data"]
+    type_, data = event.type, event.data
     if type_ == ORDER_PAID:
         order = data["order"]
         item_ids = [int(i) for i in data.get("item_ids", [])]

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shopkit.cart import CartLineColumns
 from shopkit.db import Base, BigId
 from shopkit.wire import utcnow
 
@@ -27,7 +28,7 @@ class Stock(Base):
     price_cents: Mapped[int] = mapped_column(BigInteger)
 
 
-class CartItem(Base):
+class CartItem(CartLineColumns, Base):
     """One line of a user's cart: the master copy of carts."""
 
     __tablename__ = "cart_items"
@@ -36,10 +37,6 @@ class CartItem(Base):
     __table_args__ = (Index("ix_cart_items_user", "user_id", "item_id"), {"sqlite_autoincrement": True})
 
     item_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(BigInteger)
-    product_id: Mapped[int] = mapped_column(BigInteger)
-    quantity: Mapped[int] = mapped_column(Integer)
-    added_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Reservation(Base):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # app.db is imported for its tables: they join shopkit.db.Base, which create_schema creates.
 from app import crud
@@ -16,6 +16,7 @@ from app import db as _tables  # noqa: F401
 from app.api.routes import cart, order, stock
 from app.settings import Settings
 from shopkit import db
+from shopkit.events import Event
 from shopkit.kafka import KafkaBridge
 from shopkit.service import build_app
 
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = await db.open_database(settings.database_url)
 
-        async def handle(session: Any, event: dict[str, Any]) -> None:
+        async def handle(session: AsyncSession, event: Event) -> None:
             await crud.apply_order_event(session, settings, event)
 
         bridge = KafkaBridge.from_settings(

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
 
 from shopkit.db import Inbox, Outbox
+from shopkit.testing import event_record
 from tests.support import create_stock
 
 
-def event(type_: str, data: dict, event_id: str | None = None) -> bytes:
-    return json.dumps(
-        {
-            "event_id": event_id or str(uuid.uuid4()),
-            "type": type_,
-            "source": "service-b",
-            "occurred_at": "2026-11-25T00:00:00.000000Z",
-            "data": data,
-        }
-    ).encode()
+def event(type_: str, data: dict, event_id: str | None = None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The record (value, headers) of an event of B's order-events topic, as B publishes it."""
+    return event_record(type_, data, event_id, source="/service-b")
 
 
 async def fill_cart(client: AsyncClient, user_id: int, n: int) -> list[dict]:
@@ -44,8 +37,8 @@ async def test_order_paid_removes_only_the_paid_items_once(client: AsyncClient, 
     paid = [items[0]["item_id"], items[1]["item_id"]]
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": paid, "reservation_id": "pay-x"})
     bridge = app.state.bridge
-    await bridge._apply(raw, "test")
-    await bridge._apply(raw, "test")  # redelivery
+    await bridge._apply(*raw, "test")
+    await bridge._apply(*raw, "test")  # redelivery
     cart = (await client.get("/cart/fallback/5")).json()["items"]
     assert [i["item_id"] for i in cart] == [items[2]["item_id"]]
     removed = await removal_events(app)
@@ -58,16 +51,16 @@ async def test_order_paid_removes_only_the_paid_items_once(client: AsyncClient, 
 async def test_order_paid_for_another_user_removes_nothing(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 1)
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 6}, "item_ids": [items[0]["item_id"]]})
-    await app.state.bridge._apply(raw, "test")
+    await app.state.bridge._apply(*raw, "test")
     assert len((await client.get("/cart/fallback/5")).json()["items"]) == 1
 
 
 async def test_cart_item_removed(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 2)
     bridge = app.state.bridge
-    await bridge._apply(event("cart.item_removed", {"item": items[0]}), "test")
+    await bridge._apply(*event("cart.item_removed", {"item": items[0]}), "test")
     # A different event for an item already gone changes nothing either.
-    await bridge._apply(event("cart.item_removed", {"item": items[0]}), "test")
+    await bridge._apply(*event("cart.item_removed", {"item": items[0]}), "test")
     cart = (await client.get("/cart/fallback/5")).json()["items"]
     assert [i["item_id"] for i in cart] == [items[1]["item_id"]]
     assert len(await removal_events(app)) == 1
@@ -81,9 +74,9 @@ async def test_order_paid_redelivered_after_a_new_add_keeps_it(client: AsyncClie
     items = await fill_cart(client, 5, 1)
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": [items[0]["item_id"]]}, "paid-1")
     bridge = app.state.bridge
-    await bridge._apply(raw, "test")
+    await bridge._apply(*raw, "test")
     later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
-    await bridge._apply(raw, "test")
+    await bridge._apply(*raw, "test")
     assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
     assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
 
@@ -92,9 +85,9 @@ async def test_cart_item_removed_redelivered_after_a_new_add_keeps_it(client: As
     items = await fill_cart(client, 5, 1)
     raw = event("cart.item_removed", {"item": items[0]}, "removed-1")
     bridge = app.state.bridge
-    await bridge._apply(raw, "test")
+    await bridge._apply(*raw, "test")
     later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
-    await bridge._apply(raw, "test")
+    await bridge._apply(*raw, "test")
     assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
     assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
 
@@ -102,9 +95,9 @@ async def test_cart_item_removed_redelivered_after_a_new_add_keeps_it(client: As
 async def test_malformed_and_unknown_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 1)
     bridge = app.state.bridge
-    await bridge._apply(b"not json", "test")
-    await bridge._apply(b'{"event_id": "x"}', "test")
-    await bridge._apply(event("order.paid", {"order": {}}), "test")  # no user_id: skipped
-    await bridge._apply(event("something.new", {}), "test")
+    await bridge._apply(b"not json", [], "test")
+    await bridge._apply(b'{"event_id": "x"}', [], "test")
+    await bridge._apply(*event("order.paid", {"order": {}}), "test")  # no user_id: skipped
+    await bridge._apply(*event("something.new", {}), "test")
     assert len((await client.get("/cart/fallback/5")).json()["items"]) == 1
     assert items

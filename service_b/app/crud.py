@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,28 +12,16 @@ from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
 from shopkit import errors
 from shopkit.auth import Caller
+from shopkit.events import CART_ITEM_ADDED, CART_ITEM_REMOVED, Event
 from shopkit.kafka import add_cart_event
 
 log = logging.getLogger(__name__)
 
 SOURCE = "service-b"
 
-# Event types B consumes from A's cart-changes topic.
-CART_ITEM_ADDED = "cart.item_added"
-CART_ITEM_REMOVED = "cart.item_removed"
-# Event types B publishes on its order-events topic.
-ORDER_PAID = "order.paid"
 
 
 # Cart read model
-
-
-async def get_cart(session: AsyncSession, user_id: int) -> list[CartItem]:
-    """A user's cart lines, oldest first."""
-    rows = await session.execute(
-        select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.added_at, CartItem.item_id)
-    )
-    return list(rows.scalars().all())
 
 
 async def remove_cart_item(
@@ -59,12 +46,12 @@ async def remove_cart_item(
     return removed
 
 
-async def apply_cart_event(session: AsyncSession, event: dict[str, Any]) -> None:
+async def apply_cart_event(session: AsyncSession, event: Event) -> None:
     """Apply one event of A's cart-changes topic to the read model.
 
     ``cart.item_added`` upserts the line by item id; ``cart.item_removed``
     deletes it (no-op when already gone). Other types are ignored."""
-    type_, data = event["type"], event["data"]
+    type_, data = event.type, event.data
     if type_ == CART_ITEM_ADDED:
         item = CartItemPublic.model_validate(data["item"])
         row = await session.get(CartItem, item.item_id)

@@ -12,21 +12,18 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shopkit.cart import CartLineColumns
 from shopkit.db import Base, BigId
 from shopkit.wire import utcnow
 
 
-class CartItem(Base):
+class CartItem(CartLineColumns, Base):
     """The read model of carts, replicated from service A's cart-changes topic."""
 
     __tablename__ = "cart_items"
     __table_args__ = (Index("ix_cart_items_user", "user_id", "item_id"),)
 
     item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    user_id: Mapped[int] = mapped_column(BigInteger)
-    product_id: Mapped[int] = mapped_column(BigInteger)
-    quantity: Mapped[int] = mapped_column(Integer)
-    added_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Order(Base):

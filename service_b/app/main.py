@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 # app.db is imported for its tables: they join shopkit.db.Base, which create_schema creates.
 from app import crud
@@ -17,6 +17,7 @@ from app.api.routes import cart, order
 from app.payments import Payments, StockClient
 from app.settings import Settings
 from shopkit import db
+from shopkit.events import Event
 from shopkit.kafka import KafkaBridge
 from shopkit.service import build_app
 
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None, a_transport: httpx.AsyncBaseTra
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, sessions = await db.open_database(settings.database_url)
 
-        async def handle(session: Any, event: dict[str, Any]) -> None:
+        async def handle(session: AsyncSession, event: Event) -> None:
             await crud.apply_cart_event(session, event)
 
         bridge = KafkaBridge.from_settings(

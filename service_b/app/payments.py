@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.crud import ORDER_PAID, SOURCE, public_order
+from app.crud import SOURCE, public_order
 from app.db import CartItem, Checkout, Order, OrderItem, StockRelease
 from app.models import (
     ORDER_STATUS_PAID,
@@ -53,6 +53,8 @@ from app.models import (
 )
 from app.settings import Settings
 from shopkit import errors, logs
+from shopkit.cart import cart_lines
+from shopkit.events import ORDER_PAID
 from shopkit.kafka import KafkaBridge, add_event
 from shopkit.wire import utcnow
 
@@ -210,17 +212,7 @@ class Payments:
         busy = errors.failed_precondition(f"a payment of the cart of user {user_id} is already in progress")
         try:
             async with self._sessions() as session, session.begin():
-                items = list(
-                    (
-                        await session.execute(
-                            select(CartItem)
-                            .where(CartItem.user_id == user_id)
-                            .order_by(CartItem.added_at, CartItem.item_id)
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
+                items = await cart_lines(session, CartItem, user_id)
                 if not items:
                     raise errors.failed_precondition(f"the cart of user {user_id} is empty")
                 if (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == user_id))).first():
@@ -276,6 +268,7 @@ class Payments:
                 key=user_id,
                 type_=ORDER_PAID,
                 data={"order": public.model_dump(mode="json"), "item_ids": item_ids, "reservation_id": reservation_id},
+                subject=public.order_id,
             )
         return public
 

@@ -6,9 +6,7 @@ set, else SQLite)."""
 from __future__ import annotations
 
 import itertools
-import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from shopkit.testing import (
     Server,
     client,  # noqa: F401 - the fixture of an in-process HTTP client of app
     database_backends,
+    event_record,
     fresh_database_url,
     start_server,
     started,
@@ -93,16 +92,9 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-def cart_event(type_: str, item: dict[str, Any], event_id: str | None = None) -> bytes:
-    """An event of A's cart-changes topic, as A publishes it."""
-    envelope = {
-        "event_id": event_id or str(uuid.uuid4()),
-        "type": type_,
-        "source": "service-a",
-        "occurred_at": "2026-11-25T00:00:00.000000Z",
-        "data": {"item": item},
-    }
-    return json.dumps(envelope).encode()
+def cart_event(type_: str, item: dict[str, Any], event_id: str | None = None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The record (value, headers) of an event of A's cart-changes topic, as A publishes it."""
+    return event_record(type_, {"item": item}, event_id, source="/service-a")
 
 
 class Shop:
@@ -127,7 +119,7 @@ class Shop:
         resp = await self.a.post("/cart/add", json={"user_id": user_id, "product_id": product_id, "quantity": quantity})
         assert resp.status_code == 201, resp.text
         item = resp.json()
-        await self.b_app.state.bridge._apply(cart_event("cart.item_added", item), "test")
+        await self.b_app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
         return item
 
     async def quantity(self, product_id: int) -> int:

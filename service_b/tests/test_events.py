@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
@@ -15,9 +18,9 @@ ITEM = {"item_id": 11, "user_id": 3, "product_id": 4, "quantity": 2, "added_at":
 async def test_added_is_upserted_once(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
     raw = cart_event("cart.item_added", ITEM, event_id="e-1")
-    await bridge._apply(raw, "test")
-    await bridge._apply(raw, "test")  # redelivery
-    await bridge._apply(cart_event("cart.item_added", ITEM), "test")  # re-published under a new id
+    await bridge._apply(*raw, "test")
+    await bridge._apply(*raw, "test")  # redelivery
+    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # re-published under a new id
     assert (await client.get("/cart/3")).json() == {"user_id": 3, "items": [ITEM]}
     async with app.state.sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Inbox))).scalar_one() == 2
@@ -25,15 +28,15 @@ async def test_added_is_upserted_once(client: AsyncClient, app: FastAPI) -> None
 
 async def test_added_with_string_ids(client: AsyncClient, app: FastAPI) -> None:
     item = {**ITEM, "item_id": "12", "user_id": "3"}
-    await app.state.bridge._apply(cart_event("cart.item_added", item), "test")
+    await app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
     assert (await client.get("/cart/3")).json()["items"] == [{**ITEM, "item_id": 12}]
 
 
 async def test_removed(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
-    await bridge._apply(cart_event("cart.item_added", ITEM), "test")
-    await bridge._apply(cart_event("cart.item_removed", ITEM), "test")
-    await bridge._apply(cart_event("cart.item_removed", ITEM), "test")  # already gone: no-op
+    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")
+    await bridge._apply(*cart_event("cart.item_removed", ITEM), "test")
+    await bridge._apply(*cart_event("cart.item_removed", ITEM), "test")  # already gone: no-op
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
@@ -43,27 +46,76 @@ async def test_add_redelivered_after_its_remove_stays_removed(client: AsyncClien
     # from bringing the removed line back.
     bridge = app.state.bridge
     added = cart_event("cart.item_added", ITEM, event_id="add-1")
-    await bridge._apply(added, "test")
-    await bridge._apply(cart_event("cart.item_removed", ITEM, event_id="remove-1"), "test")
-    await bridge._apply(added, "test")
+    await bridge._apply(*added, "test")
+    await bridge._apply(*cart_event("cart.item_removed", ITEM, event_id="remove-1"), "test")
+    await bridge._apply(*added, "test")
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
 async def test_add_redelivered_after_a_remove_on_b_stays_removed(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
     added = cart_event("cart.item_added", ITEM, event_id="add-2")
-    await bridge._apply(added, "test")
+    await bridge._apply(*added, "test")
     resp = await client.delete(f"/cart/{ITEM['item_id']}")
     assert (resp.status_code, resp.json()) == (200, ITEM)
-    await bridge._apply(added, "test")
+    await bridge._apply(*added, "test")
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
 async def test_malformed_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
-    await bridge._apply(b"\xff not json", "test")
-    await bridge._apply(cart_event("cart.item_added", {**ITEM, "quantity": 0}), "test")
-    await bridge._apply(cart_event("cart.item_added", {"item_id": 1}), "test")
-    await bridge._apply(cart_event("cart.something_new", ITEM), "test")
-    await bridge._apply(cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
+    await bridge._apply(b"\xff not json", [], "test")
+    await bridge._apply(*cart_event("cart.item_added", {**ITEM, "quantity": 0}), "test")
+    await bridge._apply(*cart_event("cart.item_added", {"item_id": 1}), "test")
+    await bridge._apply(*cart_event("cart.something_new", ITEM), "test")
+    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
+    assert (await client.get("/cart/3")).json()["items"] == [ITEM]
+
+
+async def test_record_of_an_earlier_version_is_read(client: AsyncClient, app: FastAPI) -> None:
+    # Before the services used CloudEvents, a record was a JSON envelope with no ce_ headers.
+    envelope = {
+        "event_id": "old-1",
+        "type": "cart.item_added",
+        "source": "service-a",
+        "occurred_at": "2026-11-25T00:00:00.000000Z",
+        "data": {"item": ITEM},
+    }
+    bridge = app.state.bridge
+    await bridge._apply(json.dumps(envelope).encode(), [("content-type", b"application/json")], "test")
+    assert (await client.get("/cart/3")).json()["items"] == [ITEM]
+    # Its event_id is its ce_id: the same event in either form is applied once.
+    await bridge._apply(*cart_event("cart.item_removed", ITEM, event_id="rm-old"), "test")
+    await bridge._apply(json.dumps(envelope).encode(), [], "test")
+    assert (await client.get("/cart/3")).json()["items"] == []
+
+
+def _without(headers: list[tuple[str, bytes]], name: str) -> list[tuple[str, bytes]]:
+    return [(k, v) for k, v in headers if k != name]
+
+
+def _replaced(headers: list[tuple[str, bytes]], name: str, value: bytes) -> list[tuple[str, bytes]]:
+    return [(k, value if k == name else v) for k, v in headers]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(lambda v, h: (v, _without(h, "ce_id")), id="no ce_id"),
+        pytest.param(lambda v, h: (v, _without(h, "ce_type")), id="no ce_type"),
+        pytest.param(lambda v, h: (v, _without(h, "ce_source")), id="no ce_source"),
+        pytest.param(lambda v, h: (v, _replaced(h, "ce_id", b"")), id="empty ce_id"),
+        pytest.param(lambda v, h: (v, _replaced(h, "ce_specversion", b"0.3")), id="specversion 0.3"),
+        pytest.param(lambda v, h: (v, _replaced(h, "content-type", b"application/protobuf")), id="protobuf data"),
+        pytest.param(lambda v, h: (v, [*h, ("ce_id", b"second")]), id="ce_id twice"),
+        pytest.param(lambda v, h: (b"[1, 2]", h), id="data not an object"),
+        pytest.param(lambda v, h: (b"\xff", h), id="data not JSON"),
+        pytest.param(lambda v, h: (None, h), id="no value"),
+    ],
+)
+async def test_malformed_cloudevents_are_skipped(client: AsyncClient, app: FastAPI, broken: object) -> None:
+    value, headers = broken(*cart_event("cart.item_added", ITEM))  # type: ignore[operator]
+    await app.state.bridge._apply(value, headers, "test")
+    assert (await client.get("/cart/3")).json()["items"] == []
+    await app.state.bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
     assert (await client.get("/cart/3")).json()["items"] == [ITEM]

@@ -4,6 +4,9 @@ One module per job:
 
 - :mod:`shopkit.kafka`: the transactional outbox relay and the idempotent
   consumer (:class:`~shopkit.kafka.KafkaBridge`, :func:`~shopkit.kafka.add_event`).
+- :mod:`shopkit.events`: the event types of the services' own topics and
+  their CloudEvents form (:class:`~shopkit.events.Event`).
+- :mod:`shopkit.cart`: the cart line columns and the one cart query.
 - :mod:`shopkit.db`: the declarative ``Base`` of a service's tables, the
   ``outbox`` and ``inbox`` tables, engines for SQLite and PostgreSQL, schema
   creation.

@@ -3,12 +3,13 @@
 Publishing: a request writes its event to the ``outbox`` table in the same
 transaction as the change (:func:`add_event`), so a change is never lost when
 Kafka is down. :class:`KafkaBridge` runs a relay task that publishes the
-outbox in id order (idempotent producer, acks=all) and deletes rows only after
-the broker's ack. Delivery is at least once; every event has a unique
-``event_id`` that consumers use to drop duplicates.
+outbox in id order (idempotent producer, acks=all) as CloudEvents in binary
+content mode (see :mod:`shopkit.events`) and deletes rows only after the
+broker's ack. Delivery is at least once; every event has a unique ``ce_id``
+that consumers use to drop duplicates.
 
 Consuming: the consumer commits offsets manually and only after the event was
-applied and its ``event_id`` recorded in the ``inbox`` table, in one database
+applied and its ``ce_id`` recorded in the ``inbox`` table, in one database
 transaction. A redelivered event is therefore applied once.
 
 Both tasks reconnect with exponential backoff, so the service starts and
@@ -19,11 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -34,12 +34,14 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shopkit import logs
 from shopkit.db import Inbox, Outbox
+from shopkit.events import Event, valid_traceparent
 from shopkit.wire import CartItemPublic, format_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 """Applies one consumed event inside the caller's transaction."""
 
 _PROBE_SECONDS = 3.0
@@ -51,37 +53,39 @@ _BATCH = 200
 
 
 def add_event(
-    session: AsyncSession, *, source: str, topic: str, key: int | str, type_: str, data: dict[str, Any]
+    session: AsyncSession,
+    *,
+    source: str,
+    topic: str,
+    key: int | str,
+    type_: str,
+    data: dict[str, Any],
+    subject: int | str = "",
 ) -> str:
     """Queue an event in the outbox of session's transaction and return its id.
 
-    The envelope is ``{"event_id", "type", "source", "occurred_at", "data"}``;
-    the Kafka key is key as a decimal string."""
-    event_id = str(uuid.uuid4())
+    The event gets a new id, the time now, ce_source ``/<source>``, the
+    subject as a string and the traceparent of the request being served
+    (when valid); the Kafka key is key as a decimal string."""
     now = utcnow()
-    envelope = {
-        "event_id": event_id,
-        "type": type_,
-        "source": source,
-        "occurred_at": format_timestamp(now),
-        "data": data,
-    }
-    session.add(
-        Outbox(
-            event_id=event_id,
-            topic=topic,
-            key=str(key),
-            payload=json.dumps(envelope, separators=(",", ":")),
-            created_at=now,
-        )
+    event = Event(
+        id=str(uuid.uuid4()),
+        type=type_,
+        source=f"/{source}",
+        time=format_timestamp(now),
+        data=data,
+        subject=str(subject),
+        traceparent=valid_traceparent(logs.traceparent.get()),
     )
-    return event_id
+    session.add(Outbox(event_id=event.id, topic=topic, key=str(key), payload=event.to_json(), created_at=now))
+    return event.id
 
 
 def add_cart_event(
     session: AsyncSession, *, source: str, topic: str, type_: str, item: CartItemPublic, **extra: Any
 ) -> str:
-    """add_event for a cart line: keyed by its user, data ``{"item": ..., **extra}``."""
+    """add_event for a cart line: keyed by its user, its item id the subject,
+    data ``{"item": ..., **extra}``."""
     return add_event(
         session,
         source=source,
@@ -89,11 +93,8 @@ def add_cart_event(
         key=item.user_id,
         type_=type_,
         data={"item": item.model_dump(mode="json"), **extra},
+        subject=item.item_id,
     )
-
-
-class PoisonEvent(Exception):
-    """An event that can never be applied (malformed); it is logged and skipped."""
 
 
 class KafkaSettings(Protocol):
@@ -114,7 +115,7 @@ class KafkaSettings(Protocol):
 class KafkaBridge:
     """Runs the outbox relay and the consumer of one service.
 
-    source names the service in envelopes, headers and client ids; the relay
+    source names the service in client ids; the relay
     publishes to produce_topics, the consumer reads consume_topics (none: no
     consumer) as group_id and applies each event with handler. Reconnection
     backoff grows to retry_max_seconds (default 10); the relay polls the
@@ -311,14 +312,13 @@ class KafkaBridge:
         async def send_all() -> None:
             futures = []
             for row in rows:
-                headers = [
-                    ("content-type", b"application/json"),
-                    ("event_id", row.event_id.encode()),
-                    ("source", self._source.encode()),
-                ]
-                futures.append(
-                    await producer.send(row.topic, row.payload.encode(), key=row.key.encode(), headers=headers)
-                )
+                try:
+                    value, headers = Event.from_json(row.payload).to_record()
+                except ValueError as exc:
+                    # Only add_event writes rows, so this is a bug; one bad row must not stop the others.
+                    log.error("outbox relay: dropping row %s, not an event: %r", row.id, exc)
+                    continue
+                futures.append(await producer.send(row.topic, value, key=row.key.encode(), headers=headers))
             await asyncio.gather(*futures)
 
         await asyncio.wait_for(send_all(), _SEND_TIMEOUT_SECONDS)
@@ -367,7 +367,8 @@ class KafkaBridge:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=_BATCH)
                     for tp, messages in batches.items():
                         for message in messages:
-                            await self._apply(message.value, f"{tp.topic}/{tp.partition}@{message.offset}")
+                            where = f"{tp.topic}/{tp.partition}@{message.offset}"
+                            await self._apply(message.value, message.headers, where)
                         # Commit only after the events are in the database.
                         await consumer.commit({tp: messages[-1].offset + 1})
             except asyncio.CancelledError:
@@ -383,16 +384,15 @@ class KafkaBridge:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._retry_max)
 
-    async def _apply(self, raw: bytes | None, where: str) -> None:
-        """Apply one event exactly once; retry database failures until they pass."""
+    async def _apply(self, value: bytes | None, headers: Sequence[tuple[str, bytes]], where: str) -> None:
+        """Apply the event of one record exactly once (deduplicated on its
+        ce_id); retry database failures until they pass."""
         try:
-            event = json.loads(raw or b"")
-            event_id = str(event["event_id"])
-            if not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
-                raise ValueError("missing type or data")
-        except (ValueError, KeyError, TypeError) as exc:
+            event = Event.from_record(value, headers)
+        except ValueError as exc:  # also bad JSON and bad UTF-8
             log.error("consumer: skipping malformed event at %s: %r", where, exc)
             return
+        event_id = event.id
         backoff = 0.2
         while True:
             try:
@@ -405,7 +405,6 @@ class KafkaBridge:
                 self.wake()
                 return
             except (
-                PoisonEvent,
                 ValidationError,
                 KeyError,
                 ValueError,
@@ -413,7 +412,7 @@ class KafkaBridge:
                 sqlalchemy.exc.IntegrityError,
             ) as exc:
                 # The event itself is bad: retrying cannot help, so skip it.
-                log.error("consumer: skipping event %s (%s) at %s: %r", event_id, event["type"], where, exc)
+                log.error("consumer: skipping event %s (%s) at %s: %r", event_id, event.type, where, exc)
                 return
             except asyncio.CancelledError:
                 raise

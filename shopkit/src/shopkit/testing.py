@@ -30,6 +30,7 @@ from fastapi import FastAPI
 
 from shopkit import db
 from shopkit.auth import ADMIN_SCOPE, SCOPES_HEADER, USER_ID_HEADER
+from shopkit.events import Event
 
 IN_CI = bool(os.environ.get("CI"))
 """True when CI is set: a missing broker or database then fails a test instead of skipping it."""
@@ -293,3 +294,13 @@ def as_user(user_id: int, *scopes: str) -> dict[str, str]:
 def as_admin(user_id: int) -> dict[str, str]:
     """as_user for an administrator (scope ``shop:admin``)."""
     return as_user(user_id, ADMIN_SCOPE)
+
+
+def event_record(
+    type_: str, data: dict[str, Any], event_id: str | None = None, source: str = "/test"
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The Kafka record (value, headers) of an event as the services publish
+    it: CloudEvents in binary content mode, a new id unless event_id is given."""
+    return Event(
+        id=event_id or str(uuid.uuid4()), type=type_, source=source, time="2026-11-25T00:00:00.000000Z", data=data
+    ).to_record()

@@ -6,8 +6,10 @@ from fastapi import APIRouter, status
 
 from app import crud
 from app.api.deps import BridgeDep, SessionDep, SettingsDep, UserIdPath
+from app.db import CartItem
 from app.models import CartItemCreate, CartItemPublic, CartPublic, FallbackCartRequest
 from shopkit.auth import CallerDep
+from shopkit.cart import read_cart
 
 router = APIRouter(prefix="/cart", tags=["cart"])
 
@@ -26,8 +28,7 @@ async def add_cart_item(
 
 async def _cart(session: SessionDep, caller: CallerDep, user_id: int) -> CartPublic:
     caller.check_user(user_id)
-    items = await crud.get_cart(session, user_id)
-    return CartPublic(user_id=user_id, items=[CartItemPublic.model_validate(i) for i in items])
+    return await read_cart(session, CartItem, user_id)
 
 
 @router.post("/fallback", response_model=CartPublic)

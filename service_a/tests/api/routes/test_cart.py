@@ -40,14 +40,40 @@ async def test_add_to_cart(client: AsyncClient, app: FastAPI) -> None:
     events = await outbox_events(app)
     assert len(events) == 1
     event = events[0]
-    assert (event["topic"], event["key"], event["type"], event["source"]) == (
+    # The outbox keeps the event in the CloudEvents JSON format.
+    assert (event["topic"], event["key"], event["specversion"], event["type"], event["source"]) == (
         "service-a.cart-changes.v1",
         "10",
+        "1.0",
         "cart.item_added",
-        "service-a",
+        "/service-a",
     )
+    assert (event["subject"], event["datacontenttype"]) == (str(item["item_id"]), "application/json")
+    assert RFC3339_Z.match(event["time"]), event["time"]
     assert event["data"] == {"item": item}
-    assert event["event_id"]
+    assert event["id"]
+    assert "traceparent" not in event
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", True),
+        ("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01", False),  # upper case
+        ("00-00000000000000000000000000000000-b7ad6b7169203331-01", False),  # zero trace id
+        ("ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", False),  # version ff
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", False),  # no flags
+        ("garbage", False),
+    ],
+)
+async def test_event_keeps_a_valid_traceparent(client: AsyncClient, app: FastAPI, sent: str, kept: bool) -> None:
+    await create_stock(client, 5, quantity=3)
+    resp = await client.post(
+        "/cart/add", json={"user_id": 10, "product_id": 5, "quantity": 1}, headers={"traceparent": sent}
+    )
+    assert resp.status_code == 201, resp.text
+    [event] = await outbox_events(app)
+    assert event.get("traceparent") == (sent if kept else None)
 
 
 async def test_add_twice_makes_two_lines(client: AsyncClient) -> None:

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query
 
 from app import crud
 from app.api.deps import BridgeDep, ItemIdPath, SessionDep, SettingsDep, UserIdPath
+from app.db import CartItem
 from app.models import CartItemPublic, CartPublic
 from shopkit.auth import CallerDep
+from shopkit.cart import read_cart
 from shopkit.wire import INT64_MAX
 
 router = APIRouter(prefix="/cart", tags=["cart"])
@@ -17,8 +19,7 @@ router = APIRouter(prefix="/cart", tags=["cart"])
 
 async def _cart(session: SessionDep, caller: CallerDep, user_id: int) -> CartPublic:
     caller.check_user(user_id)
-    items = await crud.get_cart(session, user_id)
-    return CartPublic(user_id=user_id, items=[CartItemPublic.model_validate(i) for i in items])
+    return await read_cart(session, CartItem, user_id)
 
 
 @router.get("", response_model=CartPublic)

@@ -60,6 +60,7 @@ async def test_pay(client: AsyncClient, shop: Shop, app: FastAPI) -> None:
     event = json.loads(rows[0].payload)
     assert (rows[0].topic, rows[0].key, event["type"]) == ("service-b.order-events.v1", str(user), "order.paid")
     assert event["data"]["order"] == order
+    assert (event["source"], event["subject"]) == ("/service-b", str(order["order_id"]))
     assert sorted(event["data"]["item_ids"]) == sorted(i["item_id"] for i in items)
     assert event["data"]["reservation_id"].startswith("pay-")
     assert [await count(app, t) for t in (Checkout, StockRelease)] == [0, 0]
