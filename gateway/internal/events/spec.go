@@ -16,7 +16,7 @@ import (
 	// by the full name an EventSpec gives.
 	_ "github.com/shopgateway/shop/gen/shop/events/v1"
 
-	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/protofields"
 )
 
@@ -93,7 +93,7 @@ func eventSpecOf(md protoreflect.MethodDescriptor) *annotationsv1.EventSpec {
 func compileSpec(md protoreflect.MethodDescriptor, es *annotationsv1.EventSpec, topics map[string]string) (*spec, error) {
 	var errs []error
 	s := &spec{
-		method:   forward.FullMethod(md),
+		method:   httprule.FullMethod(md),
 		logical:  es.GetTopic(),
 		keyPath:  es.GetKey(),
 		subjPath: es.GetSubject(),

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/protofields"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
@@ -42,10 +43,6 @@ var passHeaders = []struct{ md, http string }{
 	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
 
-// CartSourceHeader is the response header (gRPC header metadata) that marks
-// an answer served by a fallback route.
-const CartSourceHeader = "x-cart-source"
-
 var (
 	marshalOpts   = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 	unmarshalOpts = protojson.UnmarshalOptions{DiscardUnknown: true}
@@ -57,7 +54,7 @@ type route struct {
 	upstream     string
 	doer         Doer
 	httpMethod   string
-	tmpl         *Template
+	tmpl         *httprule.Template
 	bodyAll      bool
 	bodyField    protoreflect.FieldDescriptor
 	queryFields  []protoreflect.FieldDescriptor
@@ -93,7 +90,7 @@ func New(services []protoreflect.ServiceDescriptor, table Table, doers map[strin
 				errs = append(errs, err.Error())
 				continue
 			}
-			f.routes[FullMethod(md)] = r
+			f.routes[httprule.FullMethod(md)] = r
 			byName[md.FullName()] = r
 		}
 	}
@@ -126,17 +123,12 @@ func New(services []protoreflect.ServiceDescriptor, table Table, doers map[strin
 	return f, nil
 }
 
-// FullMethod returns the gRPC full method name of md, "/pkg.Service/Method".
-func FullMethod(md protoreflect.MethodDescriptor) string {
-	return "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
-}
-
 func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) (*route, error) {
 	doer, ok := doers[rt.Upstream]
 	if !ok || doer == nil {
 		return nil, fmt.Errorf("%s: no upstream %q", md.FullName(), rt.Upstream)
 	}
-	bs := Bindings(md)
+	bs := httprule.Bindings(md)
 	if len(bs) == 0 {
 		return nil, fmt.Errorf("%s: no google.api.http rule", md.FullName())
 	}
@@ -144,7 +136,7 @@ func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) 
 	// same routes as the public API.
 	b := bs[0]
 	in := md.Input()
-	tmpl, err := CompileTemplate(b.Template, in)
+	tmpl, err := httprule.CompileTemplate(b.Template, in)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", md.FullName(), err)
 	}
@@ -218,7 +210,7 @@ func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp pro
 	}
 	// Outside a gRPC call (direct use in tests) there is no stream to set the
 	// header on; that is not an error of the RPC.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(CartSourceHeader, "fallback"))
+	_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.CartSourceKey, "fallback"))
 	return nil
 }
 
@@ -272,16 +264,8 @@ func (r *route) call(ctx context.Context, req, resp proto.Message) error {
 func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request, error) {
 	m := req.ProtoReflect()
 	var path strings.Builder
-	for _, s := range r.tmpl.segments {
-		if s.field == nil {
-			path.WriteString(s.literal)
-			continue
-		}
-		v, ok := s.path.Value(m)
-		if !ok {
-			return nil, status.Errorf(codes.InvalidArgument, "%s is required", s.field.Name())
-		}
-		path.WriteString(url.PathEscape(protofields.FormatScalar(s.field, v)))
+	if err := r.tmpl.AppendPath(&path, m); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	sep := byte('?')
 	for _, fd := range r.queryFields {

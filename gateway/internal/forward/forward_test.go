@@ -20,6 +20,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
@@ -88,7 +89,7 @@ func TestTableCoversEveryRPCAndMatchesSeedRouting(t *testing.T) {
 				t.Errorf("%s: no route", md.FullName())
 				continue
 			}
-			bs := forward.Bindings(md)
+			bs := httprule.Bindings(md)
 			if len(bs) == 0 {
 				t.Errorf("%s: no http rule", md.FullName())
 			}

@@ -24,6 +24,9 @@ const (
 	// ReplayedKey is "true" on a response answered from the idempotency
 	// store.
 	ReplayedKey = "idempotency-replayed"
+	// CartSourceKey is "fallback" on a response served by a fallback route
+	// (X-Cart-Source through the REST mux).
+	CartSourceKey = "x-cart-source"
 )
 
 // First returns the first value of key in md, or "".

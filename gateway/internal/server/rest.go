@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
@@ -45,16 +45,16 @@ var incomingHeaders = map[string]bool{
 // Response metadata written back as plain HTTP headers. Other metadata is
 // not exposed.
 var outgoingHeaders = map[string]string{
-	reqinfo.RequestIDKey:     "X-Request-Id",
-	reqinfo.TraceparentKey:   "Traceparent",
-	forward.CartSourceHeader: "X-Cart-Source",
-	reqinfo.ReplayedKey:      "Idempotency-Replayed",
+	reqinfo.RequestIDKey:   "X-Request-Id",
+	reqinfo.TraceparentKey: "Traceparent",
+	reqinfo.CartSourceKey:  "X-Cart-Source",
+	reqinfo.ReplayedKey:    "Idempotency-Replayed",
 }
 
 // restRoute is one HTTP binding, for the Allow header of a 405.
 type restRoute struct {
 	method string
-	tmpl   *forward.Template
+	tmpl   *httprule.Template
 }
 
 func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute) (*runtime.ServeMux, error) {
@@ -87,8 +87,8 @@ func restRoutes(services []protoreflect.ServiceDescriptor) ([]restRoute, error) 
 	for _, sd := range services {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
-			for _, b := range forward.Bindings(md) {
-				t, err := forward.CompileTemplate(b.Template, md.Input())
+			for _, b := range httprule.Bindings(md) {
+				t, err := httprule.CompileTemplate(b.Template, md.Input())
 				if err != nil {
 					return nil, err
 				}

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 )
 
 // Handler serves one unary RPC: it fills resp, an empty message of the
@@ -47,7 +47,7 @@ func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: %s: %w", md.FullName(), err)
 			}
-			m := method{fullMethod: forward.FullMethod(md), in: in, out: out}
+			m := method{fullMethod: httprule.FullMethod(md), in: in, out: out}
 			methods[m.fullMethod] = m
 			desc.Methods = append(desc.Methods, grpc.MethodDesc{
 				MethodName: string(md.Name()),

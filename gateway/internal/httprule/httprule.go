@@ -1,8 +1,13 @@
-package forward
+// Package httprule reads the google.api.http rules of RPC descriptors and
+// compiles their path templates: the descriptor helpers that the REST edge,
+// the forwarder and the event specs share. It is a leaf: it imports only the
+// protobuf runtime and protofields.
+package httprule
 
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -12,6 +17,11 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/protofields"
 )
+
+// FullMethod returns the gRPC full method name of md, "/pkg.Service/Method".
+func FullMethod(md protoreflect.MethodDescriptor) string {
+	return "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+}
 
 // Binding is one HTTP binding of an RPC: its method and path template.
 type Binding struct {
@@ -128,6 +138,24 @@ func CompileTemplate(tmpl string, req protoreflect.MessageDescriptor) (*Template
 		t.segments = append(t.segments, segment{literal: lit.String()})
 	}
 	return t, nil
+}
+
+// AppendPath writes the path of the template for the request message m to b:
+// the literals as they are and each variable's value path-escaped. A bound
+// field that is not set is an error naming the field.
+func (t *Template) AppendPath(b *strings.Builder, m protoreflect.Message) error {
+	for _, s := range t.segments {
+		if s.field == nil {
+			b.WriteString(s.literal)
+			continue
+		}
+		v, ok := s.path.Value(m)
+		if !ok {
+			return fmt.Errorf("%s is required", s.field.Name())
+		}
+		b.WriteString(url.PathEscape(protofields.FormatScalar(s.field, v)))
+	}
+	return nil
 }
 
 // Match reports whether a request path (without query) fits the template:

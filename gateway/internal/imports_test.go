@@ -1,0 +1,152 @@
+package internal_test
+
+import (
+	"go/build"
+	"io/fs"
+	"maps"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/shopgateway/shop/"
+
+// allowed lists, for every package of the gateway, the project packages its
+// production code may import (test files are free). A package missing here
+// fails the test, so a new package comes with its rule. The layering, from
+// the leaves up:
+//   - protofields, reqinfo, upstream, outbox: leaves, no project imports.
+//   - httprule: descriptor and path-template helpers, on protofields only.
+//   - metrics, forward, events, relay, server: one job each, sideways
+//     imports between them are not allowed.
+//   - app: the wiring, may import every package.
+//   - cmd/gateway, cmd/gwbench: flags and env, then app.
+var allowed = map[string][]string{
+	"gateway/internal/protofields": nil,
+	"gateway/internal/reqinfo":     nil,
+	"gateway/internal/upstream":    nil,
+	"gateway/internal/outbox":      nil,
+	"gateway/internal/httprule":    {"gateway/internal/protofields"},
+	"gateway/internal/metrics":     {"gateway/internal/reqinfo"},
+	"gateway/internal/forward":     {"gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
+	"gateway/internal/events":      {"gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/internal/relay":       {"gateway/internal/outbox"},
+	"gateway/internal/server":      {"gateway/internal/httprule", "gateway/internal/reqinfo"},
+	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/outbox"},
+	"gateway/cmd/gwbench":          {"gateway/internal/...", "gen/..."},
+}
+
+// imports returns the project imports of the production files of every
+// package under the gateway directory, keyed by path relative to the module.
+func imports(tb testing.TB) map[string][]string {
+	tb.Helper()
+	root, err := filepath.Abs("..") // the gateway directory
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string][]string{}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if d.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		pkg, err := build.ImportDir(path, 0)
+		if _, ok := err.(*build.NoGoError); ok {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(pkg.GoFiles) == 0 { // tests only, like this one
+			return nil
+		}
+		rel, err := filepath.Rel(filepath.Dir(root), path)
+		if err != nil {
+			return err
+		}
+		var own []string
+		for _, imp := range pkg.Imports {
+			if strings.HasPrefix(imp, module) {
+				own = append(own, strings.TrimPrefix(imp, module))
+			}
+		}
+		out[filepath.ToSlash(rel)] = own
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(out) < len(allowed) {
+		tb.Fatalf("found %d packages under %s, want at least %d", len(out), root, len(allowed))
+	}
+	return out
+}
+
+func permitted(rules []string, imp string) bool {
+	for _, r := range rules {
+		if prefix, ok := strings.CutSuffix(r, "..."); ok {
+			if strings.HasPrefix(imp, prefix) {
+				return true
+			}
+		} else if r == imp {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPackagesImportOnlyWhatTheirLayerAllows(t *testing.T) {
+	t.Parallel()
+	got := imports(t)
+	pkgs := make([]string, 0, len(got))
+	for p := range got {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	for _, p := range pkgs {
+		t.Run(p, func(t *testing.T) {
+			rules, ok := allowed[p]
+			if !ok {
+				t.Fatalf("package %s has no rule in allowed; add one", p)
+			}
+			for _, imp := range got[p] {
+				if !permitted(rules, imp) {
+					t.Errorf("%s imports %s; allowed: %q", p, imp, rules)
+				}
+			}
+		})
+	}
+}
+
+// The edge (server) and the event emitter (events) get descriptor helpers
+// from httprule; they must not reach the forwarder, not even through another
+// package.
+func TestServerAndEventsDoNotDependOnForward(t *testing.T) {
+	t.Parallel()
+	graph := imports(t)
+	for _, from := range []string{"gateway/internal/server", "gateway/internal/events"} {
+		seen := map[string]bool{}
+		stack := []string{from}
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, imp := range graph[p] {
+				if !seen[imp] {
+					seen[imp] = true
+					stack = append(stack, imp)
+				}
+			}
+		}
+		if seen["gateway/internal/forward"] {
+			t.Errorf("%s depends on gateway/internal/forward", from)
+		}
+		if !seen["gateway/internal/httprule"] {
+			t.Errorf("%s does not depend on gateway/internal/httprule: is the graph read at all? deps: %q", from, slices.Sorted(maps.Keys(seen)))
+		}
+	}
+}
