@@ -83,8 +83,10 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-// runAndKill runs the child on dir, SIGKILLs it after the given time and
-// records what it reported; it returns the highest ack it reported.
+// runAndKill runs the child on dir, SIGKILLs it the given time after its
+// first reported append (so a slow start on a loaded machine does not leave
+// it killed before it wrote anything) and records what it reported; it
+// returns the highest ack it reported.
 func runAndKill(t *testing.T, dir string, after time.Duration, appended map[ID]string) ID {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashRecovery$")
@@ -100,6 +102,7 @@ func runAndKill(t *testing.T, dir string, after time.Duration, appended map[ID]s
 	var lastAck ID
 	lines := 0
 	done := make(chan struct{})
+	started := make(chan struct{})
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(out)
@@ -115,13 +118,20 @@ func runAndKill(t *testing.T, dir string, after time.Duration, appended map[ID]s
 			switch {
 			case f[0] == "appended" && len(f) == 3:
 				appended[ID(id)] = f[2]
-				lines++
+				if lines++; lines == 1 {
+					close(started)
+				}
 			case f[0] == "acked":
 				lastAck = max(lastAck, ID(id))
 			}
 		}
 	}()
-	time.Sleep(after)
+	select {
+	case <-started:
+		time.Sleep(after)
+	case <-done: // the child exited on its own; its stderr says why
+	case <-time.After(time.Minute):
+	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
