@@ -17,17 +17,21 @@ const module = "github.com/shopgateway/shop/"
 // production code may import (test files are free). A package missing here
 // fails the test, so a new package comes with its rule. The layering, from
 // the leaves up:
-//   - protofields, reqinfo, upstream, outbox: leaves, no project imports.
+//   - protofields, reqinfo, upstream, outbox, logbuf: leaves, no project
+//     imports; apidocs only the generated OpenAPI document.
 //   - httprule: descriptor and path-template helpers, on protofields only.
 //   - metrics, forward, events, relay, server: one job each, sideways
 //     imports between them are not allowed.
 //   - app: the wiring, may import every package.
-//   - cmd/gateway, cmd/gwbench: flags and env, then app.
+//   - cmd/gateway, cmd/gwbench: flags and env, then app; cmd/openapigen
+//     reads the descriptors and event specs to write the OpenAPI document.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
 	"gateway/internal/reqinfo":     nil,
 	"gateway/internal/upstream":    nil,
 	"gateway/internal/outbox":      nil,
+	"gateway/internal/logbuf":      nil,
+	"gateway/internal/apidocs":     {"gen/..."},
 	"gateway/internal/httprule":    {"gateway/internal/protofields"},
 	"gateway/internal/metrics":     {"gateway/internal/reqinfo"},
 	"gateway/internal/forward":     {"gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
@@ -35,7 +39,8 @@ var allowed = map[string][]string{
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
 	"gateway/internal/server":      {"gateway/internal/httprule", "gateway/internal/reqinfo"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/outbox"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/logbuf", "gateway/internal/outbox"},
+	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/internal/...", "gen/..."},
 }
 

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/shopgateway/shop/gateway/internal/events"
-	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
 	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
@@ -81,7 +81,7 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 	for _, sd := range svcs {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
-			for _, b := range forward.Bindings(md) {
+			for _, b := range httprule.Bindings(md) {
 				item := doc.Paths.Value(b.Template)
 				if item == nil || item.GetOperation(b.Method) == nil {
 					return nil, fmt.Errorf("%s %s (%s) is missing from the Swagger document", b.Method, b.Template, md.FullName())
@@ -195,7 +195,7 @@ func statusResponse(description string) *openapi3.ResponseRef {
 
 // completeOperation adds what the Swagger document cannot say about one
 // binding of md: headers, security and the error responses.
-func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor, b forward.Binding) {
+func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor, b httprule.Binding) {
 	op.Parameters = append(op.Parameters,
 		&openapi3.ParameterRef{Ref: "#/components/parameters/" + paramRequestID},
 		&openapi3.ParameterRef{Ref: "#/components/parameters/" + paramGrpcTimeout},

@@ -12,7 +12,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
-	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/httprule"
 )
 
 func swagger(tb testing.TB) []byte {
@@ -73,7 +73,7 @@ func TestEveryBindingIsAnOperation(t *testing.T) {
 	for _, sd := range services() {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
-			bindings := forward.Bindings(md)
+			bindings := httprule.Bindings(md)
 			if len(bindings) == 0 {
 				t.Errorf("%s has no REST binding", md.FullName())
 			}
