@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the third-party .proto files that proto/ imports into an ignored
 # folder, from package registries only:
-#   google/api/{annotations,http}.proto  from PyPI googleapis-common-protos
+#   google/api/{annotations,http,field_behavior}.proto  from PyPI googleapis-common-protos
 #   protoc-gen-openapiv2/options/*.proto from the grpc-gateway v2 Go module
 # The versions are pinned here and by go.mod, so generation is reproducible.
 set -euo pipefail
@@ -9,7 +9,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${THIRD_PARTY_DIR:-$ROOT/.third_party/protos}"
 GOOGLEAPIS_COMMON_PROTOS_VERSION="${GOOGLEAPIS_COMMON_PROTOS_VERSION:-1.76.0}"
-STAMP="$OUT/.stamp-$GOOGLEAPIS_COMMON_PROTOS_VERSION"
+GOOGLE_API_PROTOS="annotations http field_behavior"
+STAMP="$OUT/.stamp-$GOOGLEAPIS_COMMON_PROTOS_VERSION-${GOOGLE_API_PROTOS// /-}"
 
 if [[ -f "$STAMP" ]]; then
   exit 0
@@ -24,11 +25,11 @@ wheel="$(ls "$tmp"/googleapis_common_protos-*.whl)"
 
 rm -rf "$OUT"
 mkdir -p "$OUT/google/api" "$OUT/protoc-gen-openapiv2/options"
-python3 - "$wheel" "$OUT" <<'PY'
+python3 - "$wheel" "$OUT" $GOOGLE_API_PROTOS <<'PY'
 import sys, zipfile
 wheel, out = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(wheel) as z:
-    for name in ("google/api/annotations.proto", "google/api/http.proto"):
+    for name in (f"google/api/{p}.proto" for p in sys.argv[3:]):
         with open(f"{out}/{name}", "wb") as f:
             f.write(z.read(name))
 PY

@@ -176,10 +176,10 @@ func checkEvent(t *testing.T, e harness.Event, exp expectation, start time.Time)
 	} else if ts.Before(start.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) {
 		t.Errorf("ce_time = %v, want the time of the call (after %v)", ts, start)
 	}
-	if tp := h["traceparent"]; tp == "" {
-		t.Errorf("traceparent is empty, want the request's trace context")
+	if tp := h["ce_traceparent"]; tp == "" {
+		t.Errorf("ce_traceparent is empty, want the request's trace context")
 	} else if exp.trace != "" && !strings.Contains(tp, exp.trace) {
-		t.Errorf("traceparent = %q, want the trace id %s the caller sent", tp, exp.trace)
+		t.Errorf("ce_traceparent = %q, want the trace id %s the caller sent", tp, exp.trace)
 	}
 	payload := decode(t, e)
 	switch w := exp.want.(type) {

@@ -316,7 +316,7 @@ func checkOneEvent(t *testing.T, r result, e harness.Event, want proto.Message) 
 		"ce_source":      "/shop-gateway",
 		"ce_type":        c.wantType,
 		"content-type":   "application/json",
-		"traceparent":    traceparentOf(r.requestID),
+		"ce_traceparent": traceparentOf(r.requestID),
 		"x-request-id":   r.requestID,
 	}
 	if c.subject != nil {

@@ -49,9 +49,15 @@ const (
 	HeaderSubject = "ce_subject"
 	// HeaderContentType is "application/json" or "application/protobuf".
 	HeaderContentType = "content-type"
-	// HeaderTraceparent is the W3C trace context of the request.
-	HeaderTraceparent = "traceparent"
-	// HeaderRequestID is the X-Request-Id of the request.
+	// HeaderTraceparent is the W3C traceparent of the request, as the
+	// CloudEvents distributed-tracing extension attribute (validated at the
+	// edge: the caller's when valid, else a new trace).
+	HeaderTraceparent = "ce_traceparent"
+	// HeaderTracestate is the W3C tracestate of the request, the extension's
+	// second attribute; absent when the request had none (or an invalid one).
+	HeaderTracestate = "ce_tracestate"
+	// HeaderRequestID is the X-Request-Id of the request (validated at the
+	// edge: the caller's when short and printable, else a fresh one).
 	HeaderRequestID = "x-request-id"
 )
 
@@ -64,6 +70,7 @@ var (
 	hSubject     = []byte(HeaderSubject)
 	hContentType = []byte(HeaderContentType)
 	hTraceparent = []byte(HeaderTraceparent)
+	hTracestate  = []byte(HeaderTracestate)
 	hRequestID   = []byte(HeaderRequestID)
 
 	specVersion1 = []byte("1.0")
@@ -104,6 +111,7 @@ type eventMeta struct {
 	id          string
 	time        time.Time
 	traceparent string
+	tracestate  string
 	requestID   string
 }
 
@@ -180,7 +188,7 @@ func (e *Emitter) record(s *spec, payload protoreflect.Message, m eventMeta) (re
 		// An empty protobuf encoding is an empty value, not a tombstone.
 		value = []byte{}
 	}
-	rec = outbox.Record{Topic: s.topic, Value: value, Headers: make([]outbox.Header, 0, 9)}
+	rec = outbox.Record{Topic: s.topic, Value: value, Headers: make([]outbox.Header, 0, 10)}
 	if k, ok := s.key.String(payload); ok {
 		rec.Key, keyed = []byte(k), true
 	}
@@ -199,6 +207,9 @@ func (e *Emitter) record(s *spec, payload protoreflect.Message, m eventMeta) (re
 	rec.Headers = append(rec.Headers, outbox.Header{Key: hContentType, Value: ct})
 	if m.traceparent != "" {
 		rec.Headers = append(rec.Headers, outbox.Header{Key: hTraceparent, Value: []byte(m.traceparent)})
+	}
+	if m.tracestate != "" {
+		rec.Headers = append(rec.Headers, outbox.Header{Key: hTracestate, Value: []byte(m.tracestate)})
 	}
 	if m.requestID != "" {
 		rec.Headers = append(rec.Headers, outbox.Header{Key: hRequestID, Value: []byte(m.requestID)})

@@ -293,6 +293,7 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 		id:          id,
 		time:        e.now(),
 		traceparent: reqinfo.First(md, reqinfo.TraceparentKey),
+		tracestate:  reqinfo.First(md, reqinfo.TracestateKey),
 		requestID:   reqinfo.First(md, reqinfo.RequestIDKey),
 	})
 	if err != nil {

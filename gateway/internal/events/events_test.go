@@ -32,6 +32,7 @@ const (
 	setStockLevel = "/shop.stock.v1.StockService/SetStockLevel"
 	getStock      = "/shop.stock.v1.StockService/GetStock"
 	traceparent   = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tracestate    = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 )
 
 var (
@@ -83,7 +84,7 @@ func TestEnvelope(t *testing.T) {
 			em := newEmitter(t, ob, nil)
 			h := &fakeHandler{resp: tc.resp}
 			resp, err, _ := call(t, em, tc.method, &stockv1.GetStockRequest{}, h,
-				"traceparent", traceparent, "x-request-id", "req-1")
+				"traceparent", traceparent, "tracestate", tracestate, "x-request-id", "req-1")
 			if err != nil {
 				t.Fatalf("call: %v", err)
 			}
@@ -113,7 +114,8 @@ func TestEnvelope(t *testing.T) {
 				"ce_type":        tc.wantType,
 				"ce_time":        "2026-03-14T15:09:26.535Z",
 				"content-type":   "application/json",
-				"traceparent":    traceparent,
+				"ce_traceparent": traceparent,
+				"ce_tracestate":  tracestate,
 				"x-request-id":   "req-1",
 			}
 			if tc.wantSubject != "" {
@@ -182,8 +184,10 @@ func TestFormats(t *testing.T) {
 			if got, want := hs["ce_source"], "/test"; got != want {
 				t.Errorf("ce_source: got %q, want %q", got, want)
 			}
-			if _, ok := hs["traceparent"]; ok {
-				t.Error("traceparent header without a traceparent in the request")
+			for _, h := range []string{"ce_traceparent", "ce_tracestate"} {
+				if _, ok := hs[h]; ok {
+					t.Errorf("%s header without a trace context in the request", h)
+				}
 			}
 			got := &eventsv1.StockUpdated{}
 			if tc.format == events.FormatProtobuf {

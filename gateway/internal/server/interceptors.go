@@ -2,10 +2,7 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
@@ -35,26 +33,35 @@ func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor 
 	}
 }
 
-// recoveryInterceptor turns a panic in a handler into INTERNAL and logs it
-// with its stack; the client sees no stack trace.
+// recoveryInterceptor is the outermost interceptor: it turns a panic in a
+// handler into INTERNAL (logged with its stack; the client sees no stack
+// trace) and bounds the message of every error status it passes on.
 func recoveryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				log.LogAttrs(ctx, slog.LevelError, "panic in handler",
-					slog.String("rpc", info.FullMethod), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+				logPanic(ctx, log, info.FullMethod, p)
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
+			err = apierr.Bound(err)
 		}()
 		return handler(ctx, req)
 	}
 }
 
-// accessInterceptor gives every RPC a request id and a traceparent (taken
-// from the caller or generated), records the RPC in the request's
-// reqinfo.Info, and writes one access-log line per direct gRPC call. For a
-// REST call the HTTP middleware has already done the ids and writes the line
-// itself, with the HTTP status.
+// logPanic logs a recovered panic with its stack; the REST middleware and
+// the gRPC interceptor both report panics through it.
+func logPanic(ctx context.Context, log *slog.Logger, where string, p any) {
+	log.LogAttrs(ctx, slog.LevelError, "panic in handler",
+		slog.String("rpc", where), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+}
+
+// accessInterceptor gives every RPC a request id and a trace context
+// (reqinfo.Resolve: the caller's when valid, else fresh), records the RPC
+// in the request's reqinfo.Info, and writes one access-log line per direct
+// gRPC call. For a REST call the HTTP middleware has already resolved the
+// ids (with the same function) and writes the line itself, with the HTTP
+// status.
 func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ri := reqinfo.FromContext(ctx)
@@ -62,26 +69,26 @@ func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 		if direct {
 			ri = &reqinfo.Info{}
 			ctx = reqinfo.NewContext(ctx, ri)
+			md, _ := metadata.FromIncomingContext(ctx)
+			ids := reqinfo.Resolve(reqinfo.First(md, reqinfo.RequestIDKey), reqinfo.First(md, reqinfo.TraceparentKey), reqinfo.First(md, reqinfo.TracestateKey))
+			if ids.Changed {
+				md = md.Copy()
+				md.Set(reqinfo.RequestIDKey, ids.RequestID)
+				md.Set(reqinfo.TraceparentKey, ids.Traceparent)
+				md.Delete(reqinfo.TracestateKey)
+				if ids.Tracestate != "" {
+					md.Set(reqinfo.TracestateKey, ids.Tracestate)
+				}
+				ctx = metadata.NewIncomingContext(ctx, md)
+			}
+			ri.RequestID = ids.RequestID
+			out := metadata.Pairs(reqinfo.RequestIDKey, ids.RequestID, reqinfo.TraceparentKey, ids.Traceparent)
+			if ids.Tracestate != "" {
+				out.Set(reqinfo.TracestateKey, ids.Tracestate)
+			}
+			_ = grpc.SetHeader(ctx, out)
 		}
 		ri.RPC = info.FullMethod
-		md, _ := metadata.FromIncomingContext(ctx)
-		id, tp := reqinfo.First(md, reqinfo.RequestIDKey), reqinfo.First(md, reqinfo.TraceparentKey)
-		if id == "" || tp == "" {
-			md = md.Copy()
-			if id == "" {
-				id = newRequestID()
-				md.Set(reqinfo.RequestIDKey, id)
-			}
-			if tp == "" {
-				tp = newTraceparent()
-				md.Set(reqinfo.TraceparentKey, tp)
-			}
-			ctx = metadata.NewIncomingContext(ctx, md)
-		}
-		ri.RequestID = id
-		if direct {
-			_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.RequestIDKey, id, reqinfo.TraceparentKey, tp))
-		}
 		start := time.Now()
 		resp, err := handler(ctx, req)
 		ri.Code = status.Code(err)
@@ -138,45 +145,4 @@ func logAccess(ctx context.Context, log *slog.Logger, ri *reqinfo.Info, proto, m
 		attrs = append(attrs, slog.String("event_id", ri.Event))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "access", attrs...)
-}
-
-// The ids below come from math/rand/v2's global generator: the runtime's
-// per-thread ChaCha8 stream, seeded from the system's entropy, so they are
-// as unpredictable as a v4 UUID needs, at a few nanoseconds and no system
-// call or lock per request (crypto/rand costs both).
-
-// newRequestID returns a random UUID (version 4).
-func newRequestID() string {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // variant 10
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:36], b[10:16])
-	return string(out[:])
-}
-
-// newTraceparent starts a new W3C trace: version 00, random trace and parent
-// ids (never all zero, which the format forbids), sampled.
-func newTraceparent() string {
-	var b [24]byte
-	binary.LittleEndian.PutUint64(b[0:8], rand.Uint64()|1)
-	binary.LittleEndian.PutUint64(b[8:16], rand.Uint64())
-	binary.LittleEndian.PutUint64(b[16:24], rand.Uint64()|1)
-	var out [55]byte
-	copy(out[:], "00-")
-	hex.Encode(out[3:35], b[:16])
-	out[35] = '-'
-	hex.Encode(out[36:52], b[16:])
-	copy(out[52:], "-01")
-	return string(out[:])
 }

@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"log/slog"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
@@ -27,11 +28,12 @@ type RegisterFunc func(ctx context.Context, mux *runtime.ServeMux, conn grpc.Cli
 
 // jsonMarshaler is the REST wire format: proto field names, every field
 // present (an empty list is [] rather than absent), and unknown request
-// fields rejected with 400 so that a misspelt field is not silently dropped.
-var jsonMarshaler = &runtime.JSONPb{
+// fields rejected with 400 so that a misspelt field is not silently dropped;
+// request bodies are decoded strictly (see strictJSON).
+var jsonMarshaler = strictJSON{&runtime.JSONPb{
 	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-}
+}}
 
 // Incoming HTTP headers passed to the RPC as metadata, besides grpc-gateway's
 // defaults (Grpc-Timeout among them).
@@ -47,6 +49,7 @@ var incomingHeaders = map[string]bool{
 var outgoingHeaders = map[string]string{
 	reqinfo.RequestIDKey:   "X-Request-Id",
 	reqinfo.TraceparentKey: "Traceparent",
+	reqinfo.TracestateKey:  "Tracestate",
 	reqinfo.CartSourceKey:  "X-Cart-Source",
 	reqinfo.ReplayedKey:    "Idempotency-Replayed",
 }
@@ -71,6 +74,9 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 			return h, ok
 		}),
 		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
+		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, restError(r, err))
+		}),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
 	for _, register := range registers {
@@ -192,31 +198,34 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// httpMiddleware wraps the REST mux: request id and traceparent (kept from
-// the client or generated, passed on, and echoed in the response), a bound
-// on the request body, panic recovery, and one access-log line per request.
+// httpMiddleware wraps the REST mux: request id and trace context (the
+// client's when valid, else fresh; passed on and echoed in the response), a
+// JSON Content-Type on a body (else 415), a bound on the request body,
+// panic recovery, and one access-log line per request.
 //
 // A request for a known literal path with another method ("GET /order/pay")
 // is answered 405 with Allow here: grpc-gateway would otherwise route it to
 // a templated route of that method ("GET /order/{order_id}") and answer a
 // confusing 400 about the path parameter.
 func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string) http.Handler {
-	log := al.log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
-		if id == "" {
-			id = newRequestID()
-			r.Header.Set("X-Request-Id", id)
+		ids := reqinfo.Resolve(r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
+		if ids.Changed {
+			r.Header.Set("X-Request-Id", ids.RequestID)
+			r.Header.Set("Traceparent", ids.Traceparent)
+			r.Header.Del("Tracestate")
+			if ids.Tracestate != "" {
+				r.Header.Set("Tracestate", ids.Tracestate)
+			}
 		}
-		tp := r.Header.Get("Traceparent")
-		if tp == "" {
-			tp = newTraceparent()
-			r.Header.Set("Traceparent", tp)
+		h := w.Header()
+		h.Set("X-Request-Id", ids.RequestID)
+		h.Set("Traceparent", ids.Traceparent)
+		if ids.Tracestate != "" {
+			h.Set("Tracestate", ids.Tracestate)
 		}
-		w.Header().Set("X-Request-Id", id)
-		w.Header().Set("Traceparent", tp)
-		ri := &reqinfo.Info{RequestID: id}
+		ri := &reqinfo.Info{RequestID: ids.RequestID}
 		method := r.Method
 		r = r.WithContext(reqinfo.NewContext(r.Context(), ri))
 		if r.Method == http.MethodHead {
@@ -225,24 +234,32 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			// sends no body.
 			r.Method = http.MethodGet
 		}
-		if r.Body != nil && maxBody > 0 {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		}
 		rec := &statusRecorder{ResponseWriter: w}
-		if ms, ok := literal[r.URL.Path]; ok && !slices.Contains(ms, r.Method) {
-			writeMethodNotAllowed(rec, method, r.URL.Path, ms)
-			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
-			return
-		}
 		defer func() {
 			if p := recover(); p != nil {
-				log.LogAttrs(r.Context(), slog.LevelError, "panic in http handler", slog.Any("panic", p))
+				logPanic(r.Context(), al.log, r.URL.Path, p)
 				if rec.status == 0 {
 					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
 				}
 			}
 			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
 		}()
+		if ms, ok := literal[r.URL.Path]; ok && !slices.Contains(ms, r.Method) {
+			writeMethodNotAllowed(rec, method, r.URL.Path, ms)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			if r.ContentLength != 0 && !contentTypeOK(r.Header.Get("Content-Type")) {
+				writeStatus(rec, http.StatusUnsupportedMediaType, status.New(codes.InvalidArgument,
+					apierr.BoundMessage(fmt.Sprintf("Content-Type %.64q is not supported: send the body as application/json", r.Header.Get("Content-Type")))))
+				return
+			}
+			body := r.Body
+			if maxBody > 0 {
+				body = http.MaxBytesReader(w, body, maxBody)
+			}
+			r.Body = &badBody{ReadCloser: body}
+		}
 		next.ServeHTTP(rec, r)
 	})
 }

@@ -23,6 +23,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shopgateway/shop/gateway/internal/contract"
 )
 
 // Check is one readiness check. It returns details shown on /readyz and an
@@ -47,8 +49,8 @@ type Config struct {
 	Register []RegisterFunc
 	// Handler serves every RPC.
 	Handler Handler
-	// Interceptors run after recovery and access logging, outermost first,
-	// for gRPC and REST alike.
+	// Interceptors run after recovery, access logging and the contract
+	// check (required fields), outermost first, for gRPC and REST alike.
 	Interceptors []grpc.UnaryServerInterceptor
 	// Ready are the readiness checks of /readyz.
 	Ready []Check
@@ -157,10 +159,11 @@ func New(cfg Config) (*Server, error) {
 	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
 		accessInterceptor(al),
+		contract.Interceptor(),
 	}, cfg.Interceptors...)...)
 
 	s := &Server{cfg: cfg, health: health.NewServer()}
-	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(chain))
+	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(chain), grpc.ForceServerCodecV2(newStrictCodec()))
 	for _, d := range descs {
 		s.grpc.RegisterService(d, struct{}{})
 		s.health.SetServingStatus(d.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -175,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 	var conn grpc.ClientConnInterface
 	switch cfg.RESTVia {
 	case RESTGrpchan:
-		ch := (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(chain)
+		ch := (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(chain).WithCloner(targetCloner{})
 		for _, d := range descs {
 			ch.RegisterService(d, struct{}{})
 		}

@@ -230,7 +230,7 @@ func TestRESTRunsInterceptorChainAndEchoesIDs(t *testing.T) {
 func TestRESTAcceptsInt64AsNumberOrString(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
-	for _, body := range []string{`{"product_id":7,"product_name":"a"}`, `{"product_id":"7","product_name":"a"}`} {
+	for _, body := range []string{`{"product_id":7,"product_name":"a","quantity":1,"price_cents":2}`, `{"product_id":"7","product_name":"a","quantity":1,"price_cents":"2"}`} {
 		resp, out := ts.do(t, "POST", "/stock", body)
 		if got, want := resp.StatusCode, 200; got != want {
 			t.Fatalf("%s: status = %d, want %d", body, got, want)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
 )
 
@@ -63,8 +64,14 @@ func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc
 func (m method) grpcHandler(h Handler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		req := m.in.New().Interface()
-		if err := dec(req); err != nil {
+		t := decodeTarget{msg: req}
+		if err := dec(&t); err != nil {
 			return nil, err
+		}
+		if t.err != nil {
+			// A message that does not decode is the caller's fault, not an
+			// internal error; the codec's text is not shown.
+			return nil, apierr.InvalidArgument(apierr.FieldViolation{Description: "the request is not a valid " + string(m.in.Descriptor().FullName()) + " message"})
 		}
 		resp := m.out.New().Interface()
 		handler := func(ctx context.Context, req any) (any, error) {

@@ -517,19 +517,19 @@ var File_shop_cart_v1_cart_proto protoreflect.FileDescriptor
 
 const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\n" +
-	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\"\xae\x01\n" +
+	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\"\xae\x01\n" +
 	"\bCartItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\x03R\x06itemId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x03 \x01(\x03R\tproductId\x12\x1a\n" +
 	"\bquantity\x18\x04 \x01(\x05R\bquantity\x125\n" +
-	"\badded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\"h\n" +
+	"\badded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\"t\n" +
 	"\x12AddCartItemRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x1d\n" +
+	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12#\n" +
 	"\n" +
-	"product_id\x18\x02 \x01(\x03R\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x03 \x01(\x05R\bquantity\"A\n" +
+	"product_id\x18\x02 \x01(\x03B\x04\xe2A\x01\x02R\tproductId\x12 \n" +
+	"\bquantity\x18\x03 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\"A\n" +
 	"\x13AddCartItemResponse\x12*\n" +
 	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item\"1\n" +
 	"\x16GetFallbackCartRequest\x12\x17\n" +

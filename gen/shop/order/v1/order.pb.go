@@ -667,7 +667,7 @@ var File_shop_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_shop_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\x1a\x19shop/stock/v1/stock.proto\"g\n" +
+	"\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\x1a\x19shop/stock/v1/stock.proto\"g\n" +
 	"\tOrderItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03R\tproductId\x12\x1a\n" +
@@ -694,13 +694,13 @@ const file_shop_order_v1_order_proto_rawDesc = "" +
 	"\x0fPayOrderRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\">\n" +
 	"\x10PayOrderResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\"F\n" +
-	"\tStockLine\x12\x1d\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\"R\n" +
+	"\tStockLine\x12#\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"J\n" +
-	"\x18ProcessOrderStockRequest\x12.\n" +
-	"\x05items\x18\x01 \x03(\v2\x18.shop.order.v1.StockLineR\x05items\"K\n" +
+	"product_id\x18\x01 \x01(\x03B\x04\xe2A\x01\x02R\tproductId\x12 \n" +
+	"\bquantity\x18\x02 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\"P\n" +
+	"\x18ProcessOrderStockRequest\x124\n" +
+	"\x05items\x18\x01 \x03(\v2\x18.shop.order.v1.StockLineB\x04\xe2A\x01\x02R\x05items\"K\n" +
 	"\x19ProcessOrderStockResponse\x12.\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items*u\n" +
 	"\vOrderStatus\x12\x1c\n" +

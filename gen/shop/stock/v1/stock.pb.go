@@ -31,11 +31,12 @@ type StockItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Product id, chosen by the client on creation; positive.
 	ProductId int64 `protobuf:"varint,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	// Human-readable product name; not empty.
+	// Human-readable product name; not empty. Required: an update replaces
+	// the whole item, so every field is given.
 	ProductName string `protobuf:"bytes,2,opt,name=product_name,json=productName,proto3" json:"product_name,omitempty"`
-	// Units on hand; never negative.
+	// Units on hand; never negative. Required (0 is given as 0).
 	Quantity int32 `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	// Unit price in cents; never negative.
+	// Unit price in cents; never negative. Required (0 is given as 0).
 	PriceCents    int64 `protobuf:"varint,4,opt,name=price_cents,json=priceCents,proto3" json:"price_cents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -400,7 +401,8 @@ type UpdateStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Product id of the item to replace.
 	ProductId int64 `protobuf:"varint,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	// New values; its product_id, if set, must equal the one in the path.
+	// New values, all of them (a replacement, as PUT means); its product_id,
+	// if set, must equal the one in the path.
 	Item          *StockItem `protobuf:"bytes,2,opt,name=item,proto3" json:"item,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -593,7 +595,7 @@ type SetStockLevelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Product id.
 	ProductId int64 `protobuf:"varint,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	// New quantity on hand; not negative.
+	// New quantity on hand; not negative. Required (0 is given as 0).
 	Quantity      int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -693,13 +695,13 @@ var File_shop_stock_v1_stock_proto protoreflect.FileDescriptor
 
 const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1cgoogle/api/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\x8a\x01\n" +
+	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a%shop/annotations/v1/annotations.proto\"\x9c\x01\n" +
 	"\tStockItem\x12\x1d\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12!\n" +
-	"\fproduct_name\x18\x02 \x01(\tR\vproductName\x12\x1a\n" +
-	"\bquantity\x18\x03 \x01(\x05R\bquantity\x12\x1f\n" +
-	"\vprice_cents\x18\x04 \x01(\x03R\n" +
+	"product_id\x18\x01 \x01(\x03R\tproductId\x12'\n" +
+	"\fproduct_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vproductName\x12 \n" +
+	"\bquantity\x18\x03 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\x12%\n" +
+	"\vprice_cents\x18\x04 \x01(\x03B\x04\xe2A\x01\x02R\n" +
 	"priceCents\"N\n" +
 	"\x10ListStockRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -712,26 +714,26 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03R\tproductId\"@\n" +
 	"\x10GetStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"B\n" +
-	"\x12CreateStockRequest\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"C\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"H\n" +
+	"\x12CreateStockRequest\x122\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
 	"\x13CreateStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"a\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"g\n" +
 	"\x12UpdateStockRequest\x12\x1d\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12,\n" +
-	"\x04item\x18\x02 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"C\n" +
+	"product_id\x18\x01 \x01(\x03R\tproductId\x122\n" +
+	"\x04item\x18\x02 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
 	"\x13UpdateStockResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"3\n" +
 	"\x12DeleteStockRequest\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03R\tproductId\"C\n" +
 	"\x13DeleteStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"Q\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"W\n" +
 	"\x14SetStockLevelRequest\x12\x1d\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"E\n" +
+	"product_id\x18\x01 \x01(\x03R\tproductId\x12 \n" +
+	"\bquantity\x18\x02 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\x90\b\n" +
 	"\fStockService\x12^\n" +

@@ -1,4 +1,4 @@
-package server
+package reqinfo
 
 import (
 	"regexp"
@@ -12,9 +12,9 @@ func TestNewIDsFormatAndUniqueness(t *testing.T) {
 		gen  func() string
 		re   *regexp.Regexp
 	}{
-		{"request id is a v4 UUID", newRequestID,
+		{"request id is a v4 UUID", NewRequestID,
 			regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)},
-		{"traceparent is W3C version 00, sampled", newTraceparent,
+		{"traceparent is W3C version 00, sampled", NewTraceparent,
 			regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`)},
 	}
 	for _, tt := range tests {
@@ -38,13 +38,13 @@ func TestNewIDsFormatAndUniqueness(t *testing.T) {
 func BenchmarkNewRequestID(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = newRequestID()
+		_ = NewRequestID()
 	}
 }
 
 func BenchmarkNewTraceparent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = newTraceparent()
+		_ = NewTraceparent()
 	}
 }

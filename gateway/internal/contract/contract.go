@@ -1,0 +1,140 @@
+// Package contract enforces at the gateway what the proto declares about a
+// request beyond its types: the fields marked (google.api.field_behavior) =
+// REQUIRED. The same check runs for REST and gRPC (it is an interceptor in
+// the chain both go through); the REST decoder adds the JSON-only part (a
+// required number must appear as a key, since proto3 cannot tell an absent
+// number from 0 once decoded).
+package contract
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shopgateway/shop/gateway/internal/apierr"
+)
+
+// info is what the checks need of one message type, computed once.
+type info struct {
+	required []protoreflect.FieldDescriptor
+	// nested are the message fields whose type (transitively) has required
+	// fields, to be checked where present.
+	nested []protoreflect.FieldDescriptor
+}
+
+var cache sync.Map // protoreflect.FullName -> *info
+
+func infoOf(md protoreflect.MessageDescriptor) *info {
+	if v, ok := cache.Load(md.FullName()); ok {
+		return v.(*info)
+	}
+	in := compute(md, map[protoreflect.FullName]bool{})
+	v, _ := cache.LoadOrStore(md.FullName(), in)
+	return v.(*info)
+}
+
+func compute(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) *info {
+	seen[md.FullName()] = true
+	in := &info{}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if IsRequired(fd) {
+			in.required = append(in.required, fd)
+		}
+		if fd.Message() != nil && !fd.IsMap() && !seen[fd.Message().FullName()] {
+			if HasRequired(fd.Message()) {
+				in.nested = append(in.nested, fd)
+			}
+		}
+	}
+	return in
+}
+
+// IsRequired reports whether fd is marked (google.api.field_behavior) =
+// REQUIRED.
+func IsRequired(fd protoreflect.FieldDescriptor) bool {
+	opts := fd.Options()
+	if opts == nil || !proto.HasExtension(opts, annotations.E_FieldBehavior) {
+		return false
+	}
+	for _, b := range proto.GetExtension(opts, annotations.E_FieldBehavior).([]annotations.FieldBehavior) {
+		if b == annotations.FieldBehavior_REQUIRED {
+			return true
+		}
+	}
+	return false
+}
+
+// Required returns the required fields of md, in declaration order.
+func Required(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	return infoOf(md).required
+}
+
+// HasRequired reports whether md or a message type nested in it has a
+// required field.
+func HasRequired(md protoreflect.MessageDescriptor) bool {
+	in := infoOf(md)
+	return len(in.required) > 0 || len(in.nested) > 0
+}
+
+// Check returns a violation for every required field of m (and of the
+// messages nested in it) that is unset, as far as the message can tell:
+// a message field must be present, a string, bytes or repeated field not
+// empty. A required number with implicit presence cannot be told apart
+// from 0 and is not checked here.
+func Check(m protoreflect.Message) []apierr.FieldViolation {
+	var out []apierr.FieldViolation
+	check(m, "", &out)
+	return out
+}
+
+func check(m protoreflect.Message, prefix string, out *[]apierr.FieldViolation) {
+	in := infoOf(m.Descriptor())
+	for _, fd := range in.required {
+		missing := false
+		switch {
+		case fd.IsList():
+			missing = m.Get(fd).List().Len() == 0
+		case fd.IsMap():
+			missing = m.Get(fd).Map().Len() == 0
+		case fd.HasPresence():
+			missing = !m.Has(fd)
+		case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
+			missing = !m.Has(fd)
+		}
+		if missing {
+			*out = append(*out, apierr.FieldViolation{Field: prefix + string(fd.Name()), Description: "is required"})
+		}
+	}
+	for _, fd := range in.nested {
+		if fd.IsList() {
+			l := m.Get(fd).List()
+			for i := range l.Len() {
+				check(l.Get(i).Message(), prefix+string(fd.Name())+"["+strconv.Itoa(i)+"].", out)
+			}
+			continue
+		}
+		if m.Has(fd) {
+			check(m.Get(fd).Message(), prefix+string(fd.Name())+".", out)
+		}
+	}
+}
+
+// Interceptor rejects a request whose required fields are unset with
+// INVALID_ARGUMENT, before anything else sees it.
+func Interceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if m, ok := req.(proto.Message); ok {
+			if vs := Check(m.ProtoReflect()); len(vs) > 0 {
+				return nil, apierr.InvalidArgument(vs...)
+			}
+		}
+		return handler(ctx, req)
+	}
+}

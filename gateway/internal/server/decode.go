@@ -1,0 +1,263 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shopgateway/shop/gateway/internal/apierr"
+	"github.com/shopgateway/shop/gateway/internal/contract"
+)
+
+// strictJSON is the REST marshaler: runtime.JSONPb, with a request decoder
+// that is stricter than protojson on its own. A body must be one JSON value
+// and nothing after it; null is refused for every field (no field of the
+// API is nullable, and protojson would read null as "unset", zeroing what a
+// replacement leaves out); a field marked REQUIRED must appear; and errors
+// name the field without parser internals.
+type strictJSON struct {
+	*runtime.JSONPb
+}
+
+// NewDecoder returns the strict decoder of one request body.
+func (m strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error { return m.decode(r, v) })
+}
+
+var jsonNull = []byte("null")
+
+func (m strictJSON) decode(r io.Reader, v any) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return rejectBody(r, apierr.FieldViolation{Description: fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)})
+		}
+		return rejectBody(r, apierr.FieldViolation{Description: "the body could not be read"})
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return io.EOF // no body: the generated handlers read it as an empty message
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return rejectBody(r, apierr.FieldViolation{Description: "malformed JSON: " + jsonSyntaxMessage(err)})
+	}
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+		return rejectBody(r, apierr.FieldViolation{Description: fmt.Sprintf("%d bytes of unexpected data after the JSON value", len(rest))})
+	}
+	md := descriptorOf(v)
+	if md != nil && (bytes.Contains(raw, jsonNull) || contract.HasRequired(md)) {
+		var vs []apierr.FieldViolation
+		walkJSON(raw, md, "", &vs)
+		if len(vs) > 0 {
+			return rejectBody(r, vs...)
+		}
+	}
+	if err := m.JSONPb.Unmarshal(raw, v); err != nil {
+		return rejectBody(r, apierr.FieldViolation{Description: protojsonMessage(err)})
+	}
+	return nil
+}
+
+// descriptorOf returns the message descriptor of a decode target: a proto
+// message, or a pointer to a message field (body: "item" decodes into
+// &req.Item).
+func descriptorOf(v any) protoreflect.MessageDescriptor {
+	if m, ok := v.(proto.Message); ok {
+		return m.ProtoReflect().Descriptor()
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return nil
+	}
+	if m, ok := reflect.New(rv.Elem().Type().Elem()).Interface().(proto.Message); ok && rv.Elem().Kind() == reflect.Pointer {
+		return m.ProtoReflect().Descriptor()
+	}
+	return nil
+}
+
+// walkJSON checks one JSON value against md: null for a field, and
+// required fields left out. Values of other shapes are left to protojson,
+// which reports them.
+func walkJSON(raw json.RawMessage, md protoreflect.MessageDescriptor, prefix string, vs *[]apierr.FieldViolation) {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil || obj == nil {
+		return
+	}
+	seen := make(map[protoreflect.FieldDescriptor]bool, len(obj))
+	fields := md.Fields()
+	for name, val := range obj {
+		fd := fields.ByName(protoreflect.Name(name))
+		if fd == nil {
+			fd = fields.ByJSONName(name)
+		}
+		if fd == nil {
+			continue // protojson rejects the unknown field
+		}
+		seen[fd] = true
+		path := prefix + string(fd.Name())
+		if bytes.Equal(bytes.TrimSpace(val), jsonNull) {
+			*vs = append(*vs, apierr.FieldViolation{Field: path, Description: "must not be null"})
+			continue
+		}
+		if fd.Message() == nil || fd.IsMap() {
+			if fd.IsList() {
+				nullElements(val, path, vs)
+			}
+			continue
+		}
+		if fd.IsList() {
+			var elems []json.RawMessage
+			if json.Unmarshal(val, &elems) == nil {
+				for i, e := range elems {
+					ep := path + "[" + strconv.Itoa(i) + "]"
+					if bytes.Equal(bytes.TrimSpace(e), jsonNull) {
+						*vs = append(*vs, apierr.FieldViolation{Field: ep, Description: "must not be null"})
+						continue
+					}
+					walkJSON(e, fd.Message(), ep+".", vs)
+				}
+			}
+			continue
+		}
+		walkJSON(val, fd.Message(), path+".", vs)
+	}
+	for _, fd := range contract.Required(md) {
+		if !seen[fd] {
+			*vs = append(*vs, apierr.FieldViolation{Field: prefix + string(fd.Name()), Description: "is required"})
+		}
+	}
+}
+
+func nullElements(val json.RawMessage, path string, vs *[]apierr.FieldViolation) {
+	if !bytes.Contains(val, jsonNull) {
+		return
+	}
+	var elems []json.RawMessage
+	if json.Unmarshal(val, &elems) != nil {
+		return
+	}
+	for i, e := range elems {
+		if bytes.Equal(bytes.TrimSpace(e), jsonNull) {
+			*vs = append(*vs, apierr.FieldViolation{Field: path + "[" + strconv.Itoa(i) + "]", Description: "must not be null"})
+		}
+	}
+}
+
+// jsonSyntaxMessage describes a JSON syntax error by its offset, without
+// Go type names.
+func jsonSyntaxMessage(err error) string {
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "the body ends inside a JSON value"
+	}
+	return "not a JSON value"
+}
+
+// protojsonPrefix is what protojson puts before its messages.
+var protojsonPrefix = regexp.MustCompile(`^proto:\s*(\(line \d+:\d+\):\s*)?(syntax error \(line \d+:\d+\):\s*)?`)
+
+// protojsonMessage is a protojson error without its "proto: (line 1:5):"
+// prefix.
+func protojsonMessage(err error) string {
+	return protojsonPrefix.ReplaceAllString(err.Error(), "")
+}
+
+// badBody carries the structured error of a rejected body from the decoder
+// to the REST error handler, which answers with it instead of
+// grpc-gateway's wrapping of the error text.
+type badBody struct {
+	io.ReadCloser
+	err error
+}
+
+// rejectBody records the violations on the request's body (when it is a
+// *badBody, as httpMiddleware makes it) and returns them as an error.
+func rejectBody(r io.Reader, vs ...apierr.FieldViolation) error {
+	err := apierr.InvalidArgument(vs...)
+	if b, ok := r.(*badBody); ok {
+		b.err = err
+	}
+	return err
+}
+
+// Messages of grpc-gateway's own parameter parsing, which embed strconv's.
+var (
+	pathParamError  = regexp.MustCompile(`^type mismatch, parameter: ([\w.]+), error: `)
+	queryParamError = regexp.MustCompile(`^parsing (?:field|list) "([\w.]+)": `)
+	missingParam    = regexp.MustCompile(`^missing parameter ([\w.]+)$`)
+)
+
+// restError turns an error of the REST mux into the status answered: a
+// rejected body's own status, grpc-gateway's parameter errors rewritten
+// as field violations, and every message bounded.
+func restError(r *http.Request, err error) error {
+	if b, ok := r.Body.(*badBody); ok && b.err != nil {
+		return b.err
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument {
+		return apierr.Bound(err)
+	}
+	msg := st.Message()
+	for _, re := range []*regexp.Regexp{pathParamError, queryParamError} {
+		if m := re.FindStringSubmatch(msg); m != nil {
+			return apierr.InvalidArgument(apierr.FieldViolation{Field: m[1], Description: "is not a valid " + fieldKind(msg)})
+		}
+	}
+	if m := missingParam.FindStringSubmatch(msg); m != nil {
+		return apierr.InvalidArgument(apierr.FieldViolation{Field: m[1], Description: "is required"})
+	}
+	if strings.HasPrefix(msg, "proto:") {
+		return apierr.InvalidArgument(apierr.FieldViolation{Description: protojsonMessage(errors.New(msg))})
+	}
+	return apierr.Bound(err)
+}
+
+// fieldKind guesses the expected type from the strconv error inside msg.
+func fieldKind(msg string) string {
+	switch {
+	case strings.Contains(msg, "ParseInt"), strings.Contains(msg, "ParseUint"):
+		if strings.Contains(msg, "out of range") {
+			return "integer in range"
+		}
+		return "integer"
+	case strings.Contains(msg, "ParseFloat"):
+		return "number"
+	case strings.Contains(msg, "ParseBool"):
+		return "boolean"
+	}
+	return "value"
+}
+
+// contentTypeOK reports whether a request body's Content-Type is JSON:
+// application/json (any parameters, charset only UTF-8) or absent.
+func contentTypeOK(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return true
+}
