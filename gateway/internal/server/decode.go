@@ -170,8 +170,10 @@ func jsonSyntaxMessage(err error) string {
 	return "not a JSON value"
 }
 
-// protojsonPrefix is what protojson puts before its messages.
-var protojsonPrefix = regexp.MustCompile(`^proto:\s*(\(line \d+:\d+\):\s*)?(syntax error \(line \d+:\d+\):\s*)?`)
+// protojsonPrefix is what protojson puts before its messages. Its spaces
+// are sometimes U+00A0, on purpose (protobuf's detrand), so that nobody
+// relies on the exact text.
+var protojsonPrefix = regexp.MustCompile(`^proto:[\s\x{00a0}]*(syntax[\s\x{00a0}]error[\s\x{00a0}]*)?(\(line[\s\x{00a0}]\d+:\d+\):[\s\x{00a0}]*)?`)
 
 // protojsonMessage is a protojson error without its "proto: (line 1:5):"
 // prefix.
