@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/reqinfo"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/logbuf", "gateway/internal/outbox"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/internal/...", "gen/..."},
 }

@@ -200,6 +200,34 @@ func (s *Stack) StartServiceB() {
 	s.waitReady(nameServiceB, s.ServiceBURL()+"/readyz")
 }
 
+// PauseServiceB freezes service_b with SIGSTOP: its port still accepts
+// connections (the kernel queues them) but nothing answers, the way a hung
+// process looks to its callers. ResumeServiceB (or the Stack's cleanup)
+// resumes it.
+func (s *Stack) PauseServiceB() {
+	s.tb.Helper()
+	s.signal(nameServiceB, syscall.SIGSTOP)
+}
+
+// ResumeServiceB resumes service_b after PauseServiceB (SIGCONT).
+func (s *Stack) ResumeServiceB() {
+	s.tb.Helper()
+	s.signal(nameServiceB, syscall.SIGCONT)
+}
+
+func (s *Stack) signal(name string, sig syscall.Signal) {
+	s.tb.Helper()
+	s.mu.Lock()
+	p := s.procs[name]
+	s.mu.Unlock()
+	if p == nil {
+		s.tb.Fatalf("harness: %s is not running", name)
+	}
+	if err := p.signal(sig); err != nil {
+		s.tb.Fatalf("harness: %v", err)
+	}
+}
+
 // KillGateway kills the gateway with SIGKILL (no drain, no outbox flush)
 // and waits until it has exited.
 func (s *Stack) KillGateway() {

@@ -72,6 +72,8 @@ func (p *process) stop(grace time.Duration) error {
 	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal %s: %w", p.name, err)
 	}
+	// A paused (SIGSTOPped) process handles the SIGTERM only once resumed.
+	_ = syscall.Kill(-pgid, syscall.SIGCONT)
 	if grace > 0 {
 		select {
 		case <-p.done:
@@ -85,6 +87,19 @@ func (p *process) stop(grace time.Duration) error {
 		<-p.done
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	return nil
+}
+
+// signal sends sig to the process group; an exited process is a no-op.
+func (p *process) signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s %s: %w", p.name, sig, err)
+	}
 	return nil
 }
 

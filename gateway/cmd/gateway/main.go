@@ -19,6 +19,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 )
@@ -74,19 +75,30 @@ func envBool(key string, def bool) bool {
 	return def
 }
 
+func envFloat(key string, def float64) float64 {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
 func run(args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var (
-		httpAddr        = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", ":8080"), "REST listen address (env GATEWAY_HTTP_ADDR)")
-		grpcAddr        = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", ":9090"), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
-		serviceA        = fs.String("service-a", env("SERVICE_A_URL", "http://127.0.0.1:8002"), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
-		serviceB        = fs.String("service-b", env("SERVICE_B_URL", "http://127.0.0.1:8001"), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
-		upstreamTimeout = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", 10*time.Second), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
-		shutdownTimeout = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
-		logFormat       = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
-		apiDocs         = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json and the explorer at /docs/ on the REST port (env GATEWAY_API_DOCS)")
-		logLevel        = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
-		logFlush        = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
+		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", ":8080"), "REST listen address (env GATEWAY_HTTP_ADDR)")
+		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", ":9090"), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
+		serviceA         = fs.String("service-a", env("SERVICE_A_URL", "http://127.0.0.1:8002"), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
+		serviceB         = fs.String("service-b", env("SERVICE_B_URL", "http://127.0.0.1:8001"), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
+		upstreamTimeout  = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", 10*time.Second), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
+		fallbackMax      = fs.Duration("cart-fallback-max", envDuration("GATEWAY_CART_FALLBACK_MAX", forward.DefaultFallbackMax), "most time a cart read gives service B before service A's fallback cart answers (env GATEWAY_CART_FALLBACK_MAX)")
+		fallbackFraction = fs.Float64("cart-fallback-fraction", envFloat("GATEWAY_CART_FALLBACK_FRACTION", forward.DefaultFallbackFraction), "share of a cart read's remaining deadline given to service B, 0 < f <= 1 (env GATEWAY_CART_FALLBACK_FRACTION)")
+		shutdownTimeout  = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
+		logFormat        = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
+		apiDocs          = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json and the explorer at /docs/ on the REST port (env GATEWAY_API_DOCS)")
+		logLevel         = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
+		logFlush         = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
 
 		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
 		kafkaTopics       = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
@@ -121,13 +133,15 @@ func run(args []string) error {
 	}
 	defer logOut.Close()
 	cfg := app.Config{
-		HTTPAddr:        *httpAddr,
-		GRPCAddr:        *grpcAddr,
-		ServiceA:        app.SplitList(*serviceA),
-		ServiceB:        app.SplitList(*serviceB),
-		UpstreamTimeout: *upstreamTimeout,
-		ShutdownTimeout: *shutdownTimeout,
-		NoAPIDocs:       !*apiDocs,
+		HTTPAddr:         *httpAddr,
+		GRPCAddr:         *grpcAddr,
+		ServiceA:         app.SplitList(*serviceA),
+		ServiceB:         app.SplitList(*serviceB),
+		UpstreamTimeout:  *upstreamTimeout,
+		FallbackFraction: *fallbackFraction,
+		FallbackMax:      *fallbackMax,
+		ShutdownTimeout:  *shutdownTimeout,
+		NoAPIDocs:        !*apiDocs,
 		Events: app.EventsConfig{
 			Brokers:           app.SplitList(*kafkaBrokers),
 			OutboxDir:         *outboxDir,

@@ -43,6 +43,13 @@ type Config struct {
 	// UpstreamTimeout bounds an upstream call when the caller set no
 	// deadline. Default 10s.
 	UpstreamTimeout time.Duration
+	// FallbackFraction is the share of a cart read's remaining deadline
+	// given to service B before service A's fallback cart answers instead.
+	// Default 0.5 (forward.DefaultFallbackFraction).
+	FallbackFraction float64
+	// FallbackMax bounds service B's budget on a cart read. Default 1s
+	// (forward.DefaultFallbackMax).
+	FallbackMax time.Duration
 	// ShutdownTimeout bounds the drain on SIGTERM. Default 15s.
 	ShutdownTimeout time.Duration
 	// RESTVia picks how REST reaches the services (server.RESTInProcess by
@@ -157,14 +164,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		pools[name] = p
 		doers[name] = p
 	}
-	fwd, err := forward.New(Services(), forward.DefaultTable, doers)
+	fwd, err := forward.New(Services(), forward.DefaultTable, doers, forward.Options{FallbackFraction: cfg.FallbackFraction, FallbackMax: cfg.FallbackMax, Timeout: cfg.UpstreamTimeout})
 	if err != nil {
 		return nil, err
 	}
 	var ready []server.Check
 	for _, name := range []string{forward.ServiceA, forward.ServiceB} {
 		p := pools[name]
-		ready = append(ready, server.Check{Name: name, Func: func(ctx context.Context) (any, error) {
+		ready = append(ready, server.Check{Name: name, Shared: true, Func: func(ctx context.Context) (any, error) {
 			return nil, p.Ready(ctx)
 		}})
 	}

@@ -5,11 +5,14 @@
 package forward
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,17 +67,69 @@ type route struct {
 	fallbackResp protoreflect.MessageType
 }
 
+// Defaults of Options.
+const (
+	// DefaultFallbackFraction is the share of the caller's remaining
+	// deadline that the primary of an RPC with a fallback may use.
+	DefaultFallbackFraction = 0.5
+	// DefaultFallbackMax bounds the primary's budget.
+	DefaultFallbackMax = time.Second
+	// DefaultTimeout is the deadline assumed when the caller set none, for
+	// the budget (it is the upstream pools' default bound as well).
+	DefaultTimeout = 10 * time.Second
+)
+
+// Options tune a Forwarder. Zero fields take the defaults above.
+type Options struct {
+	// FallbackFraction is the share (0 < f <= 1) of the caller's remaining
+	// deadline given to the primary of an RPC with a fallback (GetCart on
+	// service B) before the fallback (service A) answers instead. Default
+	// 0.5.
+	FallbackFraction float64
+	// FallbackMax bounds the primary's budget whatever the deadline, so a
+	// hung owner costs a cart read at most this much. Default 1s.
+	FallbackMax time.Duration
+	// Timeout is the deadline of a call whose caller set none. Default 10s.
+	Timeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	o.FallbackFraction = cmp.Or(o.FallbackFraction, DefaultFallbackFraction)
+	o.FallbackMax = cmp.Or(o.FallbackMax, DefaultFallbackMax)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+}
+
+// Validate reports every problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.FallbackFraction <= 0 || o.FallbackFraction > 1 {
+		errs = append(errs, fmt.Errorf("fallback fraction %v: want 0 < f <= 1", o.FallbackFraction))
+	}
+	if o.FallbackMax < 0 {
+		errs = append(errs, fmt.Errorf("fallback max %s is negative", o.FallbackMax))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s is negative", o.Timeout))
+	}
+	return errors.Join(errs...)
+}
+
 // Forwarder forwards RPCs to their upstream services.
 type Forwarder struct {
 	routes map[string]*route // by full method "/pkg.Service/Method"
+	opts   Options
 }
 
 // New compiles the forwarding of every method of services. Every method must
 // have a route in table, an HTTP rule, and a Doer for its upstream in doers;
 // every table row must name a method of services. All problems are reported
 // at once.
-func New(services []protoreflect.ServiceDescriptor, table Table, doers map[string]Doer) (*Forwarder, error) {
-	f := &Forwarder{routes: map[string]*route{}}
+func New(services []protoreflect.ServiceDescriptor, table Table, doers map[string]Doer, opts Options) (*Forwarder, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	f := &Forwarder{routes: map[string]*route{}, opts: opts}
 	byName := map[protoreflect.FullName]*route{}
 	var errs []string
 	for _, sd := range services {
@@ -188,8 +243,15 @@ func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp pro
 	if !ok {
 		return status.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
 	}
-	err := r.call(ctx, req, resp)
-	if err == nil || r.fallback == nil || !fallbackWorthy(err) {
+	if r.fallback == nil {
+		return r.call(ctx, req, resp)
+	}
+	pctx, cancel := context.WithTimeout(ctx, f.budget(ctx))
+	err := r.call(pctx, req, resp)
+	cancel()
+	// The primary's budget running out is DEADLINE_EXCEEDED, fallback-worthy;
+	// the caller's own deadline or cancellation is not.
+	if err == nil || ctx.Err() != nil || !fallbackWorthy(err) {
 		return err
 	}
 	fbReq := r.fallbackReq.New()
@@ -212,6 +274,17 @@ func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp pro
 	// header on; that is not an error of the RPC.
 	_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.CartSourceKey, "fallback"))
 	return nil
+}
+
+// budget is how long the primary of an RPC with a fallback may take: a
+// fraction of the caller's remaining deadline (Options.Timeout when it set
+// none), at most FallbackMax, so that the fallback still has the rest.
+func (f *Forwarder) budget(ctx context.Context) time.Duration {
+	left := f.opts.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	return min(time.Duration(float64(left)*f.opts.FallbackFraction), f.opts.FallbackMax)
 }
 
 // fallbackWorthy reports whether an error of the primary means the owner is

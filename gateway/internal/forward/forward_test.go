@@ -57,7 +57,7 @@ func (d *fakeDoer) last(tb testing.TB) *upstream.Request {
 
 func newForwarder(tb testing.TB, a, b *fakeDoer) *forward.Forwarder {
 	tb.Helper()
-	f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b})
+	f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b}, forward.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestTableCoversEveryRPCAndMatchesSeedRouting(t *testing.T) {
 func TestNewReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	table := forward.Table{"shop.stock.v1.StockService.Nope": {Upstream: forward.ServiceA}}
-	_, err := forward.New(app.Services(), table, map[string]forward.Doer{})
+	_, err := forward.New(app.Services(), table, map[string]forward.Doer{}, forward.Options{})
 	if err == nil {
 		t.Fatal("want error")
 	}

@@ -34,7 +34,7 @@ func (d echoDoer) Do(_ context.Context, r *upstream.Request) (*upstream.Response
 func newFuzzHandler(tb testing.TB) http.Handler {
 	tb.Helper()
 	doer := echoDoer{body: []byte(`{}`)}
-	fwd, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: doer, forward.ServiceB: doer})
+	fwd, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: doer, forward.ServiceB: doer}, forward.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -34,6 +34,13 @@ type Check struct {
 	Name string
 	// Func runs the check; it must return within the context's deadline.
 	Func func(ctx context.Context) (any, error)
+	// Shared marks a dependency every gateway instance shares (an upstream
+	// service): its failure is shown (ok false, status "degraded") but
+	// leaves /readyz 200, since taking this instance out of a load
+	// balancer cannot help and it can still serve (the cart fallback, the
+	// other service's routes). A failing check that is not shared (a full
+	// outbox) makes /readyz 503.
+	Shared bool
 }
 
 // Config configures a Server.
@@ -237,6 +244,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	type result struct {
 		name   string
+		shared bool
 		detail any
 		err    error
 	}
@@ -247,7 +255,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		go func() {
 			defer wg.Done()
 			d, err := c.Func(ctx)
-			results[i] = result{c.Name, d, err}
+			results[i] = result{c.Name, c.Shared, d, err}
 		}()
 	}
 	wg.Wait()
@@ -263,7 +271,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		if res.err != nil {
 			entry["error"] = res.err.Error()
-			code, overall = http.StatusServiceUnavailable, "not ready"
+			switch {
+			case !res.shared:
+				code, overall = http.StatusServiceUnavailable, "not ready"
+			case code == http.StatusOK:
+				overall = "degraded"
+			}
 		}
 		body[res.name] = entry
 	}
