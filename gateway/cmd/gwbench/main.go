@@ -34,7 +34,7 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
-	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/restchan"
 )
 
 const itemJSON = `{"product_id":1,"product_name":"green tea","quantity":42,"price_cents":350}`
@@ -167,20 +167,24 @@ func run() error {
 	defer stop()
 	targets = append(targets, getTarget("gateway REST, GET (chosen)", getBase, gwAddr))
 	if *variants {
-		for _, via := range []string{server.RESTGrpchan, server.RESTLoopback} {
-			httpAddr, _, stop, err := startGateway(ctx, app.Config{RESTVia: via}, upURL, logBuffered)
-			if err != nil {
-				return err
-			}
-			defer stop()
-			targets = append(targets, getTarget("gateway REST, GET, "+via, getBase, httpAddr))
+		httpAddr, _, stop, err := startGateway(ctx, app.Config{RESTChannel: restchan.Grpchan}, upURL, logBuffered)
+		if err != nil {
+			return err
 		}
+		defer stop()
+		targets = append(targets, getTarget("gateway REST, GET, grpchan", getBase, httpAddr))
+		httpAddr, stop, err = startLoopbackGateway(ctx, upURL, logBuffered)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, getTarget("gateway REST, GET, loopback", getBase, httpAddr))
 		// The access log as it was: one write system call per line.
 		logUnbuffered, err := logs.logger(false)
 		if err != nil {
 			return err
 		}
-		httpAddr, _, stop, err := startGateway(ctx, app.Config{}, upURL, logUnbuffered)
+		httpAddr, _, stop, err = startGateway(ctx, app.Config{}, upURL, logUnbuffered)
 		if err != nil {
 			return err
 		}
@@ -305,19 +309,56 @@ func serveHTTP(h http.Handler) (string, func(), error) {
 // startGateway serves a gateway configured by cfg in front of upURL on
 // loopback ports of its own.
 func startGateway(ctx context.Context, cfg app.Config, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	hl, gl, err := listenPair()
 	if err != nil {
 		return "", "", nil, err
 	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveGateway(ctx, cfg, hl, gl, upURL, log)
+}
+
+// startLoopbackGateway serves a gateway whose REST mux calls its own gRPC
+// listener through a gRPC client.
+func startLoopbackGateway(ctx context.Context, upURL string, log *slog.Logger) (httpAddr string, stop func(), err error) {
+	hl, gl, err := listenPair()
 	if err != nil {
-		return "", "", nil, err
+		return "", nil, err
 	}
+	ch, closeCh, err := restchan.Loopback(gl.Addr().String())
+	if err != nil {
+		hl.Close()
+		gl.Close()
+		return "", nil, err
+	}
+	httpAddr, _, stopGW, err := serveGateway(ctx, app.Config{RESTChannel: ch}, hl, gl, upURL, log)
+	if err != nil {
+		closeCh()
+		return "", nil, err
+	}
+	return httpAddr, func() { stopGW(); closeCh() }, nil
+}
+
+// listenPair opens the REST and gRPC listeners of one gateway.
+func listenPair() (hl, gl net.Listener, err error) {
+	if hl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, nil, err
+	}
+	if gl, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		hl.Close()
+		return nil, nil, err
+	}
+	return hl, gl, nil
+}
+
+// serveGateway serves a gateway configured by cfg in front of upURL on hl
+// and gl; stop shuts it down and releases it.
+func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cfg.ServiceA, cfg.ServiceB, cfg.ShutdownTimeout = []string{upURL}, []string{upURL}, time.Second
 	g, err := app.New(ctx, cfg, log)
 	if err != nil {
 		cancel()
+		hl.Close()
+		gl.Close()
 		return "", "", nil, err
 	}
 	done := make(chan struct{})

@@ -52,9 +52,10 @@ type Config struct {
 	FallbackMax time.Duration
 	// ShutdownTimeout bounds the drain on SIGTERM. Default 15s.
 	ShutdownTimeout time.Duration
-	// RESTVia picks how REST reaches the services (server.RESTInProcess by
-	// default); the alternatives exist for benchmarks.
-	RESTVia string
+	// RESTChannel replaces the in-process channel from REST to the
+	// services; see server.Config.RESTChannel. Default nil; set only by
+	// benchmarks.
+	RESTChannel server.RESTChannelFunc
 	// NoAPIDocs turns off GET /openapi.json and the explorer at /docs/.
 	// Default false: both are served on the REST port.
 	NoAPIDocs bool
@@ -204,7 +205,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		APIDocs:         docs,
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		RESTVia:         cfg.RESTVia,
+		RESTChannel:     cfg.RESTChannel,
 	})
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -39,17 +38,16 @@ func (c strictCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.CodecV2.Unmarshal(data, v)
 }
 
-// targetCloner is grpchan's ProtoCloner taught about decodeTarget, for the
-// RESTGrpchan channel, which hands requests to the same method handlers.
-type targetCloner struct {
-	inprocgrpc.ProtoCloner
-}
-
-// Copy copies in into out, or into out's message for a *decodeTarget.
-func (c targetCloner) Copy(out, in any) error {
-	if t, ok := out.(*decodeTarget); ok {
-		t.err = c.ProtoCloner.Copy(t.msg, in)
-		return nil
+// RequestCopier adapts copy, which copies one request message into another,
+// to the method handlers, which decode into a wrapper of their own. A
+// channel set with Config.RESTChannel that copies requests on their way to
+// the handlers (grpchan's inprocgrpc does) must copy through it.
+func RequestCopier(copy func(out, in any) error) func(out, in any) error {
+	return func(out, in any) error {
+		if t, ok := out.(*decodeTarget); ok {
+			t.err = copy(t.msg, in)
+			return nil
+		}
+		return copy(out, in)
 	}
-	return c.ProtoCloner.Copy(out, in)
 }

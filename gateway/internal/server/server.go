@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -77,26 +76,23 @@ type Config struct {
 	// APIDocs, when set, serves the paths it matches on the REST port (the
 	// OpenAPI document and the explorer) instead of the API.
 	APIDocs PathHandler
-	// RESTVia picks how the REST mux reaches the services: RESTInProcess
-	// (the default and the fastest), RESTGrpchan (grpchan's inprocgrpc
-	// channel) or RESTLoopback (a gRPC client to the gateway's own gRPC
-	// port). All three run the interceptor chain; the alternatives exist to
-	// be measured against (make bench).
-	RESTVia string
+	// RESTChannel, when set, makes the channel through which the REST mux
+	// reaches the services, from the services' descriptions and the unary
+	// interceptor chain the gRPC server runs. Default nil: the in-process
+	// channel, the fastest. Benchmarks set it to measure other designs.
+	RESTChannel RESTChannelFunc
 }
+
+// RESTChannelFunc makes a channel for the REST mux. descs are served with
+// struct{}{} as their implementation (the handlers ignore it) and chain must
+// run around every call, as on the gRPC server.
+type RESTChannelFunc func(descs []*grpc.ServiceDesc, chain grpc.UnaryServerInterceptor) grpc.ClientConnInterface
 
 // PathHandler is an http.Handler for the paths it matches.
 type PathHandler interface {
 	http.Handler
 	Match(path string) bool
 }
-
-// Values of Config.RESTVia.
-const (
-	RESTInProcess = "inproc"
-	RESTGrpchan   = "grpchan"
-	RESTLoopback  = "loopback"
-)
 
 func (c *Config) setDefaults() {
 	if c.HTTPAddr == "" {
@@ -114,9 +110,6 @@ func (c *Config) setDefaults() {
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 2 * time.Second
 	}
-	if c.RESTVia == "" {
-		c.RESTVia = RESTInProcess
-	}
 }
 
 // Validate reports every configuration problem at once.
@@ -131,11 +124,6 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		errs = append(errs, errors.New("no logger"))
 	}
-	switch c.RESTVia {
-	case RESTInProcess, RESTGrpchan, RESTLoopback:
-	default:
-		errs = append(errs, fmt.Errorf("RESTVia %q: want %s, %s or %s", c.RESTVia, RESTInProcess, RESTGrpchan, RESTLoopback))
-	}
 	if c.ShutdownTimeout < 0 || c.MaxBodyBytes < 0 || c.ReadyTimeout < 0 {
 		errs = append(errs, errors.New("negative duration or size"))
 	}
@@ -149,7 +137,6 @@ type Server struct {
 	health   *health.Server
 	http     http.Handler
 	draining atomic.Bool
-	loopback *loopbackConn
 }
 
 // New builds a Server. It returns configuration errors instead of panicking.
@@ -182,19 +169,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var conn grpc.ClientConnInterface
-	switch cfg.RESTVia {
-	case RESTGrpchan:
-		ch := (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(chain).WithCloner(targetCloner{})
-		for _, d := range descs {
-			ch.RegisterService(d, struct{}{})
-		}
-		conn = ch
-	case RESTLoopback:
-		s.loopback = &loopbackConn{}
-		conn = s.loopback
-	default:
-		conn = &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	var conn grpc.ClientConnInterface = &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	if cfg.RESTChannel != nil {
+		conn = cfg.RESTChannel(descs, chain)
 	}
 	mux, err := newMux(context.Background(), conn, cfg.Register, routes)
 	if err != nil {
@@ -326,9 +303,6 @@ func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error 
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
-	if s.loopback != nil {
-		s.loopback.addr.Store(gl.Addr().String())
-	}
 	s.cfg.Logger.Info("serving", slog.String("http_addr", hl.Addr().String()), slog.String("grpc_addr", gl.Addr().String()))
 
 	var serveErr error
