@@ -54,6 +54,12 @@ async def database_url(backend: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
+def a_database_urls() -> dict[str, str]:
+    """The database of the shared service A of each backend (see service_a)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
 def a_servers() -> Iterator[dict[str, Server]]:
     """Service A processes by backend, started on first use."""
     servers: dict[str, Server] = {}
@@ -63,11 +69,17 @@ def a_servers() -> Iterator[dict[str, Server]]:
 
 
 @pytest.fixture
-async def service_a(backend: str, a_servers: dict[str, Server], tmp_path_factory: pytest.TempPathFactory) -> Server:
+async def service_a(
+    backend: str,
+    a_servers: dict[str, Server],
+    a_database_urls: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Server:
     """A real service A (no Kafka) for the test's backend."""
     if backend not in a_servers:
         folder = tmp_path_factory.mktemp(f"service_a_{backend}")
         url = await fresh_database_url(PG_ENV_A if backend == "postgres" else None, folder / "service_a.db")
+        a_database_urls[backend] = url
         a_servers[backend] = start_server(
             SERVICE_A_DIR, {"DATABASE_URL": url, "KAFKA_ENABLED": "false"}, folder / "a.log"
         )

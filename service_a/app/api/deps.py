@@ -1,5 +1,5 @@
 """FastAPI dependencies of service A's routes: the settings, a database
-session, the Kafka bridge and the path parameters.
+session (read-write, or read-only for reads), the Kafka bridge and the path parameters.
 
 The session, bridge and user id are the same in every service and come from
 :mod:`shopkit.deps`."""
@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from app.settings import Settings
-from shopkit.deps import BridgeDep, SessionDep, UserIdPath
+from shopkit.deps import BridgeDep, ReadSessionDep, SessionDep, UserIdPath
 from shopkit.wire import INT64_MAX
 
-__all__ = ["BridgeDep", "ProductIdPath", "SessionDep", "SettingsDep", "UserIdPath", "get_settings"]
+__all__ = ["BridgeDep", "ProductIdPath", "ReadSessionDep", "SessionDep", "SettingsDep", "UserIdPath", "get_settings"]
 
 
 def get_settings(request: Request) -> Settings:

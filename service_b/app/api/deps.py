@@ -1,5 +1,5 @@
 """FastAPI dependencies of service B's routes: the settings, a database
-session, the Kafka bridge, the payment service and the path parameters.
+session (read-write, or read-only for reads), the Kafka bridge, the payment service and the path parameters.
 
 The session, bridge and user id are the same in every service and come from
 :mod:`shopkit.deps`."""
@@ -12,7 +12,7 @@ from fastapi import Depends, Path, Request
 
 from app.payments import Payments
 from app.settings import Settings
-from shopkit.deps import BridgeDep, SessionDep, UserIdPath
+from shopkit.deps import BridgeDep, ReadSessionDep, SessionDep, UserIdPath
 from shopkit.wire import INT64_MAX
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ItemIdPath",
     "OrderIdPath",
     "PaymentsDep",
+    "ReadSessionDep",
     "SessionDep",
     "SettingsDep",
     "UserIdPath",

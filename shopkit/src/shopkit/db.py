@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -71,13 +72,48 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+READ_POOL_SIZE = 4
+"""Connections of an SQLite database's read pool (see :func:`open_readers`)."""
+
+
+def _sqlite_connect_events(engine: AsyncEngine, *, begin: str | None, query_only: bool) -> None:
+    """WAL and synchronous=NORMAL on every connection; with begin, the
+    transactions the engine opens start with that statement instead of the
+    driver's own (which starts one only before the first write)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        if query_only:
+            cur.execute("PRAGMA query_only=ON")
+        cur.close()
+        if begin is not None:
+            dbapi_conn.isolation_level = None
+
+    if begin is not None:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn) -> None:  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql(begin)
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An engine for url (already normalised to an async driver).
 
-    SQLite gets one pooled connection: every transaction runs after the
-    previous one, which is what SQLite can do anyway, without "database is
-    locked" errors. PostgreSQL gets a normal pool and checks connections
-    before use so that a restarted server is picked up again."""
+    SQLite gets one pooled connection per process, whose transactions start
+    with ``BEGIN IMMEDIATE``: a transaction holds the database's write lock
+    from its first statement, so a read-then-write transaction can never
+    fail half-way because another process wrote in between; other writers
+    (other worker processes) wait up to 30 s for it. Reads that need no
+    transaction go to the read pool (:func:`open_readers`).
+
+    PostgreSQL gets a pool of 10 (+20 overflow) without a test query per
+    checkout: a connection that died with a restarted server fails the one
+    request using it (503 UNAVAILABLE, see :mod:`shopkit.errors`), and
+    SQLAlchemy then drops every pooled connection so the next requests
+    reconnect."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url,
@@ -86,16 +122,33 @@ def make_engine(url: str) -> AsyncEngine:
             pool_timeout=60,
             connect_args={"timeout": 30},
         )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
+        _sqlite_connect_events(engine, begin="BEGIN IMMEDIATE", query_only=False)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_timeout=10)
+
+
+async def open_readers(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSession], Callable[[], Awaitable[None]]]:
+    """Sessions for requests that only read, and the function that closes them.
+
+    On SQLite they use a pool of READ_POOL_SIZE read-only connections beside
+    the writer's one: in WAL mode readers see the last commit and neither wait
+    for the writer nor hold it up. On PostgreSQL they are sessions of engine
+    in autocommit: a read is one round trip, without BEGIN and ROLLBACK."""
+    if engine.dialect.name != "sqlite":
+
+        async def nothing() -> None:
+            return None
+
+        return make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")), nothing
+    readers = create_async_engine(
+        engine.url,
+        pool_size=READ_POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args={"timeout": 30},
+    )
+    _sqlite_connect_events(readers, begin=None, query_only=True)
+    return make_session_factory(readers), readers.dispose
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -22,12 +22,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session for a request that only reads: on SQLite from the
+    read pool, which neither waits for nor blocks the writer."""
+    async with request.app.state.read_sessions() as session:
+        yield session
+
+
 def get_bridge(request: Request) -> KafkaBridge:
     """The app's Kafka bridge."""
     return request.app.state.bridge
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 BridgeDep = Annotated[KafkaBridge, Depends(get_bridge)]
 
 UserIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="User id.")]

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shopkit import logs
 from shopkit.db import Inbox, Outbox
 from shopkit.events import Event, valid_traceparent
+from shopkit.leader import LeaderLock, leader_lock
 from shopkit.wire import CartItemPublic, format_timestamp, utcnow
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class KafkaSettings(Protocol):
     kafka_retry_max_seconds: float
     outbox_poll_seconds: float
     inbox_retention_hours: float
+    kafka_topic_partitions: int
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -124,7 +126,12 @@ class KafkaBridge:
     with topic_partitions and topic_replication (default 1 and 1).
 
     Does nothing when enabled is false: events then stay in the outbox until
-    a run with Kafka enabled publishes them."""
+    a run with Kafka enabled publishes them.
+
+    relay_lock elects the one relay that publishes when several processes
+    (uvicorn workers, instances) share the database; the others stand by,
+    connected to the broker, and try to take over every poll_seconds. None:
+    this process always relays."""
 
     def __init__(
         self,
@@ -142,6 +149,7 @@ class KafkaBridge:
         inbox_retention: timedelta = timedelta(days=7),
         topic_partitions: int = 1,
         topic_replication: int = 1,
+        relay_lock: LeaderLock | None = None,
     ) -> None:
         self.enabled = enabled
         self._servers = bootstrap_servers
@@ -156,10 +164,13 @@ class KafkaBridge:
         self._inbox_retention = inbox_retention
         self._partitions = topic_partitions
         self._replication = topic_replication
+        self._relay_lock = relay_lock
+        self.relay_leader = relay_lock is None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
+        self._probed = 0.0
         self.producer_connected = False
         self.consumer_connected = False
 
@@ -176,7 +187,9 @@ class KafkaBridge:
     ) -> KafkaBridge:
         """The bridge configured by a service's settings: KAFKA_ENABLED,
         KAFKA_BROKERS (empty disables Kafka), KAFKA_GROUP_ID,
-        KAFKA_RETRY_MAX_SECONDS, OUTBOX_POLL_SECONDS and INBOX_RETENTION_HOURS."""
+        KAFKA_RETRY_MAX_SECONDS, OUTBOX_POLL_SECONDS, INBOX_RETENTION_HOURS and
+        KAFKA_TOPIC_PARTITIONS; the relay is elected among the processes that
+        share the sessions' database (:func:`shopkit.leader.leader_lock`)."""
         return cls(
             enabled=settings.kafka_enabled and bool(settings.bootstrap_servers),
             bootstrap_servers=settings.bootstrap_servers,
@@ -189,6 +202,8 @@ class KafkaBridge:
             retry_max_seconds=settings.kafka_retry_max_seconds,
             poll_seconds=settings.outbox_poll_seconds,
             inbox_retention=timedelta(hours=settings.inbox_retention_hours),
+            topic_partitions=settings.kafka_topic_partitions,
+            relay_lock=leader_lock(sessions.kw["bind"], "outbox-relay"),
         )
 
     @property
@@ -219,6 +234,7 @@ class KafkaBridge:
                 await task
         self._tasks.clear()
         await self._close_producer()
+        await self._resign()
         self.producer_connected = self.consumer_connected = False
 
     async def outbox_size(self) -> int:
@@ -235,6 +251,9 @@ class KafkaBridge:
             try:
                 if self._producer is None:
                     await self._open_producer()
+                if not await self._lead():
+                    await self._stand_by()
+                    continue
                 if await self._publish_batch():
                     continue
                 await self._idle()
@@ -248,8 +267,37 @@ class KafkaBridge:
                     log.warning("outbox relay: kafka unavailable (%r); retrying with backoff", exc)
                 self.producer_connected = False
                 await self._close_producer()
+                await self._resign()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._retry_max)
+
+    async def _lead(self) -> bool:
+        """Whether this process is (still, or now) the relay."""
+        if self._relay_lock is None:
+            return True
+        if self.relay_leader:
+            await self._relay_lock.check()
+            return True
+        self.relay_leader = await self._relay_lock.acquire()
+        if self.relay_leader:
+            log.info("outbox relay: this process now publishes the outbox")
+        return self.relay_leader
+
+    async def _resign(self) -> None:
+        if self._relay_lock is not None and self.relay_leader:
+            self.relay_leader = False
+            with contextlib.suppress(Exception):
+                await self._relay_lock.release()
+
+    async def _stand_by(self) -> None:
+        """Another process relays: wait a poll interval, probing the broker
+        now and then so that /readyz stays true to it."""
+        await asyncio.sleep(self._poll)
+        now = time.monotonic()
+        if now - self._probed >= _PROBE_SECONDS:
+            self._probed = now
+            assert self._producer is not None
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 10)
 
     async def _open_producer(self) -> None:
         producer = AIOKafkaProducer(

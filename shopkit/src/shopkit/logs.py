@@ -1,10 +1,15 @@
-"""Logging setup: text lines in a terminal, JSON lines in production."""
+"""Logging setup: text lines in a terminal, JSON lines in production, written
+to stderr by a thread of their own so that logging never blocks the event loop."""
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import json
 import logging
+import logging.config
+import logging.handlers
+import queue
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -65,20 +70,74 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+QUEUE_SIZE = 10_000
+"""Log lines that may wait for the writer thread before new ones are dropped."""
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """A QueueHandler that drops a record when the queue is full instead of
+    blocking the event loop or raising."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            _DroppingQueueHandler.dropped += 1
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def queued_stderr_handler() -> logging.Handler:
+    """A handler that formats a record in the caller's thread (the request id
+    is read there) and hands the line to a thread that writes it to stderr,
+    so a slow or blocked stderr never stalls the event loop. At most
+    QUEUE_SIZE (10,000) lines wait; more are dropped. The writer thread is
+    flushed and stopped at exit. One per process: a second call replaces the
+    first."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+    lines: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_SIZE)
+    _listener = logging.handlers.QueueListener(lines, logging.StreamHandler(sys.stderr))
+    _listener.start()
+    return _DroppingQueueHandler(lines)
+
+
+def _stop_listener() -> None:
+    if _listener is not None:
+        _listener.stop()
+
+
+atexit.register(_stop_listener)
+
+
+def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
+    """The :func:`logging.config.dictConfig` of a service process: every
+    logger (uvicorn's too) to stderr in fmt ("text" or "json") through
+    :func:`queued_stderr_handler`. uvicorn applies it in each worker process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": _RequestIdFilter}},
+        "formatters": {"json": {"()": JsonFormatter}, "text": {"format": TEXT_FORMAT}},
+        "handlers": {
+            "stderr": {"()": queued_stderr_handler, "formatter": fmt if fmt == "json" else "text", "filters": ["request_id"]}
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+            "httpx": {"level": "WARNING"},
+            # aiokafka logs every failed reconnect at ERROR; the bridge reports outages itself.
+            "aiokafka": {"level": "CRITICAL"},
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Send every logger (uvicorn's too) to stderr in the given format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # aiokafka logs every failed reconnect at ERROR; the bridge reports outages itself.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    """Send every logger (uvicorn's too) to stderr in the given format, without blocking."""
+    logging.config.dictConfig(logging_config(level, fmt))

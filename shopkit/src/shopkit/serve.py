@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import uvicorn
 
-from shopkit.logs import configure_logging
+from shopkit.logs import configure_logging, logging_config
 
 
 class ServeSettings(Protocol):
-    """The settings serve reads: where to listen and how to log."""
+    """The settings serve reads: where to listen, how many processes, how to log."""
 
     host: str
     port: int
+    web_concurrency: int
     log_level: str
     log_format: str
 
@@ -31,7 +33,13 @@ def serve(
 
     ``--host`` and ``--port`` override the HOST and PORT environment
     variables; everything else is read from the environment by
-    settings_class. argv defaults to sys.argv[1:]."""
+    settings_class. argv defaults to sys.argv[1:].
+
+    With ``web_concurrency`` (WEB_CONCURRENCY) above 1, uvicorn runs that
+    many worker processes on the one port: each calls ``create_app()`` with
+    no settings, so it reads the environment, which carries the flags too.
+    uvicorn picks uvloop and httptools when they are installed (the services
+    pin them)."""
     fields = getattr(settings_class, "model_fields", {})
     default_host = getattr(fields.get("host"), "default", None)
     default_port = getattr(fields.get("port"), "default", None)
@@ -41,5 +49,16 @@ def serve(
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = settings_class(**overrides)
-    configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "proxy_headers": False}
+    if settings.web_concurrency <= 1:
+        configure_logging(settings.log_level, settings.log_format)
+        uvicorn.run(create_app(settings), log_config=None, workers=1, **options)
+        return
+    os.environ.update({k.upper(): str(v) for k, v in overrides.items()})
+    uvicorn.run(
+        f"{create_app.__module__}:{create_app.__qualname__}",
+        factory=True,
+        workers=settings.web_concurrency,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        **options,
+    )

@@ -3,13 +3,14 @@ error handlers, the request-context middleware and the health routes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from shopkit import health
+from shopkit import db, health
 from shopkit.auth import get_caller
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
@@ -35,9 +36,24 @@ def build_app(
     are validated on every route (see :mod:`shopkit.auth`), and settings is
     kept in ``app.state.settings``. lifespan must set
     ``app.state.engine``, ``.sessions`` and ``.bridge``, which the health
-    routes and :mod:`shopkit.deps` read."""
+    routes and :mod:`shopkit.deps` read; ``app.state.read_sessions`` (the
+    read pool, :func:`shopkit.db.open_readers`) is added here."""
+
+    @asynccontextmanager
+    async def lifespan_with_readers(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            app.state.read_sessions, close_readers = await db.open_readers(app.state.engine)
+            try:
+                yield
+            finally:
+                await close_readers()
+
     app = FastAPI(
-        title=title, summary=summary, version=version, lifespan=lifespan, dependencies=[Depends(get_caller)]
+        title=title,
+        summary=summary,
+        version=version,
+        lifespan=lifespan_with_readers,
+        dependencies=[Depends(get_caller)],
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -29,6 +29,13 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: Port
+    web_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes serving the port (WEB_CONCURRENCY). Above 1, each has its own "
+        "database pool; one of them at a time relays the outbox (see shopkit.kafka).",
+    )
     database_url: DatabaseUrl
     kafka_enabled: bool = Field(
         True, description="Publish and consume Kafka events. When false, events stay in the outbox."
@@ -47,6 +54,13 @@ class ServiceSettings(BaseSettings):
     )
     outbox_poll_seconds: float = Field(
         1.0, gt=0, description="How often the outbox relay looks for unsent events when not woken."
+    )
+    kafka_topic_partitions: int = Field(
+        6,
+        ge=1,
+        le=1000,
+        description="Partitions of the service topics it creates when missing (events are keyed by user, "
+        "so each user's stay in order); an existing topic keeps its own count.",
     )
     inbox_retention_hours: float = Field(
         168.0, gt=0, description="How long ids of consumed events are kept for deduplication."

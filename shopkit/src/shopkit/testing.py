@@ -256,9 +256,9 @@ def start_server(service_dir: Path, env: dict[str, str], log_path: Path, timeout
 
 
 @contextlib.contextmanager
-def running(service_dir: Path, env: dict[str, str], log_path: Path) -> Iterator[Server]:
+def running(service_dir: Path, env: dict[str, str], log_path: Path, timeout: float = 30.0) -> Iterator[Server]:
     """start_server as a context manager that stops the server at the end."""
-    server = start_server(service_dir, env, log_path)
+    server = start_server(service_dir, env, log_path, timeout)
     try:
         yield server
     finally:

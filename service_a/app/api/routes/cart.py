@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from app import crud
-from app.api.deps import BridgeDep, SessionDep, SettingsDep, UserIdPath
+from app.api.deps import BridgeDep, ReadSessionDep, SessionDep, SettingsDep, UserIdPath
 from app.db import CartItem
 from app.models import CartItemCreate, CartItemPublic, CartPublic, FallbackCartRequest
 from shopkit.auth import CallerDep
@@ -26,18 +26,18 @@ async def add_cart_item(
     return CartItemPublic.model_validate(item)
 
 
-async def _cart(session: SessionDep, caller: CallerDep, user_id: int) -> CartPublic:
+async def _cart(session: ReadSessionDep, caller: CallerDep, user_id: int) -> CartPublic:
     caller.check_user(user_id)
     return await read_cart(session, CartItem, user_id)
 
 
 @router.post("/fallback", response_model=CartPublic)
-async def fallback_cart(body: FallbackCartRequest, session: SessionDep, caller: CallerDep) -> CartPublic:
+async def fallback_cart(body: FallbackCartRequest, session: ReadSessionDep, caller: CallerDep) -> CartPublic:
     """GetFallbackCart: a user's cart from the master copy; 403 for another user's."""
     return await _cart(session, caller, body.user_id)
 
 
 @router.get("/fallback/{user_id}", response_model=CartPublic)
-async def fallback_cart_get(user_id: UserIdPath, session: SessionDep, caller: CallerDep) -> CartPublic:
+async def fallback_cart_get(user_id: UserIdPath, session: ReadSessionDep, caller: CallerDep) -> CartPublic:
     """GetFallbackCart (GET binding)."""
     return await _cart(session, caller, user_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from app import crud
-from app.api.deps import ProductIdPath, SessionDep
+from app.api.deps import ProductIdPath, ReadSessionDep, SessionDep
 from app.models import StockCreate, StockLevelUpdate, StockPage, StockPublic, StockUpdate
 from shopkit import errors
 
@@ -26,7 +26,7 @@ def _page_size(raw: str) -> int:
 
 @router.get("", response_model=StockPage)
 async def list_stock(
-    session: SessionDep,
+    session: ReadSessionDep,
     page_size: Annotated[str, Query(description="Items per page; 0 or empty means 50, at most 1000.")] = "",
     page_token: Annotated[str, Query(description="next_page_token of the previous page; empty for the first.")] = "",
 ) -> StockPage:
@@ -36,7 +36,7 @@ async def list_stock(
 
 
 @router.get("/{product_id}", response_model=StockPublic)
-async def get_stock(product_id: ProductIdPath, session: SessionDep) -> StockPublic:
+async def get_stock(product_id: ProductIdPath, session: ReadSessionDep) -> StockPublic:
     """GetStock: one stock item."""
     return StockPublic.model_validate(await crud.get_stock(session, product_id))
 

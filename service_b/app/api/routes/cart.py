@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app import crud
-from app.api.deps import BridgeDep, ItemIdPath, SessionDep, SettingsDep, UserIdPath
+from app.api.deps import BridgeDep, ItemIdPath, ReadSessionDep, SessionDep, SettingsDep, UserIdPath
 from app.db import CartItem
 from app.models import CartItemPublic, CartPublic
 from shopkit.auth import CallerDep
@@ -17,14 +17,14 @@ from shopkit.wire import INT64_MAX
 router = APIRouter(prefix="/cart", tags=["cart"])
 
 
-async def _cart(session: SessionDep, caller: CallerDep, user_id: int) -> CartPublic:
+async def _cart(session: ReadSessionDep, caller: CallerDep, user_id: int) -> CartPublic:
     caller.check_user(user_id)
     return await read_cart(session, CartItem, user_id)
 
 
 @router.get("", response_model=CartPublic)
 async def get_cart(
-    session: SessionDep,
+    session: ReadSessionDep,
     caller: CallerDep,
     user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Owner of the cart.")],
 ) -> CartPublic:
@@ -33,7 +33,7 @@ async def get_cart(
 
 
 @router.get("/{user_id}", response_model=CartPublic)
-async def get_cart_by_path(user_id: UserIdPath, session: SessionDep, caller: CallerDep) -> CartPublic:
+async def get_cart_by_path(user_id: UserIdPath, session: ReadSessionDep, caller: CallerDep) -> CartPublic:
     """GetCart (path binding)."""
     return await _cart(session, caller, user_id)
 

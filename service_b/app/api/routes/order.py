@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app import crud
-from app.api.deps import OrderIdPath, PaymentsDep, SessionDep
+from app.api.deps import OrderIdPath, PaymentsDep, ReadSessionDep
 from app.models import OrderList, OrderPublic, PayRequest
 from shopkit.auth import CallerDep
 from shopkit.wire import INT64_MAX
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/order", tags=["order"])
 
 @router.get("", response_model=OrderList)
 async def list_orders(
-    session: SessionDep, caller: CallerDep, user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Buyer.")]
+    session: ReadSessionDep, caller: CallerDep, user_id: Annotated[int, Query(gt=0, le=INT64_MAX, description="Buyer.")]
 ) -> OrderList:
     """ListOrders: a user's orders, newest first; 403 for another user's."""
     caller.check_user(user_id)
@@ -25,7 +25,7 @@ async def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderPublic)
-async def get_order(order_id: OrderIdPath, session: SessionDep, caller: CallerDep) -> OrderPublic:
+async def get_order(order_id: OrderIdPath, session: ReadSessionDep, caller: CallerDep) -> OrderPublic:
     """GetOrder: one order; another user's is 404, as if it did not exist."""
     return await crud.get_order(session, order_id, caller)
 
