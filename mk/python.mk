@@ -31,3 +31,7 @@ run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:8002; en
 .PHONY: run-service-b
 run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001; env: see service_b/README.md.
 	cd $(ROOT)/service_b && exec $(PY) -m app
+
+.PHONY: bench-services
+bench-services: venv ## Services vs a hello-world FastAPI (wrk): GET /stock, add-to-cart direct and through the gateway, growth; env: scripts/bench-services.sh.
+	PY=$(PY) bash $(ROOT)/scripts/bench-services.sh
