@@ -70,8 +70,18 @@ func TestKafkaOutage(t *testing.T) {
 // success before or after the kill must have its event (0 lost): what was
 // in the outbox at the kill is published by the restarted gateway's relay.
 func TestGatewayKill(t *testing.T) {
+	// Under both outbox sync policies: "interval" answers before the fsync,
+	// which a process crash must not lose either.
+	for i, sync := range []string{"always", "interval"} {
+		t.Run("outbox-sync="+sync, func(t *testing.T) {
+			gatewayKill(t, sync, int64(200+50*i))
+		})
+	}
+}
+
+func gatewayKill(t *testing.T, sync string, productOffset int64) {
 	n := scaled(killMutations)
-	s, reader, l, done := startLoad(t, "kill", 200, n, killClients)
+	s, reader, l, done := startLoad(t, "kill-"+sync, productOffset, n, killClients, "-outbox-sync="+sync)
 	start := time.Now()
 	l.waitProgress(0.4, n, done)
 	s.KillGateway()
@@ -95,9 +105,9 @@ func TestGatewayKill(t *testing.T) {
 // startLoad starts a stack, an event reader and n mutations from clients
 // in the background on products of their own; done is closed when the
 // mutations have all been answered.
-func startLoad(t *testing.T, name string, productOffset int64, n, clients int) (*harness.Stack, *harness.EventReader, *load, <-chan struct{}) {
+func startLoad(t *testing.T, name string, productOffset int64, n, clients int, gatewayArgs ...string) (*harness.Stack, *harness.EventReader, *load, <-chan struct{}) {
 	t.Helper()
-	s := harness.Start(t, harness.Options{})
+	s := harness.Start(t, harness.Options{GatewayArgs: gatewayArgs})
 	reader := harness.NewEventReader(t, harness.TopicStock)
 	ids := createProducts(t, s, productBase()+productOffset, products)
 	l := newLoad(t, s, name+"-"+runID, ids)

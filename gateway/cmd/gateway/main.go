@@ -106,6 +106,8 @@ func run(args []string) error {
 		kafkaReplication  = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
 		outboxDir         = fs.String("outbox-dir", env("GATEWAY_OUTBOX_DIR", app.DefaultOutboxDir), "directory of the durable event outbox (env GATEWAY_OUTBOX_DIR)")
 		outboxDelay       = fs.Duration("outbox-commit-delay", envDuration("GATEWAY_OUTBOX_COMMIT_DELAY", app.DefaultOutboxCommitDelay), "how long the outbox waits to group concurrent events into one fsync; a lone request is never delayed (env GATEWAY_OUTBOX_COMMIT_DELAY)")
+		outboxSync        = fs.String("outbox-sync", env("GATEWAY_OUTBOX_SYNC", app.OutboxSyncAlways), "outbox sync policy: always (fdatasync before answering; survives power loss) or interval (fdatasync every -outbox-sync-interval; survives a process crash, may lose that interval on power loss) (env GATEWAY_OUTBOX_SYNC)")
+		outboxSyncEvery   = fs.Duration("outbox-sync-interval", envDuration("GATEWAY_OUTBOX_SYNC_INTERVAL", app.DefaultOutboxSyncInterval), "how often the outbox syncs under -outbox-sync=interval (env GATEWAY_OUTBOX_SYNC_INTERVAL)")
 		outboxMaxBytes    = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
 		eventFormat       = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
 		eventSource       = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")
@@ -143,16 +145,18 @@ func run(args []string) error {
 		ShutdownTimeout:  *shutdownTimeout,
 		NoAPIDocs:        !*apiDocs,
 		Events: app.EventsConfig{
-			Brokers:           app.SplitList(*kafkaBrokers),
-			OutboxDir:         *outboxDir,
-			OutboxMaxBytes:    *outboxMaxBytes,
-			OutboxCommitDelay: *outboxDelay,
-			Format:            *eventFormat,
-			Source:            *eventSource,
-			Topics:            topics,
-			Partitions:        int32(*kafkaPartitions),
-			Replication:       int16(*kafkaReplication),
-			IdempotencyWindow: *idempotencyWindow,
+			Brokers:            app.SplitList(*kafkaBrokers),
+			OutboxDir:          *outboxDir,
+			OutboxMaxBytes:     *outboxMaxBytes,
+			OutboxCommitDelay:  *outboxDelay,
+			OutboxSync:         *outboxSync,
+			OutboxSyncInterval: *outboxSyncEvery,
+			Format:             *eventFormat,
+			Source:             *eventSource,
+			Topics:             topics,
+			Partitions:         int32(*kafkaPartitions),
+			Replication:        int16(*kafkaReplication),
+			IdempotencyWindow:  *idempotencyWindow,
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

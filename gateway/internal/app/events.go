@@ -25,6 +25,17 @@ const (
 	// DefaultOutboxCommitDelay is the gateway's group-commit delay: up to 1ms
 	// of waiting for concurrent events to share one fsync.
 	DefaultOutboxCommitDelay = time.Millisecond
+	// OutboxSyncAlways fdatasyncs every batch of events before the answers
+	// go out (group commit): an answered mutation's event survives power
+	// loss. The default.
+	OutboxSyncAlways = "always"
+	// OutboxSyncInterval writes events to the file before the answers go
+	// out and fdatasyncs at most every OutboxSyncInterval: an answered
+	// mutation's event survives a crash of the gateway process at once, and
+	// of the machine once the interval has passed.
+	OutboxSyncInterval = "interval"
+	// DefaultOutboxSyncInterval is the sync period of OutboxSyncInterval.
+	DefaultOutboxSyncInterval = 100 * time.Millisecond
 	// DefaultKafkaPartitions is the partition count of created topics.
 	DefaultKafkaPartitions = 3
 	// DefaultKafkaReplication is the replication factor of created topics:
@@ -48,6 +59,12 @@ type EventsConfig struct {
 	// events before an fsync when appends are concurrent (group commit).
 	// Default 0 (commit at once).
 	OutboxCommitDelay time.Duration
+	// OutboxSync is the outbox's sync policy: OutboxSyncAlways (default) or
+	// OutboxSyncInterval.
+	OutboxSync string
+	// OutboxSyncInterval is how often the outbox syncs under
+	// OutboxSyncInterval. Default 100ms.
+	OutboxSyncInterval time.Duration
 	// Format is the event data encoding, "json" (default) or "protobuf".
 	Format string
 	// Source is the CloudEvents source. Default "/shop-gateway".
@@ -76,6 +93,12 @@ func (c *EventsConfig) setDefaults() {
 	if c.Format == "" {
 		c.Format = string(events.FormatJSON)
 	}
+	if c.OutboxSync == "" {
+		c.OutboxSync = OutboxSyncAlways
+	}
+	if c.OutboxSyncInterval == 0 {
+		c.OutboxSyncInterval = DefaultOutboxSyncInterval
+	}
 	if c.Source == "" {
 		c.Source = events.DefaultSource
 	}
@@ -101,6 +124,15 @@ func (c *EventsConfig) Validate() error {
 	case events.FormatJSON, events.FormatProtobuf:
 	default:
 		errs = append(errs, fmt.Errorf("event format %q: want json or protobuf", c.Format))
+	}
+	switch c.OutboxSync {
+	case OutboxSyncAlways:
+	case OutboxSyncInterval:
+		if c.OutboxSyncInterval <= 0 {
+			errs = append(errs, fmt.Errorf("outbox sync interval %s: want a positive duration", c.OutboxSyncInterval))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("outbox sync %q: want %s or %s", c.OutboxSync, OutboxSyncAlways, OutboxSyncInterval))
 	}
 	if c.OutboxMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("outbox max bytes %d is negative", c.OutboxMaxBytes))
@@ -143,10 +175,11 @@ func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsR
 		return nil, nil
 	}
 	ob, err := outbox.Open(cfg.OutboxDir, outbox.Options{
-		MaxBytes:    cfg.OutboxMaxBytes,
-		CommitDelay: cfg.OutboxCommitDelay,
-		Logger:      log.With(slog.String("component", "outbox")),
-		NoSync:      cfg.NoSync,
+		MaxBytes:     cfg.OutboxMaxBytes,
+		CommitDelay:  cfg.OutboxCommitDelay,
+		SyncInterval: syncInterval(cfg),
+		Logger:       log.With(slog.String("component", "outbox")),
+		NoSync:       cfg.NoSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
@@ -188,7 +221,7 @@ func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsR
 	}()
 	st := ob.Stats()
 	log.Info("events on", slog.Any("brokers", cfg.Brokers), slog.String("outbox_dir", cfg.OutboxDir),
-		slog.Int64("outbox_depth", st.Depth), slog.Int64("outbox_max_bytes", st.MaxBytes),
+		slog.Int64("outbox_depth", st.Depth), slog.Int64("outbox_max_bytes", st.MaxBytes), slog.String("outbox_sync", cfg.OutboxSync),
 		slog.String("format", cfg.Format), slog.Any("topics", em.Topics()))
 	return p, nil
 }
@@ -263,6 +296,15 @@ func (p *eventPipeline) Close() {
 	if err := p.ob.Close(); err != nil {
 		p.log.Error("outbox close", slog.Any("error", err))
 	}
+}
+
+// syncInterval is the outbox's SyncInterval for the configured policy: 0
+// (sync before answering) for always.
+func syncInterval(cfg EventsConfig) time.Duration {
+	if cfg.OutboxSync == OutboxSyncInterval {
+		return cfg.OutboxSyncInterval
+	}
+	return 0
 }
 
 // ParseTopicMap parses "logical=actual,logical=actual" into a map; blanks

@@ -14,8 +14,11 @@ import (
 )
 
 // crashDirEnv, when set, makes TestCrashRecovery the child: it appends
-// and acks until it is killed.
-const crashDirEnv = "OUTBOX_CRASH_DIR"
+// and acks until it is killed, with the SyncInterval in crashSyncEnv.
+const (
+	crashDirEnv  = "OUTBOX_CRASH_DIR"
+	crashSyncEnv = "OUTBOX_CRASH_SYNC_INTERVAL"
+)
 
 var crashOpts = Options{SegmentBytes: 16 << 10, AckInterval: 5 * time.Millisecond}
 
@@ -33,11 +36,22 @@ func TestCrashRecovery(t *testing.T) {
 		t.Skip("spawns child processes")
 	}
 	t.Parallel()
+	// A process crash loses nothing an Append returned, whether each batch
+	// is synced before it returns or the writer syncs on a ticker.
+	for _, sync := range []time.Duration{0, 100 * time.Millisecond} {
+		t.Run("sync interval "+sync.String(), func(t *testing.T) {
+			t.Parallel()
+			crashRecovery(t, sync)
+		})
+	}
+}
+
+func crashRecovery(t *testing.T, sync time.Duration) {
 	dir := t.TempDir()
 	appended := map[ID]string{}
 	var lastAck ID
 	for round, after := range []time.Duration{150 * time.Millisecond, 300 * time.Millisecond, 500 * time.Millisecond} {
-		acked := runAndKill(t, dir, after, appended)
+		acked := runAndKill(t, dir, sync, after, appended)
 		lastAck = max(lastAck, acked)
 
 		o, err := Open(dir, crashOpts)
@@ -87,10 +101,10 @@ func TestCrashRecovery(t *testing.T) {
 // first reported append (so a slow start on a loaded machine does not leave
 // it killed before it wrote anything) and records what it reported; it
 // returns the highest ack it reported.
-func runAndKill(t *testing.T, dir string, after time.Duration, appended map[ID]string) ID {
+func runAndKill(t *testing.T, dir string, sync, after time.Duration, appended map[ID]string) ID {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashRecovery$")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashSyncEnv+"="+sync.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -146,7 +160,9 @@ func runAndKill(t *testing.T, dir string, after time.Duration, appended map[ID]s
 // crashChild appends from 8 goroutines and acks what it reads, forever.
 // It reports on stdout with one write per line, so lines never interleave.
 func crashChild(dir string) {
-	o, err := Open(dir, crashOpts)
+	opts := crashOpts
+	opts.SyncInterval, _ = time.ParseDuration(os.Getenv(crashSyncEnv))
+	o, err := Open(dir, opts)
 	if err != nil {
 		os.Stderr.WriteString("child: " + err.Error() + "\n")
 		os.Exit(2)

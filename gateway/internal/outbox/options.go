@@ -65,6 +65,15 @@ type Options struct {
 	// is treated as 0.
 	CommitDelay time.Duration
 
+	// SyncInterval, when positive, makes an append return once its record
+	// is written to the file (the page cache) instead of once it is synced,
+	// and has the writer fdatasync at most this often, when something was
+	// written since the last sync: an append then survives a crash of the
+	// process at once and a crash of the machine (power loss) after at most
+	// SyncInterval. Zero, the default, syncs every batch before its appends
+	// return (group commit), so every returned append survives power loss.
+	SyncInterval time.Duration
+
 	// NoSync skips every fsync. Records then survive a process crash but not
 	// a machine crash. For tests and benchmarks only. Default false.
 	NoSync bool
@@ -105,6 +114,9 @@ func (o *Options) Validate() error {
 	}
 	if int64(o.MaxRecordBytes)+frameHeaderSize > o.SegmentBytes {
 		errs = append(errs, fmt.Errorf("MaxRecordBytes %d does not fit in SegmentBytes %d", o.MaxRecordBytes, o.SegmentBytes))
+	}
+	if o.SyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("SyncInterval %s is negative", o.SyncInterval))
 	}
 	if o.AckInterval < 0 {
 		errs = append(errs, fmt.Errorf("AckInterval %s is negative", o.AckInterval))

@@ -53,6 +53,7 @@ type Outbox struct {
 	reqs    chan *appendReq
 
 	writerDone chan struct{}
+	dirty      bool // written since the last sync (SyncInterval); writer only
 	stopBg     chan struct{}
 	bgDone     chan struct{}
 

@@ -15,7 +15,25 @@ func (o *Outbox) writeLoop() {
 	defer close(o.writerDone)
 	batch := make([]*appendReq, 0, 64)
 	lastBatch := 0
-	for req := range o.reqs {
+	var tick <-chan time.Time
+	if o.opts.SyncInterval > 0 && !o.opts.NoSync {
+		t := time.NewTicker(o.opts.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		var req *appendReq
+		select {
+		case r, ok := <-o.reqs:
+			if !ok {
+				o.syncDirty()
+				return
+			}
+			req = r
+		case <-tick:
+			o.syncDirty()
+			continue
+		}
 		batch = append(batch[:0], req)
 		size := len(req.frame)
 	drain:
@@ -108,7 +126,11 @@ func (o *Outbox) writeChunk(buf []byte, count int) error {
 		}
 		return werr
 	}
-	if !o.opts.NoSync {
+	switch {
+	case o.opts.NoSync:
+	case o.opts.SyncInterval > 0:
+		o.dirty = true // synced by the writer's ticker, at most SyncInterval later
+	default:
 		if err := datasync(o.wf); err != nil {
 			// After a failed fsync the page cache may no longer hold what
 			// was written; nothing written since can be trusted.
@@ -130,6 +152,18 @@ func (o *Outbox) writeChunk(buf []byte, count int) error {
 	return nil
 }
 
+// syncDirty fdatasyncs the active segment when something was written to it
+// since its last sync (SyncInterval mode). Only the writer calls it.
+func (o *Outbox) syncDirty() {
+	if !o.dirty {
+		return
+	}
+	o.dirty = false
+	if err := datasync(o.wf); err != nil {
+		_ = o.fail(fmt.Errorf("outbox: sync %s: %w", o.active.path, err))
+	}
+}
+
 // reject fails requests, giving back what they reserved.
 func (o *Outbox) reject(batch []*appendReq, err error) {
 	for _, req := range batch {
@@ -139,8 +173,8 @@ func (o *Outbox) reject(batch []*appendReq, err error) {
 }
 
 // roll seals the active segment and starts a new one named after the next
-// id. The old segment needs no sync: each of its chunks was synced before
-// its callers were answered.
+// id. The old segment is synced if it has unsynced chunks (SyncInterval);
+// otherwise each chunk was synced before its callers were answered.
 func (o *Outbox) roll() error {
 	base := o.nextID
 	path := filepath.Join(o.dir, segmentName(base))
@@ -157,6 +191,9 @@ func (o *Outbox) roll() error {
 			return fmt.Errorf("outbox: create segment: sync dir: %w", err)
 		}
 	}
+	// In SyncInterval mode the old segment may hold unsynced records; the
+	// ticker only syncs the active one.
+	o.syncDirty()
 	old := o.wf
 	seg := &segment{base: base, path: path, last: base - 1}
 	o.mu.Lock()
