@@ -203,3 +203,36 @@ async def test_a_read_sent_by_post_is_not_replayed(client: AsyncClient, app: Fas
     assert again.status_code == 200 and "idempotency-replayed" not in again.headers
     assert len(again.json()["items"]) == 1
     assert await count(app, IdempotencyRecord) == 0
+
+
+async def test_lookup_reads_a_key_without_touching_it(client: AsyncClient, app: FastAPI) -> None:
+    await create_stock(client, 6, quantity=3)
+    body = {"user_id": 2, "product_id": 6, "quantity": 1}
+    added = await client.post("/cart/add", json=body, headers={"Idempotency-Key": "look-1"})
+    assert added.status_code == 201, added.text
+    params = {"method": "POST", "path": "/cart/add", "key": "look-1"}
+    found = await client.get("/internal/idempotency", params=params)
+    assert found.status_code == 200, found.text
+    assert found.json() == {"state": "applied", "status_code": 201, "body": added.json()}
+    # Read-only: asking again changes nothing, and the key still replays.
+    assert (await client.get("/internal/idempotency", params=params)).json() == found.json()
+    again = await client.post("/cart/add", json=body, headers={"Idempotency-Key": "look-1"})
+    assert again.headers["idempotency-replayed"] == "true"
+    assert len(await cart_lines(client, 2)) == 1
+    unknown = await client.get("/internal/idempotency", params={**params, "key": "never-sent"})
+    assert unknown.json() == {"state": "unknown"}
+    # A failed mutation leaves no record: it was not applied.
+    failed = await client.post("/cart/add", json={**body, "quantity": 9}, headers={"Idempotency-Key": "look-2"})
+    assert failed.status_code == 400
+    assert (await client.get("/internal/idempotency", params={**params, "key": "look-2"})).json() == {"state": "unknown"}
+    assert (await client.get("/internal/idempotency", params={"method": "POST", "path": "/x"})).status_code in (400, 422)
+
+
+async def test_lookup_reports_a_claim_in_flight_and_a_commit_without_answer(client: AsyncClient, app: FastAPI) -> None:
+    now = utcnow()
+    async with app.state.sessions() as session, session.begin():
+        session.add(IdempotencyRecord(method="POST", path="/stock", key="in-flight", digest="d", created_at=now))
+        session.add(IdempotencyRecord(method="POST", path="/stock", key="no-answer", digest="d", created_at=now, committed=True))
+    for key, state in (("in-flight", "pending"), ("no-answer", "committed")):
+        got = await client.get("/internal/idempotency", params={"method": "post", "path": "/stock", "key": key})
+        assert got.json() == {"state": state}

@@ -27,6 +27,13 @@ timeout (the process died before it) is taken over by the next request. A
 claim that committed without a stored answer (the process died in between)
 answers 409 ABORTED until the window ends: the change was made, and running
 it again would make it twice.
+
+``GET /internal/idempotency?method=&path=&key=`` (:data:`router`) reads a
+key's record without touching it: the gateway asks it, after a restart,
+whether the mutations it had sent but not seen answered were applied, and
+emits their events from the stored answer. It is for the gateway only
+(the services are reachable from the gateway's network alone, and the
+gateway routes no public path to it).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import DateTime, Integer, String, Text, delete, event, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -270,3 +278,31 @@ async def _replay(row: IdempotencyRecord, send: Any) -> None:
         headers.append((b"content-type", row.content_type.encode("latin-1")))
     await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+router = APIRouter(tags=["internal"])
+
+
+@router.get("/internal/idempotency", include_in_schema=False)
+async def lookup(
+    request: Request,
+    method: str = Query(min_length=1, max_length=10),
+    path: str = Query(min_length=1, max_length=512),
+    key: str = Query(min_length=1, max_length=MAX_KEY_LENGTH),
+) -> dict[str, Any]:
+    """What became of the mutation ``method path`` sent with Idempotency-Key
+    ``key``, read-only: ``applied`` (with the stored answer's
+    ``status_code`` and ``body``), ``committed`` (applied, answer not
+    recorded), ``pending`` (in flight, not committed yet) or ``unknown`` (no
+    record: never applied, or its window is over)."""
+    async with request.app.state.sessions() as session:
+        row = await session.get(IdempotencyRecord, (method.upper(), path, key))
+    if row is None:
+        return {"state": "unknown"}
+    if row.status_code is not None:
+        try:
+            body: Any = json.loads(row.body or "null")
+        except ValueError:
+            body = row.body
+        return {"state": "applied", "status_code": row.status_code, "body": body}
+    return {"state": "committed" if row.committed else "pending"}

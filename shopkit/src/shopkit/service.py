@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from shopkit import db, health
+from shopkit import db, health, idempotency
 from shopkit.auth import get_caller
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
@@ -27,7 +27,8 @@ def build_app(
     routers: Sequence[APIRouter],
     version: str = "1.0.0",
 ) -> FastAPI:
-    """An app serving ``/healthz``, ``/readyz`` and then routers.
+    """An app serving ``/healthz``, ``/readyz``, the gateway's idempotency
+    lookup (``/internal/idempotency``) and then routers.
 
     Every error answers ``{"code", "message"}`` (see :mod:`shopkit.errors`),
     X-Request-Id and traceparent are kept for logs and onward calls, a
@@ -63,6 +64,6 @@ def build_app(
         claim_timeout=timedelta(seconds=settings.idempotency_claim_timeout_seconds),
     )
     app.add_middleware(RequestContextMiddleware)
-    for router in (health.router, *routers):
+    for router in (health.router, idempotency.router, *routers):
         app.include_router(router)
     return app
