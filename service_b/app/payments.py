@@ -52,7 +52,7 @@ from app.models import (
     StockLine,
 )
 from app.settings import Settings
-from shopkit import errors, logs
+from shopkit import errors, logs, telemetry
 from shopkit.cart import cart_lines
 from shopkit.events import ORDER_PAID
 from shopkit.kafka import KafkaBridge, add_event
@@ -87,6 +87,7 @@ class StockClient:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             transport=transport,
         )
+        telemetry.instrument_client(self._http)
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -131,7 +132,7 @@ def _trace_headers() -> dict[str, str]:
     headers = {}
     if rid := logs.request_id.get():
         headers["X-Request-Id"] = rid
-    if tp := logs.traceparent.get():
+    if tp := telemetry.current_traceparent():
         headers["traceparent"] = tp
     return headers
 

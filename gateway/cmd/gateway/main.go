@@ -22,6 +22,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/telemetry"
 )
 
 func main() {
@@ -144,6 +145,7 @@ func run(args []string) error {
 		FallbackMax:      *fallbackMax,
 		ShutdownTimeout:  *shutdownTimeout,
 		NoAPIDocs:        !*apiDocs,
+		Tracing:          telemetry.FromEnv(os.Getenv),
 		Events: app.EventsConfig{
 			Brokers:            app.SplitList(*kafkaBrokers),
 			OutboxDir:          *outboxDir,

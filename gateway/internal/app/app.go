@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/telemetry"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
@@ -56,6 +58,9 @@ type Config struct {
 	// services; see server.Config.RESTChannel. Default nil; set only by
 	// benchmarks.
 	RESTChannel server.RESTChannelFunc
+	// Tracing turns OpenTelemetry tracing on; see telemetry.Config.
+	// Default off.
+	Tracing telemetry.Config
 	// NoAPIDocs turns off GET /openapi.json and the explorer at /docs/.
 	// Default false: both are served on the REST port.
 	NoAPIDocs bool
@@ -154,10 +159,29 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 			g.Close()
 		}
 	}()
+	tr, err := telemetry.New(ctx, cfg.Tracing)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	if tr.Enabled() {
+		g.closers = append(g.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tr.Shutdown(sctx); err != nil {
+				log.Warn("tracing: flushing spans", slog.Any("error", err))
+			}
+		})
+		log.Info("tracing on: spans exported over OTLP")
+	}
+	var wrap func(http.RoundTripper) http.RoundTripper
+	var serverTracing server.Tracing
+	if tr.Enabled() {
+		wrap, serverTracing = tr.Transport, tr
+	}
 	pools := map[string]*upstream.Pool{}
 	doers := map[string]forward.Doer{}
 	for name, urls := range map[string][]string{forward.ServiceA: cfg.ServiceA, forward.ServiceB: cfg.ServiceB} {
-		p, err := upstream.NewPool(name, urls, upstream.Options{Timeout: cfg.UpstreamTimeout, Logger: log})
+		p, err := upstream.NewPool(name, urls, upstream.Options{Timeout: cfg.UpstreamTimeout, WrapTransport: wrap, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
@@ -176,7 +200,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, p.Ready(ctx)
 		}})
 	}
-	ev, err := newEvents(ctx, cfg.Events, log)
+	ev, err := newEvents(ctx, cfg.Events, tr, log)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +227,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Observe:         m.Observe,
 		Metrics:         m.Handler(),
 		APIDocs:         docs,
+		Tracing:         serverTracing,
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RESTChannel:     cfg.RESTChannel,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/relay"
 	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/telemetry"
 )
 
 // Defaults of EventsConfig.
@@ -169,7 +171,7 @@ type eventPipeline struct {
 // newEvents opens the outbox, starts the relay in the background (Kafka may
 // be down: the gateway serves and fills the outbox meanwhile) and builds
 // the emitter. It returns nil when events are off.
-func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsRunner, error) {
+func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log *slog.Logger) (eventsRunner, error) {
 	if len(cfg.Brokers) == 0 {
 		log.Warn("events off: no Kafka brokers configured")
 		return nil, nil
@@ -201,9 +203,14 @@ func newEvents(ctx context.Context, cfg EventsConfig, log *slog.Logger) (eventsR
 	for _, t := range em.Topics() {
 		topics = append(topics, relay.TopicSpec{Name: t, Partitions: cfg.Partitions, ReplicationFactor: cfg.Replication})
 	}
+	var tracer trace.Tracer
+	if tr.Enabled() {
+		tracer = tr.Tracer("github.com/shopgateway/shop/gateway/internal/relay")
+	}
 	rl, err := relay.New(relay.Config{
 		Brokers: cfg.Brokers,
 		Topics:  topics,
+		Tracer:  tracer,
 		Logger:  log.With(slog.String("component", "relay")),
 	}, ob)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for Config, applied by New to every zero field.
@@ -73,6 +74,12 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Compression of produced batches. Default sarama.CompressionNone.
 	Compression sarama.CompressionCodec
+	// Tracer, when set, puts the publication of each record that carries a
+	// traceparent header in a producer span, a child of that context, ended
+	// when the broker confirms the record, and sends the span's context as
+	// the record's traceparent, so that consumers continue the request's
+	// trace. Default: no spans, headers sent as stored.
+	Tracer trace.Tracer
 	// Logger receives the relay's state changes. Default: discard.
 	Logger *slog.Logger
 }

@@ -22,7 +22,9 @@ func (r *Relay) session(ctx context.Context, c *conn) error {
 		p:     c.producer,
 		win:   newWindow(r.ob.Stats().AckedID + 1),
 		slots: make(chan struct{}, r.cfg.MaxInFlight),
+		spans: newPublishSpans(r.cfg.Tracer),
 	}
+	defer s.spans.endAll(errUnconfirmed)
 	if r.ob.Stats().Depth == 0 {
 		// Nothing to prove the link with: the dial itself did.
 		r.setUp()
@@ -66,6 +68,7 @@ loop:
 				break loop
 			}
 			failure = publishError(pe)
+			s.failed(pe)
 			break loop
 		case err := <-feedErr:
 			failure = err
@@ -128,6 +131,20 @@ type sessionState struct {
 	slots chan struct{}
 	// draining is set once the session is winding down (main loop only).
 	draining bool
+	// spans are the producer spans of records in flight; nil without a
+	// tracer.
+	spans *publishSpans
+}
+
+var errUnconfirmed = errors.New("relay: record not confirmed before the session ended")
+
+// failed ends the span of a record the producer could not publish.
+func (s *sessionState) failed(pe *sarama.ProducerError) {
+	if pe.Msg != nil {
+		if id, ok := pe.Msg.Metadata.(outbox.ID); ok {
+			s.spans.end(id, pe.Err)
+		}
+	}
 }
 
 // feed reads the outbox and hands records to the producer, in id order.
@@ -144,8 +161,10 @@ func (s *sessionState) feed(ctx context.Context) error {
 				return ctx.Err()
 			}
 			s.r.inFlight.Add(1)
+			m := toMessage(&es[i])
+			s.spans.start(m, es[i].ID)
 			select {
-			case s.p.Input() <- toMessage(&es[i]):
+			case s.p.Input() <- m:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -160,6 +179,7 @@ func (s *sessionState) succeeded(m *sarama.ProducerMessage) error {
 	if !ok {
 		return fmt.Errorf("relay: producer returned a message without an outbox id")
 	}
+	s.spans.end(id, nil)
 	before := s.win.watermark()
 	wm, advanced := s.win.complete(id)
 	if !advanced {
@@ -211,6 +231,7 @@ func (s *sessionState) drain(timeout time.Duration) error {
 				continue
 			}
 			failed++
+			s.failed(pe)
 			if first == nil {
 				first = publishError(pe)
 			}

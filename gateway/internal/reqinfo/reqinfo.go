@@ -43,6 +43,14 @@ func First(md metadata.MD, key string) string {
 type Info struct {
 	// RequestID is the X-Request-Id of the request (given or generated).
 	RequestID string
+	// Traceparent is the W3C traceparent of the request as the gateway
+	// passes it on: its own server span's when tracing is on, else the
+	// caller's or a generated one. The access log takes trace_id and span_id
+	// from it.
+	Traceparent string
+	// Route is the REST path template the request matched, for example
+	// "/stock/{product_id}"; empty for gRPC.
+	Route string
 	// RPC is the full gRPC method, for example
 	// "/shop.stock.v1.StockService/GetStock"; empty when no RPC matched.
 	RPC string

@@ -6,6 +6,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -62,7 +65,11 @@ func logPanic(ctx context.Context, log *slog.Logger, where string, p any) {
 // gRPC call. For a REST call the HTTP middleware has already resolved the
 // ids (with the same function) and writes the line itself, with the HTTP
 // status.
-func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
+//
+// With traced set, a direct call runs inside the server span of the gRPC
+// stats handler, whose context becomes the traceparent passed on; a REST
+// call records its route for the HTTP middleware to name its span.
+func accessInterceptor(al *accessLog, traced bool) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ri := reqinfo.FromContext(ctx)
 		direct := ri == nil
@@ -71,6 +78,9 @@ func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 			ctx = reqinfo.NewContext(ctx, ri)
 			md, _ := metadata.FromIncomingContext(ctx)
 			ids := reqinfo.Resolve(reqinfo.First(md, reqinfo.RequestIDKey), reqinfo.First(md, reqinfo.TraceparentKey), reqinfo.First(md, reqinfo.TracestateKey))
+			if traced {
+				ids = withSpan(ctx, ids)
+			}
 			if ids.Changed {
 				md = md.Copy()
 				md.Set(reqinfo.RequestIDKey, ids.RequestID)
@@ -82,11 +92,14 @@ func accessInterceptor(al *accessLog) grpc.UnaryServerInterceptor {
 				ctx = metadata.NewIncomingContext(ctx, md)
 			}
 			ri.RequestID = ids.RequestID
+			ri.Traceparent = ids.Traceparent
 			out := metadata.Pairs(reqinfo.RequestIDKey, ids.RequestID, reqinfo.TraceparentKey, ids.Traceparent)
 			if ids.Tracestate != "" {
 				out.Set(reqinfo.TracestateKey, ids.Tracestate)
 			}
 			_ = grpc.SetHeader(ctx, out)
+		} else if traced {
+			ri.Route, _ = runtime.HTTPPathPattern(ctx)
 		}
 		ri.RPC = info.FullMethod
 		start := time.Now()
@@ -118,7 +131,7 @@ func (al *accessLog) write(ctx context.Context, ri *reqinfo.Info, proto, method,
 
 // logAccess writes the access-log line of one request.
 func logAccess(ctx context.Context, log *slog.Logger, ri *reqinfo.Info, proto, method, path string, httpStatus int, d time.Duration) {
-	attrs := make([]slog.Attr, 0, 13)
+	attrs := make([]slog.Attr, 0, 15)
 	attrs = append(attrs,
 		slog.String("protocol", proto),
 		slog.String("method", method),
@@ -138,6 +151,9 @@ func logAccess(ctx context.Context, log *slog.Logger, ri *reqinfo.Info, proto, m
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("request_id", ri.RequestID),
 	)
+	if traceID, spanID, ok := traceIDs(ri.Traceparent); ok {
+		attrs = append(attrs, slog.String("trace_id", traceID), slog.String("span_id", spanID))
+	}
 	if ri.Fallback {
 		attrs = append(attrs, slog.Bool("fallback", true))
 	}
@@ -145,4 +161,41 @@ func logAccess(ctx context.Context, log *slog.Logger, ri *reqinfo.Info, proto, m
 		attrs = append(attrs, slog.String("event_id", ri.Event))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "access", attrs...)
+}
+
+// withSpan makes the current span's context the traceparent passed on,
+// when there is a span.
+func withSpan(ctx context.Context, ids reqinfo.IDs) reqinfo.IDs {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		if tp := traceparentOf(sc); tp != ids.Traceparent {
+			ids.Traceparent, ids.Changed = tp, true
+		}
+	}
+	return ids
+}
+
+// traceparentOf formats a span context as a W3C traceparent.
+func traceparentOf(sc trace.SpanContext) string {
+	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
+}
+
+// traceIDs returns the trace and parent ids of a valid traceparent.
+func traceIDs(tp string) (traceID, spanID string, ok bool) {
+	if !reqinfo.ValidTraceparent(tp) {
+		return "", "", false
+	}
+	return tp[3:35], tp[36:52], true
+}
+
+// nameSpan names a REST request's server span after its route, as
+// OpenTelemetry's HTTP conventions ask ("GET /stock/{product_id}"), once
+// the route is known, and adds the RPC.
+func nameSpan(span trace.Span, method string, ri *reqinfo.Info) {
+	if ri.Route != "" {
+		span.SetName(method + " " + ri.Route)
+		span.SetAttributes(attribute.String("http.route", ri.Route))
+	}
+	if ri.RPC != "" {
+		span.SetAttributes(attribute.String("rpc.method", ri.RPC))
+	}
 }

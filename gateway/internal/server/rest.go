@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -207,10 +208,19 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // is answered 405 with Allow here: grpc-gateway would otherwise route it to
 // a templated route of that method ("GET /order/{order_id}") and answer a
 // confusing 400 about the path parameter.
-func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string) http.Handler {
+//
+// With traced set, the request runs inside a server span (the tracing
+// handler wraps this one): the span's context becomes the traceparent passed
+// on, and the span is named after the route once it is known.
+func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ids := reqinfo.Resolve(r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
+		var span trace.Span
+		if traced {
+			span = trace.SpanFromContext(r.Context())
+			ids = withSpan(r.Context(), ids)
+		}
 		if ids.Changed {
 			r.Header.Set("X-Request-Id", ids.RequestID)
 			r.Header.Set("Traceparent", ids.Traceparent)
@@ -225,7 +235,10 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		if ids.Tracestate != "" {
 			h.Set("Tracestate", ids.Tracestate)
 		}
-		ri := &reqinfo.Info{RequestID: ids.RequestID}
+		ri := &reqinfo.Info{RequestID: ids.RequestID, Traceparent: ids.Traceparent}
+		if span != nil {
+			defer nameSpan(span, r.Method, ri)
+		}
 		method := r.Method
 		r = r.WithContext(reqinfo.NewContext(r.Context(), ri))
 		if r.Method == http.MethodHead {

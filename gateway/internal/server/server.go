@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/contract"
@@ -73,6 +74,9 @@ type Config struct {
 	Observe ObserveFunc
 	// Metrics, when set, is served at GET /metrics on the REST port.
 	Metrics http.Handler
+	// Tracing, when set, puts every gRPC call and REST request in a server
+	// span. Default: no tracing.
+	Tracing Tracing
 	// APIDocs, when set, serves the paths it matches on the REST port (the
 	// OpenAPI document and the explorer) instead of the API.
 	APIDocs PathHandler
@@ -87,6 +91,14 @@ type Config struct {
 // struct{}{} as their implementation (the handlers ignore it) and chain must
 // run around every call, as on the gRPC server.
 type RESTChannelFunc func(descs []*grpc.ServiceDesc, chain grpc.UnaryServerInterceptor) grpc.ClientConnInterface
+
+// Tracing instruments the server's two edges.
+type Tracing interface {
+	// GRPCServerHandler is the stats handler of the gRPC server.
+	GRPCServerHandler() stats.Handler
+	// HTTPHandler wraps the REST API.
+	HTTPHandler(http.Handler) http.Handler
+}
 
 // PathHandler is an http.Handler for the paths it matches.
 type PathHandler interface {
@@ -150,14 +162,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	al := &accessLog{log: cfg.Logger, observe: cfg.Observe}
+	traced := cfg.Tracing != nil
 	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
-		accessInterceptor(al),
+		accessInterceptor(al, traced),
 		contract.Interceptor(),
 	}, cfg.Interceptors...)...)
 
 	s := &Server{cfg: cfg, health: health.NewServer()}
-	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(chain), grpc.ForceServerCodecV2(newStrictCodec()))
+	grpcOpts := []grpc.ServerOption{grpc.UnaryInterceptor(chain), grpc.ForceServerCodecV2(newStrictCodec())}
+	if traced {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(cfg.Tracing.GRPCServerHandler()))
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
 	for _, d := range descs {
 		s.grpc.RegisterService(d, struct{}{})
 		s.health.SetServingStatus(d.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -179,7 +196,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes))
+	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced)
+	if traced {
+		api = cfg.Tracing.HTTPHandler(api)
+	}
 	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			switch r.URL.Path {

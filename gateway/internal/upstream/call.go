@@ -267,7 +267,7 @@ func (p *Pool) roundTrip(ctx context.Context, inst *instance, c *call) {
 			return io.NopCloser(bytes.NewReader(body)), nil
 		}
 	}
-	res, err := p.transport.RoundTrip(o.req.WithContext(ctx))
+	res, err := p.roundTripper.RoundTrip(o.req.WithContext(ctx))
 	if err != nil {
 		c.err = fmt.Errorf("%s %s: %w", c.req.Method, inst.base, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"time"
 )
 
@@ -82,6 +83,10 @@ type Options struct {
 	// MaxResponseBytes is the largest response body read; a larger one
 	// fails the call with INTERNAL. Default 4 MiB.
 	MaxResponseBytes int64
+
+	// WrapTransport, when set, wraps the pool's HTTP transport, for example
+	// in a tracing round tripper. Default: the transport is used as is.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// Logger receives instance state changes (ejected, re-admitted, health
 	// check down or up, panic mode), not a line per request; only failed

@@ -52,6 +52,7 @@ type Pool struct {
 	opts          Options
 	log           *slog.Logger
 	transport     *http.Transport
+	roundTripper  http.RoundTripper // transport, wrapped by Options.WrapTransport
 	instances     []*instance
 	maxAttempts   int
 	healthTimeout time.Duration
@@ -113,6 +114,10 @@ func NewPool(name string, baseURLs []string, opts Options) (*Pool, error) {
 		p.healthTimeout = min(opts.HealthInterval, maxHealthTimeout)
 	}
 	p.transport = newTransport(opts, len(p.instances))
+	p.roundTripper = p.transport
+	if opts.WrapTransport != nil {
+		p.roundTripper = opts.WrapTransport(p.transport)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	p.stopProber = stop
 	if opts.HealthInterval > 0 {

@@ -19,6 +19,7 @@ serves without Kafka; :attr:`KafkaBridge.connected` feeds ``/readyz``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import time
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shopkit import logs
+from shopkit import telemetry
 from shopkit.db import Inbox, Outbox
 from shopkit.events import Event, valid_traceparent
 from shopkit.leader import LeaderLock, leader_lock
@@ -67,7 +68,8 @@ def add_event(
 
     The event gets a new id, the time now, ce_source ``/<source>``, the
     subject as a string and the traceparent of the request being served
-    (when valid); the Kafka key is key as a decimal string."""
+    (when valid: the current span's when tracing is on); the Kafka key is
+    key as a decimal string."""
     now = utcnow()
     event = Event(
         id=str(uuid.uuid4()),
@@ -76,7 +78,7 @@ def add_event(
         time=format_timestamp(now),
         data=data,
         subject=str(subject),
-        traceparent=valid_traceparent(logs.traceparent.get()),
+        traceparent=valid_traceparent(telemetry.current_traceparent()),
     )
     session.add(Outbox(event_id=event.id, topic=topic, key=str(key), payload=event.to_json(), created_at=now))
     return event.id
@@ -361,12 +363,15 @@ class KafkaBridge:
             futures = []
             for row in rows:
                 try:
-                    value, headers = Event.from_json(row.payload).to_record()
+                    event = Event.from_json(row.payload)
                 except ValueError as exc:
                     # Only add_event writes rows, so this is a bug; one bad row must not stop the others.
                     log.error("outbox relay: dropping row %s, not an event: %r", row.id, exc)
                     continue
-                futures.append(await producer.send(row.topic, value, key=row.key.encode(), headers=headers))
+                # Traced, the record carries the producer span's context.
+                with telemetry.producer_span(row.topic, event.traceparent) as traceparent:
+                    value, headers = dataclasses.replace(event, traceparent=traceparent).to_record()
+                    futures.append(await producer.send(row.topic, value, key=row.key.encode(), headers=headers))
             await asyncio.gather(*futures)
 
         await asyncio.wait_for(send_all(), _SEND_TIMEOUT_SECONDS)
@@ -416,7 +421,7 @@ class KafkaBridge:
                     for tp, messages in batches.items():
                         for message in messages:
                             where = f"{tp.topic}/{tp.partition}@{message.offset}"
-                            await self._apply(message.value, message.headers, where)
+                            await self._apply(message.value, message.headers, where, tp.topic)
                         # Commit only after the events are in the database.
                         await consumer.commit({tp: messages[-1].offset + 1})
             except asyncio.CancelledError:
@@ -432,14 +437,21 @@ class KafkaBridge:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._retry_max)
 
-    async def _apply(self, value: bytes | None, headers: Sequence[tuple[str, bytes]], where: str) -> None:
+    async def _apply(
+        self, value: bytes | None, headers: Sequence[tuple[str, bytes]], where: str, topic: str = ""
+    ) -> None:
         """Apply the event of one record exactly once (deduplicated on its
-        ce_id); retry database failures until they pass."""
+        ce_id); retry database failures until they pass. Traced, in a
+        consumer span under the event's traceparent."""
         try:
             event = Event.from_record(value, headers)
         except ValueError as exc:  # also bad JSON and bad UTF-8
             log.error("consumer: skipping malformed event at %s: %r", where, exc)
             return
+        with telemetry.consumer_span(topic, event.type, event.traceparent):
+            await self._apply_event(event, where)
+
+    async def _apply_event(self, event: Event, where: str) -> None:
         event_id = event.id
         backoff = 0.2
         while True:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from shopkit import db, health, idempotency
+from shopkit import db, health, idempotency, telemetry
 from shopkit.auth import get_caller
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
@@ -35,7 +35,8 @@ def build_app(
     mutation sent with an Idempotency-Key is applied once (see
     :mod:`shopkit.idempotency`), the caller's X-User-Id and X-Auth-Scopes
     are validated on every route (see :mod:`shopkit.auth`), and settings is
-    kept in ``app.state.settings``. lifespan must set
+    kept in ``app.state.settings``. With an OTLP endpoint in the OTEL_*
+    variables, requests are traced (see :mod:`shopkit.telemetry`). lifespan must set
     ``app.state.engine``, ``.sessions`` and ``.bridge``, which the health
     routes and :mod:`shopkit.deps` read; ``app.state.read_sessions`` (the
     read pool, :func:`shopkit.db.open_readers`) is added here."""
@@ -48,6 +49,7 @@ def build_app(
                 yield
             finally:
                 await close_readers()
+                telemetry.shutdown()  # export the spans still queued
 
     app = FastAPI(
         title=title,
@@ -66,4 +68,7 @@ def build_app(
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, idempotency.router, *routers):
         app.include_router(router)
+    # OTLP tracing when the OTEL_* variables ask for it (see shopkit.telemetry).
+    if telemetry.setup_tracing(title):
+        telemetry.instrument_app(app)
     return app
