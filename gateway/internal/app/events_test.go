@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shopgateway/shop/gateway/internal/events"
+	"github.com/shopgateway/shop/gateway/internal/relay"
 )
 
 func TestParseTopicMap(t *testing.T) {
@@ -194,5 +197,13 @@ func TestEventsOutboxFull(t *testing.T) {
 			t.Fatalf("/readyz with a full outbox: %d %s, want 503 naming the outbox", rec.Code, rec.Body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The relay continues the trace of the header the events package writes.
+func TestRelayReadsTheEventsTraceHeader(t *testing.T) {
+	t.Parallel()
+	if got, want := relay.TraceparentHeader, events.HeaderTraceparent; got != want {
+		t.Fatalf("relay.TraceparentHeader = %q, events.HeaderTraceparent = %q; want equal", got, want)
 	}
 }

@@ -13,8 +13,10 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 )
 
-// traceHeader is the record header of the W3C trace context.
-const traceHeader = "traceparent"
+// TraceparentHeader is the record header of the W3C trace context that the
+// relay continues: the CloudEvents distributed-tracing extension's, as the
+// events package writes it.
+const TraceparentHeader = "ce_traceparent"
 
 // publishSpans are the producer spans of the records in flight, by outbox
 // id. The feed starts them; the session's loop ends them.
@@ -38,11 +40,11 @@ func (p *publishSpans) start(m *sarama.ProducerMessage, id outbox.ID) {
 	if p == nil {
 		return
 	}
-	i := headerIndex(m.Headers, traceHeader)
+	i := headerIndex(m.Headers, TraceparentHeader)
 	if i < 0 {
 		return
 	}
-	carrier := propagation.MapCarrier{traceHeader: string(m.Headers[i].Value)}
+	carrier := propagation.MapCarrier{"traceparent": string(m.Headers[i].Value)}
 	parent := propagation.TraceContext{}.Extract(context.Background(), carrier)
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		return
@@ -57,7 +59,7 @@ func (p *publishSpans) start(m *sarama.ProducerMessage, id outbox.ID) {
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	// The stored headers are the outbox's; the message gets its own copy.
 	headers := append([]sarama.RecordHeader(nil), m.Headers...)
-	headers[i].Value = []byte(carrier[traceHeader])
+	headers[i].Value = []byte(carrier["traceparent"])
 	m.Headers = headers
 	p.mu.Lock()
 	if old, ok := p.spans[id]; ok {
