@@ -10,7 +10,7 @@ import json
 import logging
 
 import sqlalchemy.exc
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import CartItem, Reservation, Stock
@@ -78,6 +78,37 @@ async def list_stock(session: AsyncSession, page_size: int, page_token: str) -> 
     return items, next_token
 
 
+# The hot paths in SQLAlchemy Core, compiled once and cached: no ORM unit of
+# work, identity map or object loading per request.
+_STOCK_COLUMNS = (Stock.product_id, Stock.product_name, Stock.quantity, Stock.price_cents)
+_READ_STOCK = select(*_STOCK_COLUMNS).where(Stock.product_id == bindparam("product_id"))
+_QUANTITY = select(Stock.quantity).where(Stock.product_id == bindparam("product_id"))
+# One statement checks the stock and adds the line: a product that is
+# missing or short inserts nothing.
+_LINES = CartItem.__table__
+_ADD_LINE = (
+    insert(_LINES)
+    .from_select(
+        [_LINES.c.user_id, _LINES.c.product_id, _LINES.c.quantity, _LINES.c.added_at],
+        select(
+            bindparam("user_id", type_=BigInteger),
+            Stock.product_id,
+            bindparam("quantity", type_=Integer),
+            bindparam("added_at", type_=DateTime),
+        ).where(Stock.product_id == bindparam("product_id"), Stock.quantity >= bindparam("quantity")),
+    )
+    .returning(_LINES.c.item_id)
+)
+
+
+async def read_stock(session: AsyncSession, product_id: int) -> StockPublic:
+    """The stock item as the API shows it; NOT_FOUND when it does not exist."""
+    row = (await session.execute(_READ_STOCK, {"product_id": product_id})).first()
+    if row is None:
+        raise errors.not_found(f"product {product_id} not found")
+    return StockPublic.model_validate(row._asdict())
+
+
 async def get_stock(session: AsyncSession, product_id: int) -> Stock:
     """The stock item; NOT_FOUND when it does not exist."""
     item = await session.get(Stock, product_id)
@@ -135,28 +166,36 @@ async def set_stock_level(session: AsyncSession, product_id: int, quantity: int)
 # Cart (master copy)
 
 
-async def add_cart_item(session: AsyncSession, settings: Settings, data: CartItemCreate) -> CartItem:
+async def add_cart_item(session: AsyncSession, settings: Settings, data: CartItemCreate) -> CartItemPublic:
     """Add a line to a user's cart after checking the stock, and publish it.
 
-    Every call makes a new line with a new item id; stock is not decremented."""
+    Every call makes a new line with a new item id; stock is not decremented.
+    The check and the insert are one statement; only a refusal asks again
+    to say why."""
+    added_at = utcnow()
     async with session.begin():
-        stock = await session.get(Stock, data.product_id)
-        if stock is None:
-            raise errors.not_found(f"product {data.product_id} not found")
-        if stock.quantity < data.quantity:
+        params = {
+            "user_id": data.user_id,
+            "product_id": data.product_id,
+            "quantity": data.quantity,
+            "added_at": added_at,
+        }
+        item_id = (await session.execute(_ADD_LINE, params)).scalar_one_or_none()
+        if item_id is None:
+            on_hand = (await session.execute(_QUANTITY, {"product_id": data.product_id})).scalar_one_or_none()
+            if on_hand is None:
+                raise errors.not_found(f"product {data.product_id} not found")
             raise errors.failed_precondition(
-                f"not enough stock for product {data.product_id}: {stock.quantity} on hand, {data.quantity} requested"
+                f"not enough stock for product {data.product_id}: {on_hand} on hand, {data.quantity} requested"
             )
-        item = CartItem(user_id=data.user_id, product_id=data.product_id, quantity=data.quantity, added_at=utcnow())
-        session.add(item)
-        await session.flush()
-        add_cart_event(
-            session,
-            source=SOURCE,
-            topic=settings.cart_changes_topic,
-            type_=CART_ITEM_ADDED,
-            item=CartItemPublic.model_validate(item),
+        item = CartItemPublic(
+            item_id=item_id,
+            user_id=data.user_id,
+            product_id=data.product_id,
+            quantity=data.quantity,
+            added_at=added_at,
         )
+        add_cart_event(session, source=SOURCE, topic=settings.cart_changes_topic, type_=CART_ITEM_ADDED, item=item)
     return item
 
 

@@ -23,7 +23,7 @@ async def add_cart_item(
     caller.check_user(body.user_id)
     item = await crud.add_cart_item(session, settings, body)
     bridge.wake()
-    return CartItemPublic.model_validate(item)
+    return item
 
 
 async def _cart(session: ReadSessionDep, caller: CallerDep, user_id: int) -> CartPublic:

@@ -38,7 +38,7 @@ async def list_stock(
 @router.get("/{product_id}", response_model=StockPublic)
 async def get_stock(product_id: ProductIdPath, session: ReadSessionDep) -> StockPublic:
     """GetStock: one stock item."""
-    return StockPublic.model_validate(await crud.get_stock(session, product_id))
+    return await crud.read_stock(session, product_id)
 
 
 @router.post("", response_model=StockPublic, status_code=status.HTTP_201_CREATED)
