@@ -152,7 +152,7 @@ func NewEventReader(tb testing.TB, topics ...string) *EventReader {
 			tb.Fatalf("harness: event reader: partitions of %s: %v", topic, err)
 		}
 		for _, p := range parts {
-			off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			off, err := endOffset(client, topic, p)
 			if err != nil {
 				tb.Fatalf("harness: event reader: end offset of %s/%d: %v", topic, p, err)
 			}
@@ -299,6 +299,22 @@ func (r *EventReader) Events() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Event(nil), r.events...)
+}
+
+// endOffset is the next offset of a partition. A topic created a moment
+// ago may not have its leader yet (or the client's metadata may predate
+// it): that is retried with fresh metadata for up to 15 s.
+func endOffset(client sarama.Client, topic string, partition int32) (int64, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		off, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
+		if err == nil || time.Now().After(deadline) ||
+			!(errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable)) {
+			return off, err
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = client.RefreshMetadata(topic)
+	}
 }
 
 // Collect waits until until returns true for the events read so far (all

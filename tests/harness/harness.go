@@ -71,14 +71,8 @@ func (o *Options) setDefaults() {
 // called from the test's goroutine only; everything is stopped in the
 // Cleanup of the test that started it.
 type Stack struct {
-	tb      testing.TB
-	opts    Options
-	id      string
-	dir     string
-	root    string
-	brokers []string
-
-	gatewayBin, python string
+	env
+	opts Options
 
 	httpPort, grpcPort, aPort, bPort int
 
@@ -86,6 +80,36 @@ type Stack struct {
 	procs   map[string]*process
 	conn    *grpc.ClientConn
 	kafkaUp bool
+}
+
+// env is what every stack or cluster of a test has: the test, a private id
+// (topic and group names) and temp dir, the repository, the broker, the
+// gateway binary and the venv's python.
+type env struct {
+	tb                 testing.TB
+	id, dir, root      string
+	brokers            []string
+	gatewayBin, python string
+}
+
+// newEnv holds the broker for tb (see HoldKafka) and checks that it answers,
+// builds the gateway (once per test process, or uses $GATEWAY_BIN) and finds
+// the venv; it fails tb when one is missing.
+func newEnv(tb testing.TB) env {
+	tb.Helper()
+	root := RepoRoot(tb)
+	brokers := Brokers()
+	HoldKafka(tb)
+	if err := pingBroker(brokers, 30*time.Second); err != nil {
+		tb.Fatalf("harness: the Kafka broker at %s does not answer (%v); start it with `scripts/kafka.sh start` (make test does)",
+			strings.Join(brokers, ","), err)
+	}
+	bin := GatewayBinary(tb)
+	python := filepath.Join(root, ".venv", "bin", "python")
+	if _, err := os.Stat(python); err != nil {
+		tb.Fatalf("harness: %s not found (%v); create the venv with `make venv`", python, err)
+	}
+	return env{tb: tb, id: newID(), dir: tb.TempDir(), root: root, brokers: brokers, gatewayBin: bin, python: python}
 }
 
 // Process names, also the prefixes of their log files in the temp dir.
@@ -103,34 +127,15 @@ const (
 func Start(tb testing.TB, opts Options) *Stack {
 	tb.Helper()
 	opts.setDefaults()
-	root := RepoRoot(tb)
-	brokers := Brokers()
-	HoldKafka(tb)
-	if err := pingBroker(brokers, 30*time.Second); err != nil {
-		tb.Fatalf("harness: the Kafka broker at %s does not answer (%v); start it with `scripts/kafka.sh start` (make test does)",
-			strings.Join(brokers, ","), err)
-	}
-	bin := GatewayBinary(tb)
-	python := filepath.Join(root, ".venv", "bin", "python")
-	if _, err := os.Stat(python); err != nil {
-		tb.Fatalf("harness: %s not found (%v); create the venv with `make venv`", python, err)
-	}
-
 	s := &Stack{
-		tb:      tb,
+		env:     newEnv(tb),
 		opts:    opts,
-		id:      newID(),
-		dir:     tb.TempDir(),
-		root:    root,
-		brokers: brokers,
 		procs:   map[string]*process{},
 		kafkaUp: true,
 	}
 	ports := freePorts(tb, 4)
 	s.httpPort, s.grpcPort, s.aPort, s.bPort = ports[0], ports[1], ports[2], ports[3]
 	tb.Cleanup(s.stopAll)
-	s.gatewayBin = bin
-	s.python = python
 
 	// A and B start together: neither needs the other to become ready.
 	s.startService(nameServiceA, false)
@@ -287,7 +292,7 @@ func (s *Stack) kafkaScript(cmd string) {
 func (s *Stack) serviceURL(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
 
 // topic names the stack's private copy of a service sync topic.
-func (s *Stack) topic(name string) string { return "e2e." + s.id + "." + name }
+func (s *Stack) topic(name string) string { return syncTopic(s.id, name) }
 
 func (s *Stack) serviceEnv(name string) []string {
 	var port int
@@ -305,15 +310,22 @@ func (s *Stack) serviceEnv(name string) []string {
 			db = filepath.Join(s.dir, "service_b.db")
 		}
 	}
+	return serviceEnv(port, db, group, s.id, s.brokers, s.ServiceAURL(), extra)
+}
+
+// serviceEnv is the environment of a service process of the stack or
+// cluster id: its port, database and consumer group, the broker, the id's
+// private sync topics, where B finds A, then extra.
+func serviceEnv(port int, db, group, id string, brokers []string, aURL string, extra []string) []string {
 	env := append(os.Environ(),
 		"HOST=127.0.0.1",
 		"PORT="+strconv.Itoa(port),
 		"DATABASE_URL="+db,
-		"KAFKA_BROKERS="+strings.Join(s.brokers, ","),
+		"KAFKA_BROKERS="+strings.Join(brokers, ","),
 		"KAFKA_GROUP_ID="+group,
-		"CART_CHANGES_TOPIC="+s.topic("cart-changes.v1"),
-		"ORDER_EVENTS_TOPIC="+s.topic("order-events.v1"),
-		"SERVICE_A_URL="+s.ServiceAURL(),
+		"CART_CHANGES_TOPIC="+syncTopic(id, "cart-changes.v1"),
+		"ORDER_EVENTS_TOPIC="+syncTopic(id, "order-events.v1"),
+		"SERVICE_A_URL="+aURL,
 		// Sync quickly: the tests wait for B to see A's cart changes.
 		"OUTBOX_POLL_SECONDS=0.2",
 		"KAFKA_RETRY_MAX_SECONDS=2",
@@ -321,6 +333,9 @@ func (s *Stack) serviceEnv(name string) []string {
 	)
 	return append(env, extra...)
 }
+
+// syncTopic names the private copy of a service sync topic of the stack or cluster id.
+func syncTopic(id, name string) string { return "e2e." + id + "." + name }
 
 func (s *Stack) startService(name string, restart bool) {
 	s.tb.Helper()
@@ -374,13 +389,21 @@ func (s *Stack) waitReady(name, url string) {
 	s.mu.Lock()
 	p := s.procs[name]
 	s.mu.Unlock()
+	waitReady(s.tb, p, url, s.opts.StartTimeout)
+}
+
+// waitReady polls url until it answers 200, p exits, or timeout passes; the
+// last two fail tb with p's log tail.
+func waitReady(tb testing.TB, p *process, url string, timeout time.Duration) {
+	tb.Helper()
+	name := p.name
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(s.opts.StartTimeout)
+	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
-			s.tb.Fatalf("harness: %s exited before it was ready (%v)\n%s", name, p.err, p.tail(60))
+			tb.Fatalf("harness: %s exited before it was ready (%v)\n%s", name, p.err, p.tail(60))
 		default:
 		}
 		resp, err := client.Get(url)
@@ -390,7 +413,7 @@ func (s *Stack) waitReady(name, url string) {
 				select {
 				case <-p.done:
 					// Something else answered on its port.
-					s.tb.Fatalf("harness: %s exited while %s answered (%v)\n%s", name, url, p.err, p.tail(60))
+					tb.Fatalf("harness: %s exited while %s answered (%v)\n%s", name, url, p.err, p.tail(60))
 				default:
 				}
 				return
@@ -401,7 +424,7 @@ func (s *Stack) waitReady(name, url string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.tb.Fatalf("harness: %s not ready at %s within %v (last: %s)\n%s", name, url, s.opts.StartTimeout, last, p.tail(60))
+	tb.Fatalf("harness: %s not ready at %s within %v (last: %s)\n%s", name, url, timeout, last, p.tail(60))
 }
 
 // stop ends one process and waits for it; a stopped one is a no-op.
