@@ -24,7 +24,8 @@ const module = "github.com/shopgateway/shop/"
 //     imports between them are not allowed.
 //   - restchan: the REST channels not chosen, on server; for benchmarks.
 //   - app: the wiring, may import every package.
-//   - cmd/gateway, cmd/gwbench: flags and env, then app; cmd/openapigen
+//   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
+//     packages that apply them), then app; cmd/openapigen
 //     reads the descriptors and event specs to write the OpenAPI document.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
@@ -44,7 +45,7 @@ var allowed = map[string][]string{
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/telemetry"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/internal/...", "gen/..."},
 }

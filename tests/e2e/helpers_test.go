@@ -128,16 +128,6 @@ func wantStatusBody(tb testing.TB, what string, gotStatus int, body map[string]a
 	}
 }
 
-// obj returns m[key] as a JSON object, failing tb when it is not one.
-func obj(tb testing.TB, m map[string]any, key string) map[string]any {
-	tb.Helper()
-	v, ok := m[key].(map[string]any)
-	if !ok {
-		tb.Fatalf("%q is %#v in %v, want an object", key, m[key], m)
-	}
-	return v
-}
-
 // list returns m[key] as a JSON array of objects ([] when absent: proto3
 // JSON may leave an empty repeated field out).
 func list(tb testing.TB, m map[string]any, key string) []map[string]any {

@@ -14,10 +14,10 @@ import (
 	"github.com/shopgateway/shop/tests/harness"
 )
 
-// TestRoutes calls every route of DESIGN.md §2 over REST, both bindings
-// where a method has two, with int64 fields sent as JSON numbers and as
-// strings, and checks that int64 fields are answered as strings; then every
-// RPC over gRPC.
+// TestRoutes calls every route of the API (the README's API table, the
+// google.api.http rules of proto/) over REST, both bindings where a method
+// has two, with int64 fields sent as JSON numbers and as strings, and checks
+// that int64 fields are answered as strings; then every RPC over gRPC.
 func TestRoutes(t *testing.T) {
 	t.Parallel()
 	s := harness.Start(t, harness.Options{})

@@ -12,7 +12,8 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// The gateway's event topics, as it names them by default (DESIGN.md §4).
+// The gateway's event topics, as it names them by default (the topics the
+// protos' shop.annotations.v1.emits options declare; the README's API table).
 const (
 	TopicStock = "shop.stock.v1"
 	TopicCart  = "shop.cart.v1"

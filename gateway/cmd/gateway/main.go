@@ -1,4 +1,5 @@
-// Command gateway serves the shop API over REST (:8080) and gRPC (:9090) and
+// Command gateway serves the shop API over REST and gRPC (by default on
+// :8080 and :9090, server.DefaultHTTPAddr and server.DefaultGRPCAddr) and
 // forwards every call to the Python service that owns it. It is the only
 // place that reads flags and environment variables; every flag has an
 // environment fallback, listed in the README.
@@ -22,11 +23,13 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/server"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
+	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(flag.NewFlagSet("gateway", flag.ContinueOnError), os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)
 	}
@@ -85,23 +88,24 @@ func envFloat(key string, def float64) float64 {
 	return def
 }
 
-func run(args []string) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+// run defines the gateway's flags on fs, parses args and serves until
+// SIGINT or SIGTERM.
+func run(fs *flag.FlagSet, args []string) error {
 	var (
-		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", ":8080"), "REST listen address (env GATEWAY_HTTP_ADDR)")
-		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", ":9090"), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
-		serviceA         = fs.String("service-a", env("SERVICE_A_URL", "http://127.0.0.1:8002"), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
-		serviceB         = fs.String("service-b", env("SERVICE_B_URL", "http://127.0.0.1:8001"), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
-		upstreamTimeout  = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", 10*time.Second), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
+		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", server.DefaultHTTPAddr), "REST listen address (env GATEWAY_HTTP_ADDR)")
+		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", server.DefaultGRPCAddr), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
+		serviceA         = fs.String("service-a", env("SERVICE_A_URL", app.DefaultServiceA), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
+		serviceB         = fs.String("service-b", env("SERVICE_B_URL", app.DefaultServiceB), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
+		upstreamTimeout  = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", upstream.DefaultTimeout), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
 		fallbackMax      = fs.Duration("cart-fallback-max", envDuration("GATEWAY_CART_FALLBACK_MAX", forward.DefaultFallbackMax), "most time a cart read gives service B before service A's fallback cart answers (env GATEWAY_CART_FALLBACK_MAX)")
 		fallbackFraction = fs.Float64("cart-fallback-fraction", envFloat("GATEWAY_CART_FALLBACK_FRACTION", forward.DefaultFallbackFraction), "share of a cart read's remaining deadline given to service B, 0 < f <= 1 (env GATEWAY_CART_FALLBACK_FRACTION)")
-		shutdownTimeout  = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", 15*time.Second), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
+		shutdownTimeout  = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
 		logFormat        = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
 		apiDocs          = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json and the explorer at /docs/ on the REST port (env GATEWAY_API_DOCS)")
 		logLevel         = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
 		logFlush         = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
 
-		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
+		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", app.DefaultKafkaBrokers), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
 		kafkaTopics       = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
 		kafkaPartitions   = fs.Int64("kafka-partitions", envInt("KAFKA_PARTITIONS", app.DefaultKafkaPartitions), "partitions of the event topics created when missing (env KAFKA_PARTITIONS)")
 		kafkaReplication  = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
@@ -130,6 +134,10 @@ func run(args []string) error {
 	if *logFlush < 0 {
 		return fmt.Errorf("-log-flush-interval %s: must not be negative", *logFlush)
 	}
+	commitDelay := *outboxDelay
+	if commitDelay == 0 {
+		commitDelay = -1 // EventsConfig's value for "commit at once"; its 0 is the default
+	}
 	log, logOut, err := newLogger(os.Stderr, *logFormat, *logLevel, *logFlush)
 	if err != nil {
 		return err
@@ -150,7 +158,7 @@ func run(args []string) error {
 			Brokers:            app.SplitList(*kafkaBrokers),
 			OutboxDir:          *outboxDir,
 			OutboxMaxBytes:     *outboxMaxBytes,
-			OutboxCommitDelay:  *outboxDelay,
+			OutboxCommitDelay:  commitDelay,
 			OutboxSync:         *outboxSync,
 			OutboxSyncInterval: *outboxSyncEvery,
 			Format:             *eventFormat,

@@ -79,6 +79,9 @@ func run() error {
 	)
 	flag.DurationVar(&commitDelay, "commit-delay", app.DefaultOutboxCommitDelay, "outbox group-commit delay of the events-on gateways (-events), as the gateway's -outbox-commit-delay")
 	flag.Parse()
+	if commitDelay == 0 {
+		commitDelay = -1 // EventsConfig's value for "commit at once"; its 0 is the default
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

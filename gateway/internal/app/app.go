@@ -4,11 +4,11 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -29,21 +29,32 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
+// Defaults of Config that are the gateway's own; the others are the
+// defaults of the part configured (server, upstream, forward).
+const (
+	// DefaultServiceA is the base URL of service A's one instance.
+	DefaultServiceA = "http://127.0.0.1:8002"
+	// DefaultServiceB is the base URL of service B's one instance.
+	DefaultServiceB = "http://127.0.0.1:8001"
+)
+
 // Config is the whole configuration of the gateway. main fills it from flags
 // and environment variables; every field documents its default.
 type Config struct {
-	// HTTPAddr is the REST listen address. Default ":8080".
+	// HTTPAddr is the REST listen address. Default server.DefaultHTTPAddr
+	// (":8080").
 	HTTPAddr string
-	// GRPCAddr is the gRPC listen address. Default ":9090".
+	// GRPCAddr is the gRPC listen address. Default server.DefaultGRPCAddr
+	// (":9090").
 	GRPCAddr string
 	// ServiceA lists the base URLs of service A's instances.
-	// Default "http://127.0.0.1:8002".
+	// Default DefaultServiceA.
 	ServiceA []string
 	// ServiceB lists the base URLs of service B's instances.
-	// Default "http://127.0.0.1:8001".
+	// Default DefaultServiceB.
 	ServiceB []string
 	// UpstreamTimeout bounds an upstream call when the caller set no
-	// deadline. Default 10s.
+	// deadline. Default upstream.DefaultTimeout (10s).
 	UpstreamTimeout time.Duration
 	// FallbackFraction is the share of a cart read's remaining deadline
 	// given to service B before service A's fallback cart answers instead.
@@ -52,7 +63,8 @@ type Config struct {
 	// FallbackMax bounds service B's budget on a cart read. Default 1s
 	// (forward.DefaultFallbackMax).
 	FallbackMax time.Duration
-	// ShutdownTimeout bounds the drain on SIGTERM. Default 15s.
+	// ShutdownTimeout bounds the drain on SIGTERM. Default
+	// server.DefaultShutdownTimeout (15s).
 	ShutdownTimeout time.Duration
 	// RESTChannel replaces the in-process channel from REST to the
 	// services; see server.Config.RESTChannel. Default nil; set only by
@@ -69,24 +81,16 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-	}
-	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":9090"
-	}
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, server.DefaultHTTPAddr)
+	c.GRPCAddr = cmp.Or(c.GRPCAddr, server.DefaultGRPCAddr)
 	if len(c.ServiceA) == 0 {
-		c.ServiceA = []string{"http://127.0.0.1:8002"}
+		c.ServiceA = []string{DefaultServiceA}
 	}
 	if len(c.ServiceB) == 0 {
-		c.ServiceB = []string{"http://127.0.0.1:8001"}
+		c.ServiceB = []string{DefaultServiceB}
 	}
-	if c.UpstreamTimeout == 0 {
-		c.UpstreamTimeout = 10 * time.Second
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 15 * time.Second
-	}
+	c.UpstreamTimeout = cmp.Or(c.UpstreamTimeout, upstream.DefaultTimeout)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, server.DefaultShutdownTimeout)
 	c.Events.setDefaults()
 }
 
@@ -256,14 +260,4 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer g.Close()
 	return g.Server.Serve(ctx)
-}
-
-// RunListeners is Run on listeners of the caller's (tests pick free ports).
-func RunListeners(ctx context.Context, cfg Config, log *slog.Logger, hl, gl net.Listener) error {
-	g, err := New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer g.Close()
-	return g.Server.ServeListeners(ctx, hl, gl)
 }

@@ -21,11 +21,15 @@ import (
 
 // Defaults of EventsConfig.
 const (
+	// DefaultKafkaBrokers is the gateway's Kafka when none is configured:
+	// a local broker. The zero EventsConfig has no brokers (events off); the
+	// gateway's -kafka-brokers flag starts from this one.
+	DefaultKafkaBrokers = "127.0.0.1:9092"
 	// DefaultOutboxDir is where the outbox lives when OutboxDir is empty,
 	// relative to the working directory.
 	DefaultOutboxDir = ".outbox"
-	// DefaultOutboxCommitDelay is the gateway's group-commit delay: up to 1ms
-	// of waiting for concurrent events to share one fsync.
+	// DefaultOutboxCommitDelay is the group-commit delay: up to 1ms of
+	// waiting for concurrent events to share one fsync.
 	DefaultOutboxCommitDelay = time.Millisecond
 	// OutboxSyncAlways fdatasyncs every batch of events before the answers
 	// go out (group commit): an answered mutation's event survives power
@@ -52,36 +56,40 @@ type EventsConfig struct {
 	// events off (no outbox, no relay, Idempotency-Key ignored).
 	Brokers []string
 	// OutboxDir is the directory of the durable outbox. One gateway process
-	// per directory. Default ".outbox".
+	// per directory. Default DefaultOutboxDir (".outbox").
 	OutboxDir string
 	// OutboxMaxBytes caps the events waiting for Kafka; at the cap (less a
-	// headroom of 1/16) mutations are refused with 503. Default 256 MiB.
+	// headroom of 1/16) mutations are refused with 503. Default
+	// outbox.DefaultMaxBytes (256 MiB).
 	OutboxMaxBytes int64
 	// OutboxCommitDelay lets the outbox writer wait this long for more
 	// events before an fsync when appends are concurrent (group commit).
-	// Default 0 (commit at once).
+	// Default DefaultOutboxCommitDelay (1ms); negative commits at once.
 	OutboxCommitDelay time.Duration
 	// OutboxSync is the outbox's sync policy: OutboxSyncAlways (default) or
 	// OutboxSyncInterval.
 	OutboxSync string
 	// OutboxSyncInterval is how often the outbox syncs under
-	// OutboxSyncInterval. Default 100ms.
+	// OutboxSyncInterval. Default DefaultOutboxSyncInterval (100ms).
 	OutboxSyncInterval time.Duration
-	// Format is the event data encoding, "json" (default) or "protobuf".
+	// Format is the event data encoding, "json" or "protobuf". Default
+	// events.FormatJSON.
 	Format string
-	// Source is the CloudEvents source. Default "/shop-gateway".
+	// Source is the CloudEvents source. Default events.DefaultSource
+	// ("/shop-gateway").
 	Source string
 	// Topics maps the logical topics declared in the protos (shop.stock.v1,
 	// shop.cart.v1, shop.order.v1) to Kafka topic names; unmapped ones keep
 	// their name. Default none.
 	Topics map[string]string
-	// Partitions of the topics the gateway creates when missing. Default 3.
+	// Partitions of the topics the gateway creates when missing. Default
+	// DefaultKafkaPartitions (3).
 	Partitions int32
-	// Replication factor of created topics. Default -1 (the broker's
-	// default.replication.factor).
+	// Replication factor of created topics. Default
+	// DefaultKafkaReplication (-1, the broker's default.replication.factor).
 	Replication int16
 	// IdempotencyWindow is how long a success is replayed for a repeated
-	// Idempotency-Key. Default 24h.
+	// Idempotency-Key. Default events.DefaultIdempotencyWindow (24h).
 	IdempotencyWindow time.Duration
 	// NoSync skips the outbox's fsyncs: events then survive a crash of the
 	// process but not of the machine. For tests and benchmarks; no flag.
@@ -91,6 +99,9 @@ type EventsConfig struct {
 func (c *EventsConfig) setDefaults() {
 	if c.OutboxDir == "" {
 		c.OutboxDir = DefaultOutboxDir
+	}
+	if c.OutboxCommitDelay == 0 {
+		c.OutboxCommitDelay = DefaultOutboxCommitDelay
 	}
 	if c.Format == "" {
 		c.Format = string(events.FormatJSON)
@@ -235,13 +246,6 @@ func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log
 
 func (p *eventPipeline) Interceptor() grpc.UnaryServerInterceptor { return p.emitter.Interceptor() }
 
-// Checks reports Kafka and the outbox on /readyz. Kafka being unreachable
-// does not make the gateway unready: mutations keep succeeding into the
-// outbox, which is the point of it. A full or failed outbox does, because
-// this instance then refuses every mutation and a load balancer should
-// send them to one that has room; reads would be served, but readiness
-// steers all traffic. With every instance full the whole fleet is unready,
-// so size -outbox-max-bytes for the longest Kafka outage to be ridden out.
 // Gauges registers the outbox and relay state as metrics read at scrape
 // time.
 func (p *eventPipeline) Gauges(m *metrics.Metrics) {
@@ -258,6 +262,13 @@ func (p *eventPipeline) Gauges(m *metrics.Metrics) {
 		})
 }
 
+// Checks reports Kafka and the outbox on /readyz. Kafka being unreachable
+// does not make the gateway unready: mutations keep succeeding into the
+// outbox, which is the point of it. A full or failed outbox does, because
+// this instance then refuses every mutation and a load balancer should
+// send them to one that has room; reads would be served, but readiness
+// steers all traffic. With every instance full the whole fleet is unready,
+// so size -outbox-max-bytes for the longest Kafka outage to be ridden out.
 func (p *eventPipeline) Checks() []server.Check {
 	return []server.Check{
 		{Name: "kafka", Func: func(context.Context) (any, error) {

@@ -50,18 +50,10 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
-// Metadata (and, through the REST mux, HTTP header) names of the
-// idempotency protocol.
-const (
-	// IdempotencyKeyMetadata carries the client's Idempotency-Key.
-	IdempotencyKeyMetadata = reqinfo.IdempotencyKey
-	// ReplayedMetadata is set to "true" on a response answered from the
-	// idempotency store.
-	ReplayedMetadata = reqinfo.ReplayedKey
-	// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted, in
-	// bytes; a longer one is INVALID_ARGUMENT.
-	MaxIdempotencyKeyLen = 255
-)
+// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted, in bytes; a
+// longer one is INVALID_ARGUMENT. The key travels as reqinfo.IdempotencyKey
+// and a replayed answer is marked with reqinfo.ReplayedKey.
+const MaxIdempotencyKeyLen = 255
 
 // Defaults for Config, applied by New to every zero field.
 const (
@@ -240,7 +232,7 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 		return handler(ctx, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	key := reqinfo.First(md, IdempotencyKeyMetadata)
+	key := reqinfo.First(md, reqinfo.IdempotencyKey)
 	if key == "" {
 		return e.run(ctx, s, req, handler, md, "", nil, nil)
 	}
@@ -336,7 +328,7 @@ func (e *Emitter) replay(ctx context.Context, s *spec, ent *entry) (any, error) 
 	}
 	// Outside a gRPC call (direct use in tests) there is no stream to set
 	// the header on; that is not an error of the RPC.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(ReplayedMetadata, "true"))
+	_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.ReplayedKey, "true"))
 	return proto.Clone(resp), nil
 }
 

@@ -25,8 +25,9 @@ func shopServices() []protoreflect.ServiceDescriptor {
 }
 
 // TestCompileSpecs pins the event of every RPC of the API: each mutation
-// emits the event of DESIGN.md §4, keyed by product for stock and by user
-// for cart and order, and no read emits anything.
+// emits the event its (shop.annotations.v1.emits) option names, keyed by
+// product for stock and by user for cart and order, and no read emits
+// anything.
 func TestCompileSpecs(t *testing.T) {
 	t.Parallel()
 	type want struct {

@@ -75,8 +75,8 @@ const (
 	// DefaultFallbackMax bounds the primary's budget.
 	DefaultFallbackMax = time.Second
 	// DefaultTimeout is the deadline assumed when the caller set none, for
-	// the budget (it is the upstream pools' default bound as well).
-	DefaultTimeout = 10 * time.Second
+	// the budget: the upstream pools' default bound (10s).
+	DefaultTimeout = upstream.DefaultTimeout
 )
 
 // Options tune a Forwarder. Zero fields take the defaults above.
@@ -84,12 +84,14 @@ type Options struct {
 	// FallbackFraction is the share (0 < f <= 1) of the caller's remaining
 	// deadline given to the primary of an RPC with a fallback (GetCart on
 	// service B) before the fallback (service A) answers instead. Default
-	// 0.5.
+	// DefaultFallbackFraction (0.5).
 	FallbackFraction float64
 	// FallbackMax bounds the primary's budget whatever the deadline, so a
-	// hung owner costs a cart read at most this much. Default 1s.
+	// hung owner costs a cart read at most this much. Default
+	// DefaultFallbackMax (1s).
 	FallbackMax time.Duration
-	// Timeout is the deadline of a call whose caller set none. Default 10s.
+	// Timeout is the deadline of a call whose caller set none. Default
+	// DefaultTimeout (10s).
 	Timeout time.Duration
 }
 
@@ -224,15 +226,6 @@ func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) 
 		r.respField = fd
 	}
 	return r, nil
-}
-
-// Upstream returns the name of the upstream service of a full method, or ""
-// for an unknown method.
-func (f *Forwarder) Upstream(fullMethod string) string {
-	if r, ok := f.routes[fullMethod]; ok {
-		return r.upstream
-	}
-	return ""
 }
 
 // Handle forwards one RPC. req is the request message, resp an empty response

@@ -6,6 +6,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,11 +44,25 @@ type Check struct {
 	Shared bool
 }
 
+// Defaults of Config, applied to its zero fields.
+const (
+	// DefaultHTTPAddr is the REST listen address.
+	DefaultHTTPAddr = ":8080"
+	// DefaultGRPCAddr is the gRPC listen address.
+	DefaultGRPCAddr = ":9090"
+	// DefaultShutdownTimeout bounds the drain on shutdown.
+	DefaultShutdownTimeout = 15 * time.Second
+	// DefaultMaxBodyBytes bounds a REST request body (1 MiB).
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultReadyTimeout bounds the /readyz checks.
+	DefaultReadyTimeout = 2 * time.Second
+)
+
 // Config configures a Server.
 type Config struct {
-	// HTTPAddr is the REST listen address. Default ":8080".
+	// HTTPAddr is the REST listen address. Default DefaultHTTPAddr (":8080").
 	HTTPAddr string
-	// GRPCAddr is the gRPC listen address. Default ":9090".
+	// GRPCAddr is the gRPC listen address. Default DefaultGRPCAddr (":9090").
 	GRPCAddr string
 	// Services are the proto services served.
 	Services []protoreflect.ServiceDescriptor
@@ -64,11 +79,13 @@ type Config struct {
 	// Logger receives access and server logs. Required.
 	Logger *slog.Logger
 	// ShutdownTimeout bounds the drain of HTTP and gRPC on shutdown.
-	// Default 15s.
+	// Default DefaultShutdownTimeout (15s).
 	ShutdownTimeout time.Duration
-	// MaxBodyBytes bounds a REST request body. Default 1 MiB.
+	// MaxBodyBytes bounds a REST request body. Default DefaultMaxBodyBytes
+	// (1 MiB).
 	MaxBodyBytes int64
-	// ReadyTimeout bounds the /readyz checks. Default 2s.
+	// ReadyTimeout bounds the /readyz checks. Default DefaultReadyTimeout
+	// (2s).
 	ReadyTimeout time.Duration
 	// Observe, when set, receives every finished request (for metrics).
 	Observe ObserveFunc
@@ -107,21 +124,11 @@ type PathHandler interface {
 }
 
 func (c *Config) setDefaults() {
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-	}
-	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":9090"
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 15 * time.Second
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 1 << 20
-	}
-	if c.ReadyTimeout == 0 {
-		c.ReadyTimeout = 2 * time.Second
-	}
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, DefaultHTTPAddr)
+	c.GRPCAddr = cmp.Or(c.GRPCAddr, DefaultGRPCAddr)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.ReadyTimeout = cmp.Or(c.ReadyTimeout, DefaultReadyTimeout)
 }
 
 // Validate reports every configuration problem at once.
