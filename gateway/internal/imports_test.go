@@ -17,8 +17,9 @@ const module = "github.com/shopgateway/shop/"
 // production code may import (test files are free). A package missing here
 // fails the test, so a new package comes with its rule. The layering, from
 // the leaves up:
-//   - protofields, reqinfo, upstream, outbox, logbuf, telemetry: leaves, no
-//     project imports; apidocs only the generated OpenAPI document.
+//   - protofields, reqinfo, outbox, logbuf, telemetry, apierr: leaves, no
+//     project imports; upstream only apierr (the services' errors become
+//     its statuses); apidocs only the generated OpenAPI document.
 //   - httprule: descriptor and path-template helpers, on protofields only.
 //   - metrics, forward, events, relay, server: one job each, sideways
 //     imports between them are not allowed.
@@ -30,7 +31,7 @@ const module = "github.com/shopgateway/shop/"
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
 	"gateway/internal/reqinfo":     nil,
-	"gateway/internal/upstream":    nil,
+	"gateway/internal/upstream":    {"gateway/internal/apierr"},
 	"gateway/internal/outbox":      nil,
 	"gateway/internal/logbuf":      nil,
 	"gateway/internal/telemetry":   nil,

@@ -54,14 +54,14 @@ def decode_page_token(token: str) -> int:
         if prefix != "stock" or after < 0 or not value.isdigit():
             raise ValueError(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise errors.invalid_argument("page_token is not a token returned by this service") from exc
+        raise errors.invalid_argument("page_token is not a token returned by this service", "query", "page_token") from exc
     return after
 
 
 async def list_stock(session: AsyncSession, page_size: int, page_token: str) -> tuple[list[Stock], str]:
     """One page of stock items ordered by product id, and the next page's token ("" at the end)."""
     if page_size < 0:
-        raise errors.invalid_argument("page_size must not be negative")
+        raise errors.invalid_argument("page_size must not be negative", "query", "page_size")
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     after = decode_page_token(page_token) if page_token else 0
     rows = (
@@ -105,7 +105,7 @@ async def read_stock(session: AsyncSession, product_id: int) -> StockPublic:
     """The stock item as the API shows it; NOT_FOUND when it does not exist."""
     row = (await session.execute(_READ_STOCK, {"product_id": product_id})).first()
     if row is None:
-        raise errors.not_found(f"product {product_id} not found")
+        raise errors.not_found(f"product {product_id} not found", errors.REASON_UNKNOWN_PRODUCT)
     return StockPublic.model_validate(row._asdict())
 
 
@@ -113,7 +113,7 @@ async def get_stock(session: AsyncSession, product_id: int) -> Stock:
     """The stock item; NOT_FOUND when it does not exist."""
     item = await session.get(Stock, product_id)
     if item is None:
-        raise errors.not_found(f"product {product_id} not found")
+        raise errors.not_found(f"product {product_id} not found", errors.REASON_UNKNOWN_PRODUCT)
     return item
 
 
@@ -134,7 +134,9 @@ async def replace_stock(session: AsyncSession, product_id: int, data: StockUpdat
     """Replace name, quantity and price of a product; NOT_FOUND when unknown."""
     if data.product_id not in (0, product_id):
         raise errors.invalid_argument(
-            f"product_id in the body ({data.product_id}) differs from the one in the path ({product_id})"
+            f"product_id in the body ({data.product_id}) differs from the one in the path ({product_id})",
+            "body",
+            "product_id",
         )
     async with session.begin():
         item = await get_stock(session, product_id)
@@ -184,9 +186,10 @@ async def add_cart_item(session: AsyncSession, settings: Settings, data: CartIte
         if item_id is None:
             on_hand = (await session.execute(_QUANTITY, {"product_id": data.product_id})).scalar_one_or_none()
             if on_hand is None:
-                raise errors.not_found(f"product {data.product_id} not found")
+                raise errors.not_found(f"product {data.product_id} not found", errors.REASON_UNKNOWN_PRODUCT)
             raise errors.failed_precondition(
-                f"not enough stock for product {data.product_id}: {on_hand} on hand, {data.quantity} requested"
+                f"not enough stock for product {data.product_id}: {on_hand} on hand, {data.quantity} requested",
+                errors.REASON_OUT_OF_STOCK,
             )
         item = CartItemPublic(
             item_id=item_id,
@@ -261,7 +264,9 @@ async def _process_stock_once(session: AsyncSession, request: ProcessStockReques
         found = set((await session.execute(select(Stock.product_id).where(Stock.product_id.in_(ids)))).scalars())
         missing = [pid for pid in ids if pid not in found]
         if missing:
-            raise errors.not_found("product " + ", ".join(str(p) for p in missing) + " not found")
+            raise errors.not_found(
+                "product " + ", ".join(str(p) for p in missing) + " not found", errors.REASON_UNKNOWN_PRODUCT
+            )
         after: dict[int, StockPublic] = {}
         for line in sorted(request.items, key=lambda line: line.product_id):
             row = (
@@ -278,9 +283,10 @@ async def _process_stock_once(session: AsyncSession, request: ProcessStockReques
                     await session.execute(select(Stock.quantity).where(Stock.product_id == line.product_id))
                 ).scalar_one_or_none()
                 if on_hand is None:
-                    raise errors.not_found(f"product {line.product_id} not found")
+                    raise errors.not_found(f"product {line.product_id} not found", errors.REASON_UNKNOWN_PRODUCT)
                 raise errors.failed_precondition(
-                    f"not enough stock for product {line.product_id}: {on_hand} on hand, {line.quantity} requested"
+                    f"not enough stock for product {line.product_id}: {on_hand} on hand, {line.quantity} requested",
+                    errors.REASON_OUT_OF_STOCK,
                 )
             after[line.product_id] = StockPublic.model_validate(dict(row._mapping))
         items = [after[line.product_id] for line in request.items]

@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 class StockRefused(Exception):
     """A answered with a client error: it took nothing."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, reason: str = "") -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.reason = code, message, reason
 
 
 class StockUnreachable(Exception):
@@ -112,10 +112,12 @@ class StockClient:
             return items
         if 400 <= resp.status_code < 500:
             code, message = "FAILED_PRECONDITION", f"service A refused the stock request (HTTP {resp.status_code})"
+            reason = ""
             with contextlib.suppress(ValueError, AttributeError):
                 payload = resp.json()
                 code, message = str(payload.get("code", code)), str(payload.get("message", message))
-            raise StockRefused(code, message)
+                reason = str(payload.get("reason", ""))
+            raise StockRefused(code, message, reason)
         raise StockOutcomeUnknown(f"service A answered HTTP {resp.status_code}")
 
     async def release_stock(self, reservation_id: str) -> bool:
@@ -188,7 +190,9 @@ class Payments:
             raise errors.unavailable("service A (stock) is unavailable; nothing was charged, try again") from exc
         except StockRefused as exc:
             await self._abandon(reservation_id, release=False)
-            raise errors.failed_precondition(f"cannot pay the cart of user {user_id}: {exc.message}") from exc
+            raise errors.failed_precondition(
+                f"cannot pay the cart of user {user_id}: {exc.message}", exc.reason
+            ) from exc
         except BaseException as exc:
             log.warning("pay user %s: %s; giving back reservation %s", user_id, exc, reservation_id)
             await self._abandon(reservation_id, release=True)
@@ -215,7 +219,7 @@ class Payments:
             async with self._sessions() as session, session.begin():
                 items = await cart_lines(session, CartItem, user_id)
                 if not items:
-                    raise errors.failed_precondition(f"the cart of user {user_id} is empty")
+                    raise errors.failed_precondition(f"the cart of user {user_id} is empty", errors.REASON_EMPTY_CART)
                 if (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == user_id))).first():
                     raise busy
                 session.add(

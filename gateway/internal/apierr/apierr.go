@@ -8,10 +8,14 @@ package apierr
 import (
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // MaxMessageBytes bounds the message of every error status the gateway
@@ -65,11 +69,184 @@ func (v FieldViolation) String() string {
 }
 
 // InvalidArgument returns an INVALID_ARGUMENT status error listing vs, its
-// message bounded.
+// message bounded. When any violation names a field, the status carries a
+// google.rpc.BadRequest detail with one field_violations entry per field
+// (two problems with one field are one entry, their descriptions joined),
+// in the order the fields first appear; violations of the request as a
+// whole are in the message only.
 func InvalidArgument(vs ...FieldViolation) error {
 	parts := make([]string, len(vs))
 	for i, v := range vs {
 		parts[i] = v.String()
 	}
-	return status.Error(codes.InvalidArgument, BoundMessage("invalid request: "+strings.Join(parts, "; ")))
+	st := status.New(codes.InvalidArgument, BoundMessage("invalid request: "+strings.Join(parts, "; ")))
+	return WithViolations(st, vs).Err()
+}
+
+// WithViolations adds to st the google.rpc.BadRequest detail of vs, as
+// InvalidArgument does, keeping st's message; st as it is when no
+// violation names a field.
+func WithViolations(st *status.Status, vs []FieldViolation) *status.Status {
+	if br := badRequest(vs); br != nil {
+		if withDetail, err := st.WithDetails(br); err == nil {
+			return withDetail
+		}
+	}
+	return st
+}
+
+// maxDescriptionBytes bounds each field violation's description.
+const maxDescriptionBytes = 200
+
+func badRequest(vs []FieldViolation) *errdetails.BadRequest {
+	var br *errdetails.BadRequest
+	index := map[string]int{}
+	for _, v := range vs {
+		if v.Field == "" {
+			continue
+		}
+		if br == nil {
+			br = &errdetails.BadRequest{}
+		}
+		if i, ok := index[v.Field]; ok {
+			fv := br.FieldViolations[i]
+			fv.Description = boundTo(fv.Description+"; "+v.Description, maxDescriptionBytes)
+			continue
+		}
+		index[v.Field] = len(br.FieldViolations)
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       v.Field,
+			Description: boundTo(v.Description, maxDescriptionBytes),
+		})
+	}
+	return br
+}
+
+// boundTo cuts s to at most n bytes at a character boundary.
+func boundTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Violations returns the field violations of err's google.rpc.BadRequest
+// detail, or nil when it has none.
+func Violations(err error) []FieldViolation {
+	var out []FieldViolation
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				out = append(out, FieldViolation{Field: fv.GetField(), Description: fv.GetDescription()})
+			}
+		}
+	}
+	return out
+}
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo details the API
+// answers with: reasons are unique within it.
+const ErrorDomain = "shop.api"
+
+// Reasons of google.rpc.ErrorInfo that clients may branch on.
+const (
+	// ReasonOutOfStock: fewer units on hand than asked for (FAILED_PRECONDITION).
+	ReasonOutOfStock = "OUT_OF_STOCK"
+	// ReasonEmptyCart: a payment of an empty cart (FAILED_PRECONDITION).
+	ReasonEmptyCart = "EMPTY_CART"
+	// ReasonUnknownProduct: a product id that does not exist (NOT_FOUND).
+	ReasonUnknownProduct = "UNKNOWN_PRODUCT"
+)
+
+// WithReason adds a google.rpc.ErrorInfo with reason in ErrorDomain to st.
+// A reason that is not UPPER_SNAKE_CASE of at most 63 characters, as
+// ErrorInfo requires, is left out, and so is an empty one.
+func WithReason(st *status.Status, reason string) *status.Status {
+	if !validReason(reason) {
+		return st
+	}
+	if out, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		return out
+	}
+	return st
+}
+
+func validReason(s string) bool {
+	if s == "" || len(s) > 63 || s[0] < 'A' || s[0] > 'Z' || s[len(s)-1] == '_' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// RetryDelay is the wait that UNAVAILABLE answers suggest in their
+// google.rpc.RetryInfo.
+const RetryDelay = time.Second
+
+// Finish is the one place every RPC's error passes on its way out, for
+// gRPC and REST alike: an UNAVAILABLE status gets a google.rpc.RetryInfo
+// (RetryDelay) unless it has one, and every message is bounded. Other
+// errors, and nil, are returned as they are.
+func Finish(err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(err)
+	if st.Code() == codes.Unavailable && !hasRetryInfo(st) {
+		if out, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryDelay)}); derr == nil {
+			st = out
+		}
+		err = st.Err()
+	}
+	return Bound(err)
+}
+
+func hasRetryInfo(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.RetryInfo); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// PrefixFields returns err with prefix put before the field path of every
+// violation of its google.rpc.BadRequest detail; err as it is without one.
+func PrefixFields(err error, prefix string) error {
+	st := status.Convert(err)
+	p := st.Proto()
+	changed := false
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.BadRequest); ok {
+			changed = true
+		}
+	}
+	if !changed {
+		return err
+	}
+	p.Details = nil
+	out := status.FromProto(p)
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				if fv.GetField() != "" {
+					fv.Field = prefix + fv.GetField()
+				}
+			}
+		}
+		if m, ok := d.(protoadapt.MessageV1); ok {
+			if next, werr := out.WithDetails(m); werr == nil {
+				out = next
+			}
+		}
+	}
+	return out.Err()
 }

@@ -74,3 +74,106 @@ func TestInvalidArgument(t *testing.T) {
 		t.Errorf("message = %q, want %q", got, want)
 	}
 }
+
+func TestInvalidArgumentBadRequest(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		in   []FieldViolation
+		want []FieldViolation // nil: no BadRequest detail
+	}{
+		{"one field", []FieldViolation{{"quantity", "must be greater than 0"}}, []FieldViolation{{"quantity", "must be greater than 0"}}},
+		{"one entry per field, in order", []FieldViolation{
+			{"item.price_cents", "must not be negative"}, {"user_id", "is required"}, {"item.price_cents", "is not a number"},
+		}, []FieldViolation{{"item.price_cents", "must not be negative; is not a number"}, {"user_id", "is required"}}},
+		{"whole request only", []FieldViolation{{"", "malformed JSON"}}, nil},
+		{"whole request left out", []FieldViolation{{"", "malformed JSON"}, {"items[2].quantity", "is required"}},
+			[]FieldViolation{{"items[2].quantity", "is required"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := InvalidArgument(tc.in...)
+			if got := status.Code(err); got != codes.InvalidArgument {
+				t.Fatalf("code %v, want InvalidArgument", got)
+			}
+			got := Violations(err)
+			if len(got) != len(tc.want) {
+				t.Fatalf("violations %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("violation %d = %v, want %v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWithReason(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reason string
+		want   bool
+	}{
+		{ReasonOutOfStock, true}, {"A1_B", true}, {"", false}, {"out_of_stock", false}, {"TRAILING_", false},
+		{"1ABC", false}, {strings.Repeat("A", 64), false}, {"BAD REASON", false},
+	} {
+		st := WithReason(status.New(codes.FailedPrecondition, "m"), tc.reason)
+		var got *errdetails.ErrorInfo
+		for _, d := range st.Details() {
+			if ei, ok := d.(*errdetails.ErrorInfo); ok {
+				got = ei
+			}
+		}
+		if (got != nil) != tc.want {
+			t.Errorf("WithReason(%q): ErrorInfo %v, want one: %v", tc.reason, got, tc.want)
+		}
+		if got != nil && (got.GetReason() != tc.reason || got.GetDomain() != ErrorDomain) {
+			t.Errorf("WithReason(%q) = %v, want reason %q in %q", tc.reason, got, tc.reason, ErrorDomain)
+		}
+	}
+}
+
+func TestFinishAddsRetryInfoToUnavailable(t *testing.T) {
+	t.Parallel()
+	retries := func(err error) int {
+		n := 0
+		for _, d := range status.Convert(err).Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	if got := retries(Finish(status.Error(codes.Unavailable, "down"))); got != 1 {
+		t.Errorf("UNAVAILABLE: %d RetryInfo, want 1", got)
+	}
+	if got := retries(Finish(Finish(status.Error(codes.Unavailable, "down")))); got != 1 {
+		t.Errorf("finished twice: %d RetryInfo, want 1", got)
+	}
+	for _, c := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.DeadlineExceeded, codes.Internal} {
+		if got := retries(Finish(status.Error(c, "x"))); got != 0 {
+			t.Errorf("%v: %d RetryInfo, want none", c, got)
+		}
+	}
+	if Finish(nil) != nil {
+		t.Error("Finish(nil) != nil")
+	}
+	if got := len(status.Convert(Finish(status.Error(codes.Unavailable, strings.Repeat("x", 1000)))).Message()); got > MaxMessageBytes {
+		t.Errorf("message of %d bytes, want at most %d", got, MaxMessageBytes)
+	}
+}
+
+func TestPrefixFields(t *testing.T) {
+	t.Parallel()
+	err := PrefixFields(InvalidArgument(FieldViolation{"product_name", "is required"}, FieldViolation{"", "whole"}), "item.")
+	got := Violations(err)
+	if len(got) != 1 || got[0].Field != "item.product_name" || status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("PrefixFields: %v (%v), want item.product_name", got, err)
+	}
+	plain := status.Error(codes.NotFound, "x")
+	if PrefixFields(plain, "item.") != plain {
+		t.Fatal("PrefixFields changed an error without BadRequest")
+	}
+}

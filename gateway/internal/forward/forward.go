@@ -356,6 +356,7 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 		ureq.Body, err = marshalOpts.Marshal(req)
 	case r.bodyField != nil:
 		ureq.Body, err = marshalOpts.Marshal(m.Get(r.bodyField).Message().Interface())
+		ureq.BodyField = string(r.bodyField.Name())
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "encoding the request: %v", err)

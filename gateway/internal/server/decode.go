@@ -209,8 +209,15 @@ var (
 // restError turns an error of the REST mux into the status answered: a
 // rejected body's own status, grpc-gateway's parameter errors rewritten
 // as field violations, and every message bounded.
-func restError(r *http.Request, err error) error {
+//
+// bodyField is the request field the body was decoded into ("item"): the
+// decoder saw only that message, so its field paths get it as a prefix, to
+// be relative to the request message as everywhere else.
+func restError(r *http.Request, err error, bodyField string) error {
 	if b, ok := r.Body.(*badBody); ok && b.err != nil {
+		if bodyField != "" {
+			return apierr.PrefixFields(b.err, bodyField+".")
+		}
 		return b.err
 	}
 	st, ok := status.FromError(err)

@@ -38,7 +38,9 @@ func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor 
 
 // recoveryInterceptor is the outermost interceptor: it turns a panic in a
 // handler into INTERNAL (logged with its stack; the client sees no stack
-// trace) and bounds the message of every error status it passes on.
+// trace) and finishes every error status it passes on (apierr.Finish:
+// RetryInfo on UNAVAILABLE, the message bounded), the one place all RPC
+// errors go through on their way to REST and gRPC clients.
 func recoveryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
@@ -46,7 +48,7 @@ func recoveryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 				logPanic(ctx, log, info.FullMethod, p)
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
-			err = apierr.Bound(err)
+			err = apierr.Finish(err)
 		}()
 		return handler(ctx, req)
 	}

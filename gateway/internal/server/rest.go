@@ -59,9 +59,18 @@ var outgoingHeaders = map[string]string{
 type restRoute struct {
 	method string
 	tmpl   *httprule.Template
+	// pattern is the path template as grpc-gateway reports it, body the
+	// request field bound to the body ("item"; "" or "*" for none or all).
+	pattern, body string
 }
 
 func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute) (*runtime.ServeMux, error) {
+	bodyFields := map[string]string{}
+	for _, rt := range routes {
+		if rt.body != "" && rt.body != "*" {
+			bodyFields[rt.method+" "+rt.pattern] = rt.body
+		}
+	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
 		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
@@ -76,7 +85,7 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 		}),
 		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
 		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, restError(r, err))
+			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, restError(r, err, bodyFieldOf(ctx, r, bodyFields)))
 		}),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
@@ -99,7 +108,7 @@ func restRoutes(services []protoreflect.ServiceDescriptor) ([]restRoute, error) 
 				if err != nil {
 					return nil, err
 				}
-				out = append(out, restRoute{method: b.Method, tmpl: t})
+				out = append(out, restRoute{method: b.Method, tmpl: t, pattern: b.Template, body: b.Body})
 			}
 		}
 	}
@@ -275,4 +284,14 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		}
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// bodyFieldOf is the request field that the matched route binds to the
+// body ("item"), or "" when the body is the whole request or there is none.
+func bodyFieldOf(ctx context.Context, r *http.Request, bodyFields map[string]string) string {
+	pattern, ok := runtime.HTTPPathPattern(ctx)
+	if !ok {
+		return ""
+	}
+	return bodyFields[r.Method+" "+pattern]
 }

@@ -26,6 +26,11 @@ type Request struct {
 	Path string
 	// Body is the JSON body, or nil for none.
 	Body []byte
+	// BodyField is the proto name of the request field sent as the body
+	// ("item"), "" when the body is the whole request. The service's
+	// validation errors about the body get it as their field paths' prefix,
+	// so that the paths are relative to the request message.
+	BodyField string
 	// Header holds extra headers to send (X-Request-Id, traceparent). Do
 	// sets Accept, and Content-Type when there is a body, in this map
 	// rather than copying it (a copy per call costs allocations), so the
@@ -96,7 +101,7 @@ func (p *Pool) Do(ctx context.Context, req *Request) (*Response, error) {
 	}
 	err := c.err
 	if err == nil && c.status != 0 {
-		return resp, statusFromHTTP(p.name, c.status, c.body)
+		return resp, statusFromHTTP(p.name, c.status, c.body, req.BodyField)
 	}
 	if err == nil {
 		err = errNoInstance

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"net/http"
 	"strconv"
 	"strings"
@@ -72,6 +73,9 @@ type errorBody struct {
 	Code    json.RawMessage `json:"code"`
 	Message string          `json:"message"`
 	Detail  json.RawMessage `json:"detail"`
+	// Reason is a service's machine-readable cause ("OUT_OF_STOCK"),
+	// answered to clients as a google.rpc.ErrorInfo.
+	Reason string `json:"reason"`
 }
 
 // validationError is one entry of FastAPI's 422 "detail" list.
@@ -85,7 +89,7 @@ type validationError struct {
 // without one, 422 (FastAPI validation) is INVALID_ARGUMENT and any other
 // status goes through codeFromHTTP. The message is the body's "message",
 // else one built from "detail", else "<service> answered HTTP <status>".
-func statusFromHTTP(service string, httpStatus int, body []byte) error {
+func statusFromHTTP(service string, httpStatus int, body []byte, bodyField string) error {
 	var eb errorBody
 	if len(body) > 0 && json.Unmarshal(body, &eb) != nil {
 		eb = errorBody{} // Not JSON (a proxy's HTML page): status only, never the raw body.
@@ -101,7 +105,61 @@ func statusFromHTTP(service string, httpStatus int, body []byte) error {
 	if msg == "" {
 		msg = service + " answered HTTP " + strconv.Itoa(httpStatus)
 	}
-	return status.Error(code, msg)
+	st := status.New(code, msg)
+	if code == codes.InvalidArgument {
+		st = apierr.WithViolations(st, fieldViolations(eb.Detail, bodyField))
+	}
+	return apierr.WithReason(st, eb.Reason).Err()
+}
+
+// fieldViolations turns FastAPI's validation list into field violations
+// with proto-style paths relative to the request message
+// ("items[0].quantity", "item.price_cents" when the body is the request's
+// item field); nil when detail is not such a list.
+func fieldViolations(raw json.RawMessage, bodyField string) []apierr.FieldViolation {
+	if len(raw) == 0 || raw[0] != '[' {
+		return nil
+	}
+	var list []validationError
+	if json.Unmarshal(raw, &list) != nil {
+		return nil
+	}
+	out := make([]apierr.FieldViolation, 0, len(list))
+	for _, v := range list {
+		msg := strings.TrimPrefix(v.Msg, "Value error, ")
+		if msg == "" {
+			msg = "invalid value"
+		}
+		out = append(out, apierr.FieldViolation{Field: fieldPath(v.Loc, bodyField), Description: msg})
+	}
+	return out
+}
+
+// fieldPath is a validation error's location as a field path in proto
+// names: the leading request part left out, list indexes in brackets.
+func fieldPath(loc []json.RawMessage, bodyField string) string {
+	var b strings.Builder
+	for i, raw := range loc {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			b.WriteString("[" + string(raw) + "]") // A list index.
+			continue
+		}
+		if i == 0 && len(loc) > 1 {
+			switch s {
+			case "body":
+				b.WriteString(bodyField)
+				continue
+			case "query", "path", "header", "cookie":
+				continue
+			}
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // codeFromHTTP maps an HTTP status without a code in the body to a gRPC

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 )
 
 // httpStatusCases are the answers of service_b and the statuses they map
@@ -96,7 +99,7 @@ func TestStatusFromHTTP(t *testing.T) {
 	for _, tt := range httpStatusCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := statusFromHTTP("service_b", tt.status, []byte(tt.body))
+			err := statusFromHTTP("service_b", tt.status, []byte(tt.body), "")
 			assertStatus(t, err, tt.wantCode, tt.wantMsg)
 		})
 	}
@@ -139,7 +142,7 @@ func FuzzStatusFromHTTP(f *testing.F) {
 	f.Add(500, []byte(`{"code":5}`))
 	f.Add(502, []byte("<html>\xff</html>"))
 	f.Fuzz(func(t *testing.T, httpStatus int, body []byte) {
-		err := statusFromHTTP("svc", httpStatus, body)
+		err := statusFromHTTP("svc", httpStatus, body, "")
 		st, ok := status.FromError(err)
 		if !ok {
 			t.Fatalf("not a status error: %v", err)
@@ -189,4 +192,58 @@ func doneContexts(tb testing.TB) (canceled, expired context.Context) {
 	expired, cancel = context.WithTimeout(context.Background(), 0)
 	tb.Cleanup(cancel)
 	return canceled, expired
+}
+
+func TestStatusFromHTTPDetails(t *testing.T) {
+	t.Parallel()
+	t.Run("FastAPI validation list becomes field violations", func(t *testing.T) {
+		t.Parallel()
+		body := `{"code":"INVALID_ARGUMENT","message":"items.0.quantity: Input should be greater than 0","detail":[` +
+			`{"loc":["body","items",0,"quantity"],"msg":"Input should be greater than 0"},` +
+			`{"loc":["body","user_id"],"msg":"Field required"},{"loc":["query","page_size"],"msg":"Value error, too big"}]}`
+		err := statusFromHTTP("service_a", 422, []byte(body), "")
+		if got := status.Code(err); got != codes.InvalidArgument {
+			t.Fatalf("code %v, want InvalidArgument", got)
+		}
+		want := []apierr.FieldViolation{
+			{Field: "items[0].quantity", Description: "Input should be greater than 0"},
+			{Field: "user_id", Description: "Field required"},
+			{Field: "page_size", Description: "too big"},
+		}
+		got := apierr.Violations(err)
+		if len(got) != len(want) {
+			t.Fatalf("violations %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("violation %d = %v, want %v", i, got[i], want[i])
+			}
+		}
+	})
+	t.Run("a body field prefixes the body's paths", func(t *testing.T) {
+		t.Parallel()
+		body := `{"code":"INVALID_ARGUMENT","detail":[{"loc":["body","price_cents"],"msg":"bad"},{"loc":["path","product_id"],"msg":"bad"}]}`
+		got := apierr.Violations(statusFromHTTP("service_a", 422, []byte(body), "item"))
+		if len(got) != 2 || got[0].Field != "item.price_cents" || got[1].Field != "product_id" {
+			t.Fatalf("violations %v, want item.price_cents and product_id", got)
+		}
+	})
+	t.Run("reason becomes ErrorInfo", func(t *testing.T) {
+		t.Parallel()
+		err := statusFromHTTP("service_a", 400, []byte(`{"code":"FAILED_PRECONDITION","message":"not enough stock","reason":"OUT_OF_STOCK"}`), "")
+		var info *errdetails.ErrorInfo
+		for _, d := range status.Convert(err).Details() {
+			info, _ = d.(*errdetails.ErrorInfo)
+		}
+		if status.Code(err) != codes.FailedPrecondition || info.GetReason() != "OUT_OF_STOCK" || info.GetDomain() != apierr.ErrorDomain {
+			t.Fatalf("status %v, ErrorInfo %v; want FAILED_PRECONDITION with OUT_OF_STOCK in %s", err, info, apierr.ErrorDomain)
+		}
+	})
+	t.Run("an invalid reason is left out", func(t *testing.T) {
+		t.Parallel()
+		err := statusFromHTTP("service_a", 404, []byte(`{"code":"NOT_FOUND","message":"x","reason":"<script>"}`), "")
+		if d := status.Convert(err).Details(); len(d) != 0 {
+			t.Fatalf("details %v, want none", d)
+		}
+	})
 }

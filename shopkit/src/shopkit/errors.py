@@ -51,13 +51,25 @@ _CODE_OF_STATUS: dict[int, str] = {
 }
 
 
-class ApiError(Exception):
-    """An error with a gRPC code name and a message safe to show to clients."""
+# Machine-readable causes clients branch on; the gateway answers them as a
+# google.rpc.ErrorInfo (reason, domain).
+REASON_OUT_OF_STOCK = "OUT_OF_STOCK"
+REASON_EMPTY_CART = "EMPTY_CART"
+REASON_UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"
 
-    def __init__(self, code: str, message: str) -> None:
+
+class ApiError(Exception):
+    """An error with a gRPC code name, a message safe to show to clients and,
+    for the errors clients branch on, a reason (``"OUT_OF_STOCK"``)."""
+
+    def __init__(self, code: str, message: str, reason: str = "", field: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
+        # Where the wrong field is, as a FastAPI validation location
+        # ("body", "quantity"): the gateway names it in a google.rpc.BadRequest.
+        self.field = field
 
     @property
     def status(self) -> int:
@@ -66,17 +78,23 @@ class ApiError(Exception):
 
     def to_response(self, headers: dict[str, str] | None = None) -> JSONResponse:
         """The error as a JSON response."""
-        return JSONResponse({"code": self.code, "message": self.message}, status_code=self.status, headers=headers)
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.reason:
+            body["reason"] = self.reason
+        if self.field:
+            body["detail"] = [{"loc": list(self.field), "msg": self.message}]
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
-def invalid_argument(message: str) -> ApiError:
-    """INVALID_ARGUMENT (400): the request itself is wrong."""
-    return ApiError("INVALID_ARGUMENT", message)
+def invalid_argument(message: str, *field: str) -> ApiError:
+    """INVALID_ARGUMENT (400): the request itself is wrong; field is where, as a
+    FastAPI validation location (``"body", "quantity"`` or ``"query", "page_size"``)."""
+    return ApiError("INVALID_ARGUMENT", message, field=field)
 
 
-def not_found(message: str) -> ApiError:
+def not_found(message: str, reason: str = "") -> ApiError:
     """NOT_FOUND (404): a named resource does not exist."""
-    return ApiError("NOT_FOUND", message)
+    return ApiError("NOT_FOUND", message, reason)
 
 
 def permission_denied(message: str) -> ApiError:
@@ -89,9 +107,9 @@ def already_exists(message: str) -> ApiError:
     return ApiError("ALREADY_EXISTS", message)
 
 
-def failed_precondition(message: str) -> ApiError:
+def failed_precondition(message: str, reason: str = "") -> ApiError:
     """FAILED_PRECONDITION (400): the request is valid but the state forbids it."""
-    return ApiError("FAILED_PRECONDITION", message)
+    return ApiError("FAILED_PRECONDITION", message, reason)
 
 
 def unavailable(message: str) -> ApiError:

@@ -21,7 +21,7 @@ def _page_size(raw: str) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise errors.invalid_argument(f"page_size: {raw!r} is not an integer") from exc
+        raise errors.invalid_argument(f"page_size: {raw!r} is not an integer", "query", "page_size") from exc
 
 
 @router.get("", response_model=StockPage)
@@ -63,5 +63,5 @@ async def delete_stock(product_id: ProductIdPath, session: SessionDep) -> StockP
 async def set_stock_level(body: StockLevelUpdate, session: SessionDep) -> StockPublic:
     """SetStockLevel: set the quantity on hand; a negative one is 400 INVALID_ARGUMENT."""
     if body.quantity < 0:
-        raise errors.invalid_argument(f"quantity must not be negative, got {body.quantity}")
+        raise errors.invalid_argument(f"quantity must not be negative, got {body.quantity}", "body", "quantity")
     return StockPublic.model_validate(await crud.set_stock_level(session, body.product_id, body.quantity))
