@@ -87,18 +87,12 @@ async def test_add_twice_makes_two_lines(client: AsyncClient) -> None:
 
 async def test_add_errors(client: AsyncClient, app: FastAPI) -> None:
     await create_stock(client, 5, quantity=3)
-    assert_error(
-        await client.post("/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 4}),
-        400,
-        "FAILED_PRECONDITION",
-        contains="3 on hand",
-    )
-    assert_error(
-        await client.post("/cart/add", json={"user_id": 1, "product_id": 6, "quantity": 1}),
-        404,
-        "NOT_FOUND",
-        contains="6",
-    )
+    short = await client.post("/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 4})
+    assert_error(short, 400, "FAILED_PRECONDITION", contains="3 on hand")
+    assert short.json()["reason"] == "OUT_OF_STOCK"
+    unknown = await client.post("/cart/add", json={"user_id": 1, "product_id": 6, "quantity": 1})
+    assert_error(unknown, 404, "NOT_FOUND", contains="6")
+    assert unknown.json()["reason"] == "UNKNOWN_PRODUCT"
     assert await outbox_events(app) == []
 
 
