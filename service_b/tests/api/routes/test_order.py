@@ -98,7 +98,9 @@ async def test_pay_invalid(client: AsyncClient, body: dict, contains: str) -> No
 
 
 async def test_pay_empty_cart(client: AsyncClient, app: FastAPI) -> None:
-    assert_error(await client.post("/order/pay", json={"user_id": 5}), 400, "FAILED_PRECONDITION", contains="empty")
+    resp = await client.post("/order/pay", json={"user_id": 5})
+    assert_error(resp, 400, "FAILED_PRECONDITION", contains="empty")
+    assert resp.json()["reason"] == "EMPTY_CART"
     await assert_nothing_written(app)
 
 
