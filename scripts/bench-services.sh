@@ -164,10 +164,11 @@ measure() {
   log "round ${round} ${target}: ${rps} req/s, p50 ${p50}, p99 ${p99}, non-2xx ${errs:-0}"
 }
 
-for round in $(seq "${ROUNDS}"); do
+for round in $(seq "${ROUNDS}"); do  # BENCH_ROUNDS=0: the growth check only
   for target in ${TARGETS}; do measure "${target}" "${round}"; done
 done
 
+if [[ -s "${WORK}/results" ]]; then
 # Median round per target, ratios: hello is the baseline of everything; the
 # gateway rows also against their direct counterpart.
 printf '\n%-10s %10s %10s %10s %8s %10s %10s\n' target "req/s" p50 p99 non-2xx "x hello" "x direct"
@@ -189,6 +190,7 @@ awk '
       printf "%-10s %10.0f %10s %10s %8d %10s %10s\n", t, m, p50[t, i], p99[t, i], err[t], rx, dx
     }
   }' "${WORK}/results"
+fi
 
 if [[ "${BENCH_GROWTH:-1}" == 1 ]]; then
   printf '\n'

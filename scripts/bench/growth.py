@@ -11,13 +11,15 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
 
 
-async def run(url: str, adds: int, concurrency: int, user_of: callable) -> list[float]:
+async def run(url: str, adds: int, concurrency: int, user_of: Callable[[int], int]) -> list[float]:
     """Completion times of the adds, in completion order; fails on any non-2xx."""
     done: list[float] = []
+    key_base = f"growth-{user_of(0)}-{time.time_ns()}"
     queue = iter(range(adds))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
@@ -25,7 +27,14 @@ async def run(url: str, adds: int, concurrency: int, user_of: callable) -> list[
         async def worker() -> None:
             for i in queue:
                 body = {"user_id": user_of(i), "product_id": 1, "quantity": 1}
-                resp = await client.post("/cart/add", json=body)
+                # A careful client: a key per add, sent again while the
+                # answer is 503/504 (an instance ejected on a loaded machine).
+                headers = {"Idempotency-Key": f"{key_base}-{i}"}
+                for attempt in range(8):
+                    resp = await client.post("/cart/add", json=body, headers=headers)
+                    if resp.status_code not in (503, 504):
+                        break
+                    await asyncio.sleep(min(0.2 * 2**attempt, 3))
                 if resp.status_code >= 300:
                     raise RuntimeError(f"add {i}: {resp.status_code} {resp.text}")
                 done.append(time.perf_counter())
