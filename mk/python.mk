@@ -1,20 +1,19 @@
 ## ---- Python services (service_a, service_b) ------------------------------------
 
-PY_REQUIREMENTS := $(ROOT)/service_a/requirements.txt $(ROOT)/service_b/requirements.txt $(ROOT)/tests/requirements.txt
+PY_REQUIREMENTS := $(ROOT)/requirements.txt $(ROOT)/requirements-dev.txt
 VENV_STAMP      := $(VENV)/.requirements.stamp
 
 # Reruns only when a requirements file or the shared package's metadata
 # changes (its code is installed editable, so edits need no reinstall).
-# The services' requirements name the shared package as `-e ../shopkit`, and
-# pip resolves a directory in a requirements file from the current directory,
-# not from the file's: hence pip runs in service_a/, where ../shopkit is it.
+# requirements.txt pins the services' dependencies (the image installs the
+# same file), requirements-dev.txt adds the test runners and the linters.
 $(VENV_STAMP): $(PY_REQUIREMENTS) $(ROOT)/shopkit/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	cd $(ROOT)/service_a && bash $(ROOT)/scripts/progress.sh "make venv" $(PY) -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PY_REQUIREMENTS))
+	cd $(ROOT) && bash $(ROOT)/scripts/progress.sh "make venv" $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e ./shopkit
 	touch $@
 
 .PHONY: venv
-venv: $(VENV_STAMP) ## Create .venv: both services' pinned requirements and shopkit/ (editable).
+venv: $(VENV_STAMP) ## Create .venv: the services' pinned requirements, test and lint tools, shopkit/ (editable).
 
 .PHONY: test-python-unit
 test-python-unit: venv ## pytest of both services on SQLite (+PostgreSQL with TEST_DATABASE_URL_A/_B); no Kafka.
@@ -35,3 +34,11 @@ run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001
 .PHONY: bench-services
 bench-services: venv ## Services vs a hello-world FastAPI (wrk): GET /stock, add-to-cart direct and through the gateway, growth; env: scripts/bench-services.sh.
 	PY=$(PY) bash $(ROOT)/scripts/bench-services.sh
+
+PY_SOURCES := shopkit/src service_a service_b tests/compose scripts/profsplit.py
+
+.PHONY: lint-python
+lint-python: venv ## ruff (lint and format) and mypy (strict on shopkit) of the Python code.
+	cd $(ROOT) && $(VENV)/bin/ruff check $(PY_SOURCES)
+	cd $(ROOT) && $(VENV)/bin/ruff format --check $(PY_SOURCES)
+	cd $(ROOT) && $(VENV)/bin/mypy

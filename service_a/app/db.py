@@ -1,8 +1,8 @@
 """Storage of service A: its tables.
 
 They are declared on :class:`shopkit.db.Base`, next to the ``outbox`` and
-``inbox`` tables, so :func:`shopkit.db.create_schema` creates them all on
-start. Engines and sessions (SQLite or PostgreSQL) come from :mod:`shopkit.db`.
+``inbox`` tables; the migrations in ``app/alembic/versions`` build them all
+(a change here needs a new revision: ``alembic revision --autogenerate``). Engines and sessions (SQLite or PostgreSQL) come from :mod:`shopkit.db`.
 """
 
 from __future__ import annotations

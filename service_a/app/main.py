@@ -6,33 +6,38 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# app.db is imported for its tables: they join shopkit.db.Base, which create_schema creates.
+# app.db is imported for its tables: they join shopkit.db.Base, the migrations' target.
 from app import crud
 from app import db as _tables  # noqa: F401
 from app.api.routes import cart, order, stock
 from app.settings import Settings
-from shopkit import db
+from shopkit import migrations
 from shopkit.events import Event
 from shopkit.kafka import KafkaBridge
 from shopkit.service import build_app
 
 log = logging.getLogger(__name__)
 
+MIGRATIONS = Path(__file__).resolve().parent / "alembic"
+"""Service A's Alembic migrations, applied up to the head revision on start."""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for settings (read from the environment when None).
 
-    On start it creates the schema (waiting up to 30 s for the database) and
-    starts the Kafka bridge, which does not wait for the broker."""
+    On start it upgrades the schema to the head migration (waiting up to 30 s
+    for the database) and starts the Kafka bridge, which does not wait for the
+    broker."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine, sessions = await db.open_database(settings.database_url)
+        engine, sessions = await migrations.open_database(settings.database_url, MIGRATIONS)
 
         async def handle(session: AsyncSession, event: Event) -> None:
             await crud.apply_order_event(session, settings, event)

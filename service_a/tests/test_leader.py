@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from shopkit import db
+from app.main import MIGRATIONS
+from shopkit import db, migrations
 from shopkit.kafka import KafkaBridge
 from shopkit.leader import leader_lock
 
@@ -14,7 +15,7 @@ async def test_one_holder_at_a_time(database_url: str) -> None:
     """A second engine (another process's pool) cannot take a held lock;
     it can once the holder releases it, and a holder may ask again."""
     engines = [db.make_engine(database_url), db.make_engine(database_url)]
-    await db.create_schema(engines[0])
+    await migrations.upgrade(engines[0], MIGRATIONS)
     first, second = (leader_lock(e, "test-lock") for e in engines)
     try:
         assert await first.acquire()
@@ -32,7 +33,7 @@ async def test_one_holder_at_a_time(database_url: str) -> None:
 
 async def test_lock_names_are_independent(database_url: str) -> None:
     engines = [db.make_engine(database_url), db.make_engine(database_url)]
-    await db.create_schema(engines[0])
+    await migrations.upgrade(engines[0], MIGRATIONS)
     a, b = leader_lock(engines[0], "lock-a"), leader_lock(engines[1], "lock-b")
     try:
         assert await a.acquire()
@@ -48,7 +49,7 @@ async def test_one_relay_leads(database_url: str) -> None:
     """Two bridges on one database (two workers): one relay leads, the other
     stands by, and takes over when the leader stops."""
     engines = [db.make_engine(database_url), db.make_engine(database_url)]
-    await db.create_schema(engines[0])
+    await migrations.upgrade(engines[0], MIGRATIONS)
     bridges = [
         KafkaBridge(
             enabled=False,

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from app.db import CartItem
+from app.main import MIGRATIONS
 from app.models import CartItemPublic
-from shopkit import db
+from shopkit import db, migrations
 from shopkit.testing import Server, running
 from tests.conftest import next_id
 from tests.support import SERVICE_A_DIR, SERVICE_DIR
@@ -69,7 +70,7 @@ async def _fifty_pays_race(database_url: str, service_a: Server, workers: int, t
 
     # B's read model as its consumer would have built it from A's events.
     engine = db.make_engine(database_url)
-    await db.create_schema(engine)
+    await migrations.upgrade(engine, MIGRATIONS)
     async with db.make_session_factory(engine)() as session, session.begin():
         session.add_all(CartItem(**i.model_dump()) for i in items)
     await engine.dispose()

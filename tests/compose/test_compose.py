@@ -30,6 +30,8 @@ EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway"}
 EXPECTED_HOST_PORTS = {8080, 9090, 8001, 8002, 9092, 5432}
 PYTHON_SERVICES = {"service_a": 8002, "service_b": 8001}
 GATEWAY_MAIN = ROOT / "gateway" / "cmd" / "gateway" / "main.go"
+PYTHON_DOCKERFILE = ROOT / "deploy" / "service.Dockerfile"
+REQUIREMENTS = ROOT / "requirements.txt"
 # Environment the gateway container gets; each name must be read by the binary.
 GATEWAY_ENV = {
     "GATEWAY_HTTP_ADDR",
@@ -122,6 +124,22 @@ def build_of(service: dict) -> tuple[Path, Path] | None:
     return ctx, (ctx / dockerfile).resolve()
 
 
+def build_args_of(service: dict) -> dict[str, str]:
+    """The build arguments compose passes to a service's Dockerfile."""
+    build = service.get("build")
+    args = build.get("args") or {} if isinstance(build, dict) else {}
+    if isinstance(args, list):
+        args = dict(str(a).partition("=")[::2] for a in args)
+    return {str(k): str(v) for k, v in args.items()}
+
+
+def stages_of(service: dict) -> list[Stage]:
+    """The stages of a built service's Dockerfile, with compose's build arguments."""
+    built = build_of(service)
+    assert built is not None
+    return parse_dockerfile(built[1], build_args_of(service))
+
+
 def healthcheck_cmd(service: dict) -> str:
     test = (service.get("healthcheck") or {}).get("test")
     if isinstance(test, list):
@@ -142,7 +160,9 @@ class Stage:
     instructions: list[Instruction] = field(default_factory=list)
 
 
-def parse_dockerfile(path: Path) -> list[Stage]:
+def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """The stages of a Dockerfile, with ``$NAME`` and ``${NAME}`` of its ARGs
+    replaced by build_args (else the ARG's default, else "")."""
     lines, buf = [], ""
     for raw in path.read_text().splitlines():
         stripped = raw.strip()
@@ -158,10 +178,19 @@ def parse_dockerfile(path: Path) -> list[Stage]:
     if buf.strip():
         lines.append(buf)
     stages: list[Stage] = []
+    arg_values: dict[str, str] = {}
     for line in lines:
         cmd, _, args = line.partition(" ")
         cmd = cmd.upper()
-        args = args.strip()
+        args = re.sub(
+            r"\$\{(\w+)\}|\$(\w+)",
+            lambda m: arg_values.get(m.group(1) or m.group(2), m.group(0)),
+            args.strip(),
+        )
+        if cmd == "ARG":
+            name, _, default = args.partition("=")
+            arg_values[name] = (build_args or {}).get(name, default)
+            continue
         if cmd == "FROM":
             words = [w for w in args.split() if not w.startswith("--")]
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
@@ -475,10 +504,9 @@ def test_published_ports_are_those_of_make_run(compose):
 
 def test_built_services_expose_their_published_ports(compose):
     for name, svc in compose["services"].items():
-        built = build_of(svc)
-        if built is None:
+        if build_of(svc) is None:
             continue
-        final = parse_dockerfile(built[1])[-1]
+        final = stages_of(svc)[-1]
         exposed = set()
         for ins in final.instructions:
             if ins.cmd == "EXPOSE":
@@ -607,7 +635,7 @@ def test_database_urls(compose):
         assert db in created, f"{name}: database {db} is not created by the init script"
         assert db not in seen, f"{name} shares database {db} with another service"
         seen.add(db)
-        reqs = requirement_names(ROOT / name / "requirements.txt")
+        reqs = requirement_names(REQUIREMENTS)
         if driver:
             assert driver in DB_DRIVERS, f"{name}: unknown driver {driver} in {url}"
             assert reqs & DB_DRIVERS[driver], f"{name}: {url} needs {DB_DRIVERS[driver]} in requirements.txt"
@@ -623,12 +651,11 @@ def _built(compose):
     for name, svc in compose["services"].items():
         built = build_of(svc)
         if built is not None:
-            yield name, built[0], built[1]
+            yield name, built[0], built[1], stages_of(svc)
 
 
 def test_dockerfile_copy_sources_exist_in_the_context(compose):
-    for name, ctx, dockerfile in _built(compose):
-        stages = parse_dockerfile(dockerfile)
+    for name, ctx, dockerfile, stages in _built(compose):
         for stage in stages:
             for ins in stage.instructions:
                 if ins.cmd not in ("COPY", "ADD"):
@@ -644,8 +671,8 @@ def test_dockerfile_copy_sources_exist_in_the_context(compose):
 
 
 def test_dockerfiles_run_as_non_root(compose):
-    for name, _, dockerfile in _built(compose):
-        final = parse_dockerfile(dockerfile)[-1]
+    for name, _, _, stages in _built(compose):
+        final = stages[-1]
         users = [ins.args.split(":")[0] for ins in final.instructions if ins.cmd == "USER"]
         assert users, f"{name}: the final stage sets no USER (runs as root)"
         assert users[-1] not in ("root", "0"), f"{name}: runs as {users[-1]}"
@@ -744,13 +771,13 @@ def test_gateway_serves_the_probed_path():
 def test_python_service_image(compose, name):
     svc = compose["services"][name]
     ctx, dockerfile = build_of(svc)
-    # The repository root: the image needs the shared package next to the service.
+    # The repository root: the image needs the requirements and the shared package.
     assert ctx == ROOT, f"{name}: build context {ctx}, want the repository root"
-    assert dockerfile == ROOT / name / "Dockerfile", f"{name}: Dockerfile {dockerfile}"
-    final = parse_dockerfile(dockerfile)[-1]
+    # One Dockerfile for both services, told which by its build arguments.
+    assert dockerfile == PYTHON_DOCKERFILE, f"{name}: Dockerfile {dockerfile}, want {PYTHON_DOCKERFILE}"
+    assert build_args_of(svc) == {"SERVICE": name, "PORT": str(PYTHON_SERVICES[name])}
+    final = stages_of(svc)[-1]
     assert final.base.startswith("python:3.11"), final.base
-    runs = " ".join(ins.args for ins in final.instructions if ins.cmd == "RUN")
-    assert "pip install --no-cache-dir -r requirements.txt" in runs
     cmd = exec_form(final, "CMD") or exec_form(final, "ENTRYPOINT")
     assert cmd and cmd[:2] == ["python", "-m"], cmd
     module = cmd[2]
@@ -766,35 +793,33 @@ def test_python_service_image(compose, name):
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
-def test_python_service_local_requirements_are_in_the_image(compose, name):
-    """A local package in requirements.txt (-e ../shopkit) is a path pip
-    resolves from its working directory: in the repository from the service's
-    folder, in the image from the WORKDIR of the pip RUN. Both must reach the
-    same package, and the image must have it before that RUN."""
-    req = ROOT / name / "requirements.txt"
-    ctx, dockerfile = build_of(compose["services"][name])
-    final = parse_dockerfile(dockerfile)[-1]
+def test_python_service_requirements_are_in_the_image(compose, name):
+    """The image installs the one pinned requirements.txt (the file make venv
+    installs) and then the shared package, copied from the repository before
+    the RUN that installs it; no requirements file names a local path, which
+    pip would resolve from its working directory."""
+    svc = compose["services"][name]
+    ctx, dockerfile = build_of(svc)
+    final = stages_of(svc)[-1]
+    assert not local_requirement_paths(REQUIREMENTS), "requirements.txt names a local path"
     workdir, run_index = workdir_of_run(final, "-r requirements.txt")
     copies = [c for c in image_copies(final, ctx) if c.before_run <= run_index]
-    assert [c.source for c in copies if c.dest == workdir / "requirements.txt"] == [req], (
-        f"{name}: the pip RUN in {workdir} does not read {name}/requirements.txt"
+    assert [c.source for c in copies if c.dest == workdir / "requirements.txt"] == [REQUIREMENTS], (
+        f"{name}: the pip RUN in {workdir} does not read the repository's requirements.txt"
     )
-    for local in local_requirement_paths(req):
-        in_repo = (ROOT / name / local).resolve()
-        assert (in_repo / "pyproject.toml").is_file(), f"{name}: {local} from {name}/ is no package: {in_repo}"
-        in_image = PurePosixPath(posixpath.normpath(str(workdir / local)))
-        sources = [c.source for c in copies if c.dest == in_image]
-        assert sources == [in_repo], f"{name}: {local} from {workdir} is {in_image}, copied from {sources}"
-        sent = sent_files(ctx, in_repo, dockerfile)
-        assert in_repo / "pyproject.toml" in sent, f"{name}: {local}/pyproject.toml is .dockerignored"
-        assert any(p.suffix == ".py" for p in sent), f"{name}: no Python file of {local} reaches the image"
+    shopkit = ROOT / "shopkit"
+    _, kit_run = workdir_of_run(final, "/opt/shopkit")
+    kit_copies = [c for c in image_copies(final, ctx) if c.before_run <= kit_run and c.source == shopkit]
+    assert [c.dest for c in kit_copies] == [PurePosixPath("/opt/shopkit")], f"{name}: shopkit is copied to {kit_copies}"
+    sent = sent_files(ctx, shopkit, dockerfile)
+    assert shopkit / "pyproject.toml" in sent, f"{name}: shopkit/pyproject.toml is .dockerignored"
+    assert any(p.suffix == ".py" for p in sent), f"{name}: no Python file of shopkit reaches the image"
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_SERVICES))
 def test_python_service_reads_the_environment_compose_sets(compose, name):
     names = settings_env_names(ROOT / name)
-    _, dockerfile = build_of(compose["services"][name])
-    image_env = env_instructions(parse_dockerfile(dockerfile)[-1])
+    image_env = env_instructions(stages_of(compose["services"][name])[-1])
     wanted = set(env_of(compose["services"][name])) | {
         k for k in image_env if not k.startswith(("PYTHON", "PIP_"))
     }
@@ -811,7 +836,7 @@ def test_python_service_serves_the_probed_path(compose, name):
     ctx, dockerfile = build_of(compose["services"][name])
     files = [
         p
-        for c in image_copies(parse_dockerfile(dockerfile)[-1], ctx)
+        for c in image_copies(stages_of(compose["services"][name])[-1], ctx)
         for p in sent_files(ctx, c.source, dockerfile)
         if p.suffix == ".py"
     ]

@@ -4,7 +4,7 @@
 The same code runs on SQLite (aiosqlite, the default) and PostgreSQL
 (asyncpg, when DATABASE_URL is set). A process runs one service, so one
 :class:`Base` holds that service's tables together with ``outbox`` and
-``inbox``, and :func:`create_schema` creates them all.
+``inbox``; the service's migrations (:mod:`shopkit.migrations`) build them.
 """
 
 from __future__ import annotations
@@ -156,23 +156,18 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create the tables of Base that do not exist yet.
+async def open_database(
+    url: str, prepare: Callable[[AsyncEngine], Awaitable[None]], attempts: int = 30
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """An engine for url and its session factory, after prepare(engine) (the
+    schema migrations) succeeded.
 
-    The service's tables are in Base once its table module is imported."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-
-
-async def open_database(url: str, attempts: int = 30) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
-    """An engine for url and its session factory, with the schema created.
-
-    While the database is not reachable, creating the schema is retried once a
-    second, attempts times (30 by default); the last failure is raised."""
+    While the database is not reachable, prepare is retried once a second,
+    attempts times (30 by default); the last failure is raised."""
     engine = make_engine(url)
     for attempt in range(1, attempts + 1):
         try:
-            await create_schema(engine)
+            await prepare(engine)
             break
         except Exception as exc:
             if attempt == attempts:

@@ -304,3 +304,42 @@ def event_record(
     return Event(
         id=event_id or str(uuid.uuid4()), type=type_, source=source, time="2026-11-25T00:00:00.000000Z", data=data
     ).to_record()
+
+
+async def schema_differences(url: str, script_location: Path, *, legacy: bool = False) -> list[Any]:
+    """What Alembic's autogenerate finds between the schema that the
+    migrations of script_location build on the empty database url and the
+    models (shopkit.db.Base, with the service's tables imported): [] when
+    they agree. The migrations are also taken down to nothing and up again
+    on the way. With legacy, the database is first built the way services did
+    before they had migrations (create_all), to be stamped and upgraded.
+    (Needs alembic, a dependency of the services.)"""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from shopkit import migrations
+
+    engine = db.make_engine(url)
+    try:
+        if legacy:
+            async with engine.begin() as conn:
+                await conn.run_sync(db.Base.metadata.create_all)
+        await migrations.upgrade(engine, script_location)
+        cfg = migrations.alembic_config(script_location)
+
+        def down_and_up(conn: Any) -> None:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "base")
+            command.upgrade(cfg, "head")
+
+        def compare(conn: Any) -> list[Any]:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, db.Base.metadata))
+
+        async with engine.begin() as conn:
+            await conn.run_sync(down_and_up)
+        async with engine.connect() as conn:
+            return await conn.run_sync(compare)
+    finally:
+        await engine.dispose()

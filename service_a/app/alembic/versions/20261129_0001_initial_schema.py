@@ -1,0 +1,61 @@
+"""Initial schema: the tables of service A and shopkit's (outbox, inbox, idempotency).
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-29 12:06:28
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from shopkit.migrations import create_shared_tables_0001, drop_shared_tables_0001
+
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    """Create the tables."""
+    create_shared_tables_0001()
+    op.create_table(
+        "stock",
+        sa.Column("product_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("product_name", sa.Text(), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("price_cents", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("product_id"),
+    )
+    op.create_table(
+        "cart_items",
+        sa.Column("item_id", BigId, autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("product_id", sa.BigInteger(), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("added_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("item_id"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_cart_items_user", "cart_items", ["user_id", "item_id"])
+    op.create_table(
+        "stock_reservations",
+        sa.Column("reservation_id", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("lines", sa.Text(), nullable=False),
+        sa.Column("items", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("reservation_id"),
+    )
+
+
+def downgrade() -> None:
+    """Drop the tables."""
+    for table in ("stock_reservations", "cart_items", "stock"):
+        op.drop_table(table)
+    drop_shared_tables_0001()
