@@ -35,10 +35,12 @@ run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001
 bench-services: venv ## Services vs a hello-world FastAPI (wrk): GET /stock, add-to-cart direct and through the gateway, growth; env: scripts/bench-services.sh.
 	PY=$(PY) bash $(ROOT)/scripts/bench-services.sh
 
-PY_SOURCES := shopkit/src service_a service_b tests/compose scripts/profsplit.py
+PY_SOURCES := shopkit/src service_a service_b tests/compose $(wildcard scripts/*.py)
 
 .PHONY: lint-python
-lint-python: venv ## ruff (lint and format) and mypy (strict on shopkit) of the Python code.
+lint-python: venv ## ruff (lint, format) and mypy: strict on shopkit (mypy.ini), each service's app/ (mypy-services.ini).
 	cd $(ROOT) && $(VENV)/bin/ruff check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/ruff format --check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/mypy
+	cd $(ROOT)/service_a && $(VENV)/bin/mypy --config-file $(ROOT)/mypy-services.ini app
+	cd $(ROOT)/service_b && $(VENV)/bin/mypy --config-file $(ROOT)/mypy-services.ini app

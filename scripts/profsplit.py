@@ -25,13 +25,19 @@ JOBS = [
     ("access log", r"server\.logAccess|server\.\(\*accessLog\)|accesslog\.|log/slog\."),
     ("request id, traceparent", r"server\.newRequestID|server\.newTraceparent|google/uuid\.|reqid\."),
     ("events (payload, envelope, outbox)", r"/internal/events\.|/internal/outbox\."),
-    ("upstream client (pool, transport, its connections)",
-     r"/internal/upstream\.|net/http\.\(\*persistConn\)|net/http\.\(\*Transport\)|valyala/fasthttp\."),
-    ("JSON <-> proto (request in, upstream out and back, response out)",
-     r"protobuf/encoding/protojson\.|encoding/json\."),
-    ("net/http server (read, parse, write, flush)",
-     r"net/http\.\(\*response\)|net/http\.\(\*chunkWriter\)|net/http\.\(\*conn\)\.readRequest|"
-     r"net/http\.readRequest|net/http\.\(\*conn\)\.finalFlush|bufio\.|net/textproto\."),
+    (
+        "upstream client (pool, transport, its connections)",
+        r"/internal/upstream\.|net/http\.\(\*persistConn\)|net/http\.\(\*Transport\)|valyala/fasthttp\.",
+    ),
+    (
+        "JSON <-> proto (request in, upstream out and back, response out)",
+        r"protobuf/encoding/protojson\.|encoding/json\.",
+    ),
+    (
+        "net/http server (read, parse, write, flush)",
+        r"net/http\.\(\*response\)|net/http\.\(\*chunkWriter\)|net/http\.\(\*conn\)\.readRequest|"
+        r"net/http\.readRequest|net/http\.\(\*conn\)\.finalFlush|bufio\.|net/textproto\.",
+    ),
     ("grpc-gateway runtime (routing, metadata, response forwarding)", r"grpc-gateway/v2/runtime\.|/gen/shop/"),
     ("gateway middleware, interceptors, forwarder", r"/internal/server\.|/internal/forward\.|/internal/reqinfo\."),
     ("gRPC server transport (HTTP/2)", r"google\.golang\.org/grpc"),
@@ -52,8 +58,9 @@ def parse_value(s):
 
 
 def samples(binary, profile):
-    out = subprocess.run(["go", "tool", "pprof", "-traces", binary, profile],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["go", "tool", "pprof", "-traces", binary, profile], check=True, capture_output=True, text=True
+    ).stdout
     for block in out.split("-----------+-------------------------------------------------------")[1:]:
         part, value, frames = None, 0.0, []
         for line in block.splitlines():

@@ -36,7 +36,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-
 # Stock
 
 

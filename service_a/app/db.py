@@ -2,7 +2,8 @@
 
 They are declared on :class:`shopkit.db.Base`, next to the ``outbox`` and
 ``inbox`` tables; the migrations in ``app/alembic/versions`` build them all
-(a change here needs a new revision: ``alembic revision --autogenerate``). Engines and sessions (SQLite or PostgreSQL) come from :mod:`shopkit.db`.
+(a change here needs a new revision: ``alembic revision --autogenerate``).
+Engines and sessions (SQLite or PostgreSQL) come from :mod:`shopkit.db`.
 """
 
 from __future__ import annotations

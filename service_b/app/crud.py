@@ -20,13 +20,10 @@ log = logging.getLogger(__name__)
 SOURCE = "service-b"
 
 
-
 # Cart read model
 
 
-async def remove_cart_item(
-    session: AsyncSession, settings: Settings, item_id: int, caller: Caller
-) -> CartItemPublic:
+async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: int, caller: Caller) -> CartItemPublic:
     """Remove a line from the read model and publish the removal so that
     service A removes it from the master copy too. NOT_FOUND when unknown or
     not the caller's to change; FAILED_PRECONDITION while the user's cart is

@@ -34,11 +34,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any, cast
 
 import httpx
 import sqlalchemy.exc
 from pydantic import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.crud import SOURCE, public_order
@@ -248,7 +249,11 @@ class Payments:
             for line, s in zip(lines, stock, strict=True)
         ]
         async with self._sessions() as session, session.begin():
-            gone = await session.execute(delete(Checkout).where(Checkout.reservation_id == reservation_id))
+            # A DELETE's result is a CursorResult, which has the row count.
+            gone = cast(
+                CursorResult[Any],
+                await session.execute(delete(Checkout).where(Checkout.reservation_id == reservation_id)),
+            )
             if gone.rowcount != 1:
                 # The release task took this payment for dead and gives the stock back.
                 raise errors.unavailable("the payment took too long and was cancelled; try again")
@@ -330,7 +335,10 @@ class Payments:
                 )
             ).all()
             for checkout in stale:
-                gone = await session.execute(delete(Checkout).where(Checkout.reservation_id == checkout.reservation_id))
+                gone = cast(
+                    CursorResult[Any],
+                    await session.execute(delete(Checkout).where(Checkout.reservation_id == checkout.reservation_id)),
+                )
                 if gone.rowcount != 1:
                     continue  # finished or expired by someone else meanwhile
                 log.warning(

@@ -19,7 +19,6 @@ from shopkit.testing import Server, running
 from tests.conftest import next_id
 from tests.support import SERVICE_A_DIR, SERVICE_DIR
 
-
 # Each worker process imports the app on its own: on a loaded machine that
 # takes a while.
 WORKERS_START_TIMEOUT = 120.0

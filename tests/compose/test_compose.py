@@ -414,9 +414,7 @@ def settings_env_names(service_dir: Path) -> set[str]:
 
 
 def go_sources(folder: Path) -> str:
-    return "\n".join(
-        p.read_text() for p in sorted(folder.rglob("*.go")) if not p.name.endswith("_test.go")
-    )
+    return "\n".join(p.read_text() for p in sorted(folder.rglob("*.go")) if not p.name.endswith("_test.go"))
 
 
 def kafka_listeners(value: str) -> dict[str, tuple[str, int]]:
@@ -820,9 +818,7 @@ def test_python_service_requirements_are_in_the_image(compose, name):
 def test_python_service_reads_the_environment_compose_sets(compose, name):
     names = settings_env_names(ROOT / name)
     image_env = env_instructions(stages_of(compose["services"][name])[-1])
-    wanted = set(env_of(compose["services"][name])) | {
-        k for k in image_env if not k.startswith(("PYTHON", "PIP_"))
-    }
+    wanted = set(env_of(compose["services"][name])) | {k for k in image_env if not k.startswith(("PYTHON", "PIP_"))}
     missing = sorted(n for n in wanted if n.upper() not in names)
     assert not missing, f"{name}: {missing} are not settings of {name}/app/settings.py (reads {sorted(names)})"
 

@@ -61,7 +61,9 @@ async def test_without_a_key_every_request_applies(client: AsyncClient, app: Fas
 
 async def test_key_reused_for_another_request_is_refused(client: AsyncClient) -> None:
     await create_stock(client, 5, quantity=3)
-    ok = await client.post("/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 1}, headers={"Idempotency-Key": "k"})
+    ok = await client.post(
+        "/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 1}, headers={"Idempotency-Key": "k"}
+    )
     assert ok.status_code == 201
     resp = await client.post(
         "/cart/add", json={"user_id": 1, "product_id": 5, "quantity": 2}, headers={"Idempotency-Key": "k"}
@@ -75,7 +77,9 @@ async def test_key_is_scoped_to_method_and_path(client: AsyncClient) -> None:
     await create_stock(client, 6, quantity=3)
     for pid in (5, 6):
         resp = await client.put(
-            f"/stock/{pid}", json={"product_name": "x", "quantity": 9, "price_cents": 1}, headers={"Idempotency-Key": "k"}
+            f"/stock/{pid}",
+            json={"product_name": "x", "quantity": 9, "price_cents": 1},
+            headers={"Idempotency-Key": "k"},
         )
         assert resp.status_code == 200, resp.text
         assert "idempotency-replayed" not in resp.headers
@@ -121,7 +125,9 @@ async def test_claims_left_by_a_dead_process(client: AsyncClient, app: FastAPI) 
 
     # Applied, answer never recorded: not applied a second time.
     await claim_states(app, status_code=None, body=None, committed=True)
-    assert_error(await client.post("/cart/add", json=body, headers=headers), 409, "ABORTED", contains="not applied again")
+    assert_error(
+        await client.post("/cart/add", json=body, headers=headers), 409, "ABORTED", contains="not applied again"
+    )
     # Claimed, never committed, recent: in progress.
     await claim_states(app, committed=False)
     assert_error(await client.post("/cart/add", json=body, headers=headers), 409, "ABORTED", contains="in progress")

@@ -38,9 +38,11 @@ def kafka_settings(settings: Settings, kafka: str, run_id: str) -> Settings:
 @pytest.fixture
 async def kafka_client(kafka_settings: Settings) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     app = create_app(kafka_settings)
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client:
-            yield app, client
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client,
+    ):
+        yield app, client
 
 
 async def read_events(

@@ -123,7 +123,9 @@ async def test_malformed_identity(
 ) -> None:
     user = next_id()
     item = await shop.add(user, await shop.product())
-    assert_error(await client.delete(f"/cart/{item['item_id']}", headers=headers), 400, "INVALID_ARGUMENT", contains=contains)
+    assert_error(
+        await client.delete(f"/cart/{item['item_id']}", headers=headers), 400, "INVALID_ARGUMENT", contains=contains
+    )
     assert_error(await client.get(f"/cart/{user}", headers=headers), 400, "INVALID_ARGUMENT", contains=contains)
     assert (await client.get(f"/cart/{user}")).json()["items"] == [item]
     assert await events(app) == 0
@@ -133,7 +135,9 @@ async def test_repeated_user_id_header(client: AsyncClient, shop: Shop) -> None:
     user = next_id()
     item = await shop.add(user, await shop.product())
     headers = [("X-User-Id", str(user + 1)), ("X-User-Id", str(user))]
-    assert_error(await client.delete(f"/cart/{item['item_id']}", headers=headers), 400, "INVALID_ARGUMENT", contains="once")
+    assert_error(
+        await client.delete(f"/cart/{item['item_id']}", headers=headers), 400, "INVALID_ARGUMENT", contains="once"
+    )
     assert (await client.get(f"/cart/{user}")).json()["items"] == [item]
 
 

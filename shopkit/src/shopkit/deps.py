@@ -31,7 +31,8 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 def get_bridge(request: Request) -> KafkaBridge:
     """The app's Kafka bridge."""
-    return request.app.state.bridge
+    bridge: KafkaBridge = request.app.state.bridge
+    return bridge
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -110,7 +110,11 @@ class Event:
                 doc.get("traceparent", ""),
             )
         return cls._checked(
-            doc.get("event_id"), doc.get("type"), doc.get("source") or "unknown", doc.get("occurred_at", ""), doc.get("data")
+            doc.get("event_id"),
+            doc.get("type"),
+            doc.get("source") or "unknown",
+            doc.get("occurred_at", ""),
+            doc.get("data"),
         )
 
     def to_record(self) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -151,7 +151,9 @@ class IdempotencyMiddleware:
             return
         key = raw.decode("latin-1").strip()
         if not key or len(key) > MAX_KEY_LENGTH:
-            await self._error(scope, send, invalid_argument(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"))
+            await self._error(
+                scope, send, invalid_argument(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+            )
             return
 
         body, receive = await _buffer(receive)
@@ -196,7 +198,7 @@ class IdempotencyMiddleware:
         now = utcnow()
         async with sessions() as session, session.begin():
             await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - self.window))
-            row = await session.get(IdempotencyRecord, (claim.method, claim.path, claim.key))
+            row: IdempotencyRecord | None = await session.get(IdempotencyRecord, (claim.method, claim.path, claim.key))
             if row is not None:
                 if row.digest != digest:
                     raise invalid_argument("Idempotency-Key was already used for a different request")
@@ -209,10 +211,14 @@ class IdempotencyMiddleware:
                     )
                 if row.created_at > now - self.claim_timeout:
                     raise _aborted("a request with this Idempotency-Key is in progress; retry later")
-                log.warning("taking over the stale claim of Idempotency-Key %r on %s %s", claim.key, claim.method, claim.path)
+                log.warning(
+                    "taking over the stale claim of Idempotency-Key %r on %s %s", claim.key, claim.method, claim.path
+                )
                 row.created_at = now
                 return None
-            session.add(IdempotencyRecord(method=claim.method, path=claim.path, key=claim.key, digest=digest, created_at=now))
+            session.add(
+                IdempotencyRecord(method=claim.method, path=claim.path, key=claim.key, digest=digest, created_at=now)
+            )
             try:
                 await session.flush()
             except IntegrityError:
@@ -266,7 +272,8 @@ async def _buffer(receive: Any) -> tuple[bytes, Any]:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+        message: dict[str, Any] = await receive()
+        return message
 
     return body, replay
 

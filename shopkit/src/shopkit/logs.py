@@ -11,7 +11,7 @@ import logging.config
 import logging.handlers
 import queue
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -58,13 +58,14 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if getattr(record, "request_id", ""):
-            entry["request_id"] = record.request_id
+        rid = getattr(record, "request_id", "")
+        if rid:
+            entry["request_id"] = rid
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -126,7 +127,11 @@ def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
         "filters": {"request_id": {"()": _RequestIdFilter}},
         "formatters": {"json": {"()": JsonFormatter}, "text": {"format": TEXT_FORMAT}},
         "handlers": {
-            "stderr": {"()": queued_stderr_handler, "formatter": fmt if fmt == "json" else "text", "filters": ["request_id"]}
+            "stderr": {
+                "()": queued_stderr_handler,
+                "formatter": fmt if fmt == "json" else "text",
+                "filters": ["request_id"],
+            }
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {

@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-from logging.config import fileConfig
 from collections.abc import AsyncIterator, Callable
+from logging.config import fileConfig
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, inspect, pool, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_engine_from_config, async_sessionmaker
 
-from shopkit import idempotency as _idempotency  # noqa: F401 - its table joins Base
 from shopkit import db
+from shopkit import idempotency as _idempotency  # noqa: F401 - its table joins Base
 from shopkit.db import Base, normalize_database_url
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,18 @@ from shopkit.logs import configure_logging, logging_config
 class ServeSettings(Protocol):
     """The settings serve reads: where to listen, how many processes, how to log."""
 
-    host: str
-    port: int
-    web_concurrency: int
-    log_level: str
-    log_format: str
+    # Read-only (properties), so that a settings class whose field is
+    # narrower (log_format: Literal["text", "json"]) still matches.
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def web_concurrency(self) -> int: ...
+    @property
+    def log_level(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
 
 
 def serve(

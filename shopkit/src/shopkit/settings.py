@@ -13,7 +13,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkit.db import normalize_database_url
 
-
 # Fields whose defaults are each service's own: a service gives the default
 # (``port: Port = 8002``) and keeps the constraints and description.
 Port = Annotated[int, Field(ge=1, le=65535, description="TCP port to listen on.")]

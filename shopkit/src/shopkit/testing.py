@@ -278,7 +278,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
 
 def assert_error(resp: Any, status: int, code: str, *, contains: str = "") -> dict[str, Any]:
     """Check an error response's status, code and message; return its body."""
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert (resp.status_code, body.get("code")) == (status, code), resp.text
     assert isinstance(body.get("message"), str) and body["message"], resp.text
     assert contains in body["message"], f"{contains!r} not in {body['message']!r}"

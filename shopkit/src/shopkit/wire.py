@@ -10,7 +10,7 @@ and a ``Z`` suffix.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
@@ -34,7 +34,7 @@ def _not_blank(value: str) -> str:
 def to_utc_naive(value: datetime) -> datetime:
     """value as a naive UTC datetime, the form the database stores."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
@@ -45,7 +45,7 @@ def format_timestamp(value: datetime) -> str:
 
 def utcnow() -> datetime:
     """The current time as a naive UTC datetime."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 NotBool = BeforeValidator(_reject_bool)

@@ -33,15 +33,17 @@ async def test_readyz_broker_down_keeps_serving(settings: Settings) -> None:
     """Kafka enabled but unreachable: requests succeed, events wait in the outbox, /readyz stays 200."""
     down = settings.model_copy(update={"kafka_enabled": True, "kafka_brokers": f"127.0.0.1:{free_port()}"})
     app = create_app(down)
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client:
-            await create_stock(client, 1)
-            resp = await client.post("/cart/add", json={"user_id": 1, "product_id": 1, "quantity": 1})
-            assert resp.status_code == 201
-            await asyncio.sleep(0.5)
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200
-            assert (ready.json()["kafka"], ready.json()["outbox_pending"]) == ("disconnected", 1)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client,
+    ):
+        await create_stock(client, 1)
+        resp = await client.post("/cart/add", json={"user_id": 1, "product_id": 1, "quantity": 1})
+        assert resp.status_code == 201
+        await asyncio.sleep(0.5)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert (ready.json()["kafka"], ready.json()["outbox_pending"]) == ("disconnected", 1)
 
 
 async def test_readyz_database_down(tmp_path) -> None:
