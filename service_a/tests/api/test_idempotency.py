@@ -230,15 +230,22 @@ async def test_lookup_reads_a_key_without_touching_it(client: AsyncClient, app: 
     # A failed mutation leaves no record: it was not applied.
     failed = await client.post("/cart/add", json={**body, "quantity": 9}, headers={"Idempotency-Key": "look-2"})
     assert failed.status_code == 400
-    assert (await client.get("/internal/idempotency", params={**params, "key": "look-2"})).json() == {"state": "unknown"}
-    assert (await client.get("/internal/idempotency", params={"method": "POST", "path": "/x"})).status_code in (400, 422)
+    assert (await client.get("/internal/idempotency", params={**params, "key": "look-2"})).json() == {
+        "state": "unknown"
+    }
+    assert (await client.get("/internal/idempotency", params={"method": "POST", "path": "/x"})).status_code in (
+        400,
+        422,
+    )
 
 
 async def test_lookup_reports_a_claim_in_flight_and_a_commit_without_answer(client: AsyncClient, app: FastAPI) -> None:
     now = utcnow()
     async with app.state.sessions() as session, session.begin():
         session.add(IdempotencyRecord(method="POST", path="/stock", key="in-flight", digest="d", created_at=now))
-        session.add(IdempotencyRecord(method="POST", path="/stock", key="no-answer", digest="d", created_at=now, committed=True))
+        session.add(
+            IdempotencyRecord(method="POST", path="/stock", key="no-answer", digest="d", created_at=now, committed=True)
+        )
     for key, state in (("in-flight", "pending"), ("no-answer", "committed")):
         got = await client.get("/internal/idempotency", params={"method": "post", "path": "/stock", "key": key})
         assert got.json() == {"state": state}

@@ -19,8 +19,8 @@ serves without Kafka; :attr:`KafkaBridge.connected` feeds ``/readyz``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid

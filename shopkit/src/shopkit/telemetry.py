@@ -125,7 +125,11 @@ def producer_span(topic: str, traceparent: str) -> Iterator[str]:
         f"{topic} publish",
         context=parent,
         kind=SpanKind.PRODUCER,
-        attributes={"messaging.system": "kafka", "messaging.destination.name": topic, "messaging.operation.type": "send"},
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            "messaging.operation.type": "send",
+        },
     ):
         carrier: dict[str, str] = {}
         inject(carrier)
