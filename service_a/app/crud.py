@@ -8,9 +8,10 @@ import base64
 import binascii
 import json
 import logging
+from typing import cast
 
 import sqlalchemy.exc
-from sqlalchemy import BigInteger, DateTime, Integer, bindparam, delete, insert, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import CartItem, Reservation, Stock
@@ -53,7 +54,9 @@ def decode_page_token(token: str) -> int:
         if prefix != "stock" or after < 0 or not value.isdigit():
             raise ValueError(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise errors.invalid_argument("page_token is not a token returned by this service", "query", "page_token") from exc
+        raise errors.invalid_argument(
+            "page_token is not a token returned by this service", "query", "page_token"
+        ) from exc
     return after
 
 
@@ -84,7 +87,7 @@ _READ_STOCK = select(*_STOCK_COLUMNS).where(Stock.product_id == bindparam("produ
 _QUANTITY = select(Stock.quantity).where(Stock.product_id == bindparam("product_id"))
 # One statement checks the stock and adds the line: a product that is
 # missing or short inserts nothing.
-_LINES = CartItem.__table__
+_LINES = cast(Table, CartItem.__table__)
 _ADD_LINE = (
     insert(_LINES)
     .from_select(
