@@ -54,7 +54,7 @@ func TestKafkaOutage(t *testing.T) {
 	<-done
 	elapsed := time.Since(start)
 	ok := l.succeeded()
-	d, missing := awaitDelivery(reader, l.prefix, ok, 120*time.Second)
+	d, missing := awaitDelivery(s, reader, l.prefix, ok, 120*time.Second)
 	fmt.Printf("fault (a) Kafka stopped twice (down %v): %d mutations from %d clients in %v (%.0f/s): %s\n",
 		outages, n, outageClients, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), l.outcomeSummary())
 	fmt.Printf("fault (a) delivery: %s (read back %v after the last answer)\n", d, time.Since(start.Add(elapsed)).Round(time.Millisecond))
@@ -92,7 +92,7 @@ func gatewayKill(t *testing.T, sync string, productOffset int64) {
 	<-done
 	elapsed := time.Since(start)
 	ok := l.succeeded()
-	d, missing := awaitDelivery(reader, l.prefix, ok, 90*time.Second)
+	d, missing := awaitDelivery(s, reader, l.prefix, ok, 90*time.Second)
 	fmt.Printf("fault (b) gateway SIGKILLed at %d/%d and restarted on its outbox: %d clients, %v: %s\n",
 		killedAt, n, killClients, elapsed.Round(time.Millisecond), l.outcomeSummary())
 	fmt.Printf("fault (b) delivery: %s\n", d)
@@ -193,7 +193,7 @@ func TestOutboxCap(t *testing.T) {
 		maxBytes, refusedAt-1, refusals, refusals, before, after, rst)
 
 	s.StartKafka()
-	d, missing := awaitDelivery(reader, prefix, ok, 90*time.Second)
+	d, missing := awaitDelivery(s, reader, prefix, ok, 90*time.Second)
 	fmt.Printf("fault (c) delivery after Kafka came back: %s\n", d)
 	checkDelivery(t, d, missing)
 	if d.extra != 0 {

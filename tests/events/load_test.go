@@ -197,21 +197,48 @@ type delivery struct {
 	lost       int // successes without an event
 	extra      int // distinct events of requests that got no success answer
 	wrongKey   int // events whose key is not their product
+	// waited is how long awaitDelivery waited; settled that it stopped
+	// because the rest could not arrive (outbox empty, nothing new read).
+	waited  time.Duration
+	settled bool
 }
 
 func (d delivery) String() string {
-	return fmt.Sprintf("succeeded=%d events=%d unique=%d duplicates=%d lost=%d extra(no success seen)=%d wrong_key=%d",
+	s := fmt.Sprintf("succeeded=%d events=%d unique=%d duplicates=%d lost=%d extra(no success seen)=%d wrong_key=%d",
 		d.succeeded, d.events, d.unique, d.duplicates, d.lost, d.extra, d.wrongKey)
+	if d.settled {
+		s += fmt.Sprintf(" (stopped waiting after %v: outbox empty, nothing new read for %v)", d.waited.Round(100*time.Millisecond), settleAfterDrain)
+	}
+	return s
 }
 
-// awaitDelivery waits up to timeout until every success in ok has its
-// event among those r reads with an x-request-id starting with prefix, then
-// counts. It does not fail the test: the caller checks the counts.
-func awaitDelivery(r *harness.EventReader, prefix string, ok map[string]string, timeout time.Duration) (delivery, []string) {
+// settleAfterDrain is how long awaitDelivery goes on waiting once the
+// gateway's outbox is empty and the reader reads nothing new. With the
+// outbox empty every event has been acknowledged by Kafka, so one still
+// missing then will not come; the wait is only for a reader catching up.
+const settleAfterDrain = 10 * time.Second
+
+// awaitDelivery waits until every success in ok has its event among those
+// r reads with an x-request-id starting with prefix, then counts. It stops
+// early, when the events it waits for can no longer arrive: s's outbox
+// empty and no new event read for settleAfterDrain. timeout bounds the
+// whole wait (a long drain after an outage). It does not fail the test:
+// the caller checks the counts.
+func awaitDelivery(s *harness.Stack, r *harness.EventReader, prefix string, ok map[string]string, timeout time.Duration) (delivery, []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	start := time.Now()
+	var read atomic.Int64
+	var settled atomic.Bool
+	go func() {
+		if drainedAndIdle(ctx, s, &read) {
+			settled.Store(true)
+			cancel()
+		}
+	}()
 	match := func(e harness.Event) bool { return strings.HasPrefix(e.Headers["x-request-id"], prefix+"-") }
 	evs, _ := r.Collect(ctx, func(evs []harness.Event) bool {
+		read.Store(int64(len(evs)))
 		seen := map[string]bool{}
 		for _, e := range evs {
 			if match(e) {
@@ -226,7 +253,7 @@ func awaitDelivery(r *harness.EventReader, prefix string, ok map[string]string, 
 		return true
 	})
 	evs = harness.Filter(evs, match)
-	d := delivery{succeeded: len(ok), events: len(evs)}
+	d := delivery{succeeded: len(ok), events: len(evs), waited: time.Since(start), settled: settled.Load()}
 	byID := map[string]bool{}
 	seenReq := map[string]bool{}
 	for _, e := range evs {
@@ -259,17 +286,60 @@ func awaitDelivery(r *harness.EventReader, prefix string, ok map[string]string, 
 	return d, missing
 }
 
+// drainedAndIdle returns true once s's outbox has been empty, and read
+// (the count of events read) unchanged, for settleAfterDrain; false when
+// ctx ends first. A gateway that does not answer (restarting) is not empty.
+func drainedAndIdle(ctx context.Context, s *harness.Stack, read *atomic.Int64) bool {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var since time.Time
+	last := int64(-1)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		n := read.Load()
+		_, body, err := getReadyz(ctx, s)
+		outbox, _ := body["outbox"].(map[string]any)
+		detail, _ := outbox["detail"].(map[string]any)
+		depth, known := detail["depth"].(float64)
+		switch {
+		case err != nil || !known || depth > 0 || n != last:
+			since, last = time.Time{}, n
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= settleAfterDrain:
+			return true
+		}
+	}
+}
+
 // readyz returns the gateway's /readyz status and body.
 func readyz(tb testing.TB, s *harness.Stack) (int, map[string]any) {
 	tb.Helper()
-	resp, err := httpClient.Get(s.RESTURL() + "/readyz")
+	code, body, err := getReadyz(context.Background(), s)
 	if err != nil {
-		tb.Fatalf("GET /readyz: %v", err)
+		tb.Fatal(err)
+	}
+	return code, body
+}
+
+// getReadyz gets the gateway's /readyz status and body.
+func getReadyz(ctx context.Context, s *harness.Stack) (int, map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.RESTURL()+"/readyz", nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("GET /readyz: %w", err)
 	}
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return resp.StatusCode, body
+	return resp.StatusCode, body, nil
 }
 
 // grpcCtx returns a context with a 10s deadline carrying the metadata
