@@ -204,7 +204,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, p.Ready(ctx)
 		}})
 	}
-	ev, err := newEvents(ctx, cfg.Events, tr, log)
+	ev, err := newEvents(ctx, cfg.Events, fwd.Lookup, cfg.UpstreamTimeout, tr, log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go.opentelemetry.io/otel/trace"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -174,15 +175,19 @@ type eventsRunner interface {
 type eventPipeline struct {
 	emitter   *events.Emitter
 	ob        *outbox.Outbox
+	intents   *outbox.Outbox
 	relay     *relay.Relay
 	relayDone chan struct{}
-	log       *slog.Logger
+	// The resolver of left-over intents; it stops before the outboxes close.
+	resolverDone chan struct{}
+	stopResolver context.CancelFunc
+	log          *slog.Logger
 }
 
 // newEvents opens the outbox, starts the relay in the background (Kafka may
 // be down: the gateway serves and fills the outbox meanwhile) and builds
 // the emitter. It returns nil when events are off.
-func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log *slog.Logger) (eventsRunner, error) {
+func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, resolveAfter time.Duration, tr *telemetry.Tracing, log *slog.Logger) (eventsRunner, error) {
 	if len(cfg.Brokers) == 0 {
 		log.Warn("events off: no Kafka brokers configured")
 		return nil, nil
@@ -197,7 +202,22 @@ func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
+	// The intent log is written before each mutation's upstream call and
+	// never fsynced: it is for crashes of this process, and the page cache
+	// survives those (see package events).
+	il, err := outbox.Open(filepath.Join(cfg.OutboxDir, "intents"), outbox.Options{
+		MaxBytes: cfg.OutboxMaxBytes,
+		Logger:   log.With(slog.String("component", "intents")),
+		NoSync:   true,
+	})
+	if err != nil {
+		_ = ob.Close()
+		return nil, fmt.Errorf("events: intents: %w", err)
+	}
 	em, err := events.New(events.Config{
+		Intents:           il,
+		Lookup:            lookup,
+		ResolveAfter:      resolveAfter,
 		Services:          Services(),
 		Outbox:            ob,
 		Source:            cfg.Source,
@@ -207,6 +227,7 @@ func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log
 		Logger:            log.With(slog.String("component", "events")),
 	})
 	if err != nil {
+		_ = il.Close()
 		_ = ob.Close()
 		return nil, err
 	}
@@ -225,10 +246,16 @@ func newEvents(ctx context.Context, cfg EventsConfig, tr *telemetry.Tracing, log
 		Logger:  log.With(slog.String("component", "relay")),
 	}, ob)
 	if err != nil {
+		_ = il.Close()
 		_ = ob.Close()
 		return nil, err
 	}
-	p := &eventPipeline{emitter: em, ob: ob, relay: rl, relayDone: make(chan struct{}), log: log}
+	rctx, stopResolver := context.WithCancel(context.WithoutCancel(ctx))
+	p := &eventPipeline{emitter: em, ob: ob, intents: il, relay: rl, relayDone: make(chan struct{}), resolverDone: make(chan struct{}), stopResolver: stopResolver, log: log}
+	go func() {
+		defer close(p.resolverDone)
+		em.RunResolver(rctx)
+	}()
 	// The relay outlives ctx: it stops in Close, after the server has
 	// drained, so that the events of the last requests are published too.
 	go func() {
@@ -292,6 +319,7 @@ func (p *eventPipeline) Checks() []server.Check {
 				"last_id":    uint64(st.LastID),
 				"acked_id":   uint64(st.AckedID),
 				"idempotent": p.emitter.Stats().IdempotencyEntries,
+				"intents":    p.emitter.OpenIntents(),
 			}
 			if err := p.ob.Admit(); err != nil {
 				return d, err
@@ -304,6 +332,11 @@ func (p *eventPipeline) Checks() []server.Check {
 // Close stops the relay (which flushes what is in flight) and then closes
 // the outbox. The server must have drained first.
 func (p *eventPipeline) Close() {
+	p.stopResolver()
+	<-p.resolverDone
+	if err := p.intents.Close(); err != nil {
+		p.log.Error("intent log close", slog.Any("error", err))
+	}
 	if err := p.relay.Close(); err != nil {
 		// Closing the outbox under a relay that is still running makes it
 		// stop; what it had in flight stays in the outbox for next time.

@@ -104,6 +104,17 @@ type Config struct {
 	// not end with the request's context: the mutation has happened, so its
 	// event is stored even when the client has gone. Default 10s.
 	AppendTimeout time.Duration
+	// Intents, when set, is the intent log: every mutation is recorded in
+	// it before its upstream call, with an Idempotency-Key the gateway makes
+	// when the client sent none, so that a change the gateway did not see
+	// answered (it died, or the call's outcome was unknown) still gets its
+	// event (see RunResolver). Lookup is then required. Default none.
+	Intents IntentLog
+	// Lookup asks a service what became of a keyed mutation, for Intents.
+	Lookup LookupFunc
+	// ResolveAfter is how old an open intent must be before its service is
+	// asked about it. Default 10s (DefaultResolveAfter).
+	ResolveAfter time.Duration
 	// Logger receives failures to store an event and outbox-full changes.
 	// Default: discard.
 	Logger *slog.Logger
@@ -118,6 +129,7 @@ func (c *Config) setDefaults() {
 	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, DefaultIdempotencyWindow)
 	c.IdempotencyMaxBytes = cmp.Or(c.IdempotencyMaxBytes, DefaultIdempotencyMaxBytes)
 	c.AppendTimeout = cmp.Or(c.AppendTimeout, DefaultAppendTimeout)
+	c.ResolveAfter = cmp.Or(c.ResolveAfter, DefaultResolveAfter)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +156,12 @@ func (c *Config) Validate() error {
 	if c.IdempotencyMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("idempotency max bytes %d is negative", c.IdempotencyMaxBytes))
 	}
+	if c.Intents != nil && c.Lookup == nil {
+		errs = append(errs, errors.New("intents without a lookup"))
+	}
+	if c.ResolveAfter < 0 {
+		errs = append(errs, fmt.Errorf("resolve after %s is negative", c.ResolveAfter))
+	}
 	if c.AppendTimeout < 0 {
 		errs = append(errs, fmt.Errorf("append timeout %s is negative", c.AppendTimeout))
 	}
@@ -158,7 +176,8 @@ func (c *Config) Validate() error {
 type Emitter struct {
 	specs         map[string]*spec
 	ob            Outbox
-	store         *store // nil when the idempotency store is off
+	store         *store   // nil when the idempotency store is off
+	intents       *intents // nil when intents are off
 	source        []byte
 	format        Format
 	appendTimeout time.Duration
@@ -188,6 +207,9 @@ func New(cfg Config) (*Emitter, error) {
 	}
 	if cfg.IdempotencyWindow > 0 {
 		e.store = newStore(cfg.IdempotencyWindow, cfg.IdempotencyMaxBytes, cfg.Now)
+	}
+	if cfg.Intents != nil {
+		e.intents = newIntents(cfg.Intents, cfg.Lookup, cfg.ResolveAfter, cfg.Logger)
 	}
 	return e, nil
 }
@@ -233,6 +255,19 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	key := reqinfo.First(md, reqinfo.IdempotencyKey)
+	if key == "" && e.intents != nil {
+		// The service keeps the key with the change, which is how a
+		// left-over intent learns later whether the change was made.
+		key = generatedKey()
+		md = md.Copy()
+		md.Set(reqinfo.IdempotencyKey, key)
+		ctx = metadata.NewIncomingContext(ctx, md)
+		digest, err := digestOf(req)
+		if err != nil {
+			return nil, status.Error(codes.Internal, "request cannot be encoded")
+		}
+		return e.run(ctx, s, req, handler, md, key, &digest, nil)
+	}
 	if key == "" {
 		return e.run(ctx, s, req, handler, md, "", nil, nil)
 	}
@@ -272,8 +307,32 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	if err := e.admit(ctx); err != nil {
 		return nil, err
 	}
+	meta := eventMeta{
+		traceparent: reqinfo.First(md, reqinfo.TraceparentKey),
+		tracestate:  reqinfo.First(md, reqinfo.TracestateKey),
+		requestID:   reqinfo.First(md, reqinfo.RequestIDKey),
+	}
+	var it *intent
+	if e.intents != nil && key != "" {
+		reqBytes, err := protoOpts.Marshal(req.(proto.Message))
+		if err != nil {
+			return nil, status.Error(codes.Internal, "request cannot be encoded")
+		}
+		if it, err = e.intents.record(ctx, s.method, key, reqBytes, meta); err != nil {
+			e.log.LogAttrs(ctx, slog.LevelError, "intent not recorded; mutation refused before reaching its service",
+				slog.String("rpc", s.method), slog.Any("error", err))
+			return nil, status.Error(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
+		}
+	}
 	resp, err := handler(ctx, req)
 	if err != nil {
+		if it != nil {
+			if notApplied(err) {
+				e.intents.done(it)
+			} else {
+				e.intents.unsettled(it)
+			}
+		}
 		return resp, err
 	}
 	msg, ok := resp.(proto.Message)
@@ -281,15 +340,13 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 		return nil, status.Error(codes.Internal, "response is not a proto message")
 	}
 	id := eventID(s.method, key, digest)
-	recs, keyed, err := e.build(s, msg, eventMeta{
-		id:          id,
-		time:        e.now(),
-		traceparent: reqinfo.First(md, reqinfo.TraceparentKey),
-		tracestate:  reqinfo.First(md, reqinfo.TracestateKey),
-		requestID:   reqinfo.First(md, reqinfo.RequestIDKey),
-	})
+	meta.id, meta.time = id, e.now()
+	recs, keyed, err := e.build(s, msg, meta)
 	if err != nil {
 		// compileSpecs checked the types, so this is a bug, not an outage.
+		if it != nil {
+			e.intents.done(it)
+		}
 		e.log.LogAttrs(ctx, slog.LevelError, "event not built: the mutation succeeded but emits nothing",
 			slog.String("rpc", s.method), slog.String("request_id", reqinfo.First(md, reqinfo.RequestIDKey)), slog.Any("error", err))
 		return nil, status.Error(codes.Internal, "event could not be built")
@@ -302,6 +359,13 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 		ri.Event = id
 	}
 	pending, aerr := e.appendAll(ctx, s, recs)
+	if it != nil {
+		if aerr == nil {
+			e.intents.done(it)
+		} else {
+			e.intents.unsettled(it) // the resolver appends the events later
+		}
+	}
 	if ent != nil {
 		e.store.finish(ent, proto.Clone(msg), id, pending)
 		stored = true

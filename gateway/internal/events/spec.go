@@ -32,6 +32,8 @@ type spec struct {
 	keyPath  string
 	subjPath string
 	split    protoreflect.FieldDescriptor // nil: one event per call
+	input    protoreflect.MessageType     // the RPC's request, to decode intents
+	output   protoreflect.MessageType     // the RPC's response, filled by a lookup
 }
 
 // kafkaTopic is what Kafka accepts as a topic name.
@@ -97,6 +99,13 @@ func compileSpec(md protoreflect.MethodDescriptor, es *annotationsv1.EventSpec, 
 		logical:  es.GetTopic(),
 		keyPath:  es.GetKey(),
 		subjPath: es.GetSubject(),
+	}
+	var err error
+	if s.input, err = protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName()); err != nil {
+		errs = append(errs, fmt.Errorf("emits: request type: %w", err))
+	}
+	if s.output, err = protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName()); err != nil {
+		errs = append(errs, fmt.Errorf("emits: response type: %w", err))
 	}
 	s.topic = s.logical
 	if t, ok := topics[s.logical]; ok {

@@ -7,6 +7,7 @@ package forward
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -379,4 +380,64 @@ func writeQuery(b *strings.Builder, sep byte, fd protoreflect.FieldDescriptor, v
 	b.WriteString(string(fd.Name()))
 	b.WriteByte('=')
 	b.WriteString(url.QueryEscape(protofields.FormatScalar(fd, v)))
+}
+
+// Lookup states: what the owning service says became of a mutation sent
+// with an Idempotency-Key.
+const (
+	// LookupApplied: the change was made; resp holds its answer.
+	LookupApplied = "applied"
+	// LookupCommitted: the change was made but its answer was not recorded
+	// (the service died in between), so no event can be built from it.
+	LookupCommitted = "committed"
+	// LookupPending: the service is still running it.
+	LookupPending = "pending"
+	// LookupUnknown: no record: never applied (or its window is over).
+	LookupUnknown = "unknown"
+)
+
+// lookupPath is the services' read-only lookup of their idempotency
+// records (shopkit.idempotency).
+const lookupPath = "/internal/idempotency"
+
+// Lookup asks the service that owns fullMethod what became of req sent with
+// Idempotency-Key key, without running anything: one of the Lookup states.
+// For LookupApplied it fills resp, an empty response message, from the
+// stored answer as Handle would have.
+func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Message, key string, resp proto.Message) (string, error) {
+	r, ok := f.routes[fullMethod]
+	if !ok {
+		return "", status.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
+	}
+	ureq, err := r.build(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	path, _, _ := strings.Cut(ureq.Path, "?")
+	q := url.Values{"method": {ureq.Method}, "path": {path}, "key": {key}}
+	uresp, err := r.doer.Do(ctx, &upstream.Request{Method: http.MethodGet, Path: lookupPath + "?" + q.Encode()})
+	if err != nil {
+		return "", err
+	}
+	var answer struct {
+		State string          `json:"state"`
+		Body  json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal(uresp.Body, &answer); err != nil {
+		return "", status.Errorf(codes.Internal, "%s answered the idempotency lookup with malformed JSON", r.upstream)
+	}
+	switch answer.State {
+	case LookupApplied:
+		target := resp
+		if r.respField != nil {
+			target = resp.ProtoReflect().Mutable(r.respField).Message().Interface()
+		}
+		if err := unmarshalOpts.Unmarshal(answer.Body, target); err != nil {
+			return "", status.Errorf(codes.Internal, "%s stored an answer that does not match %s", r.upstream, r.method.Output().FullName())
+		}
+	case LookupCommitted, LookupPending, LookupUnknown:
+	default:
+		return "", status.Errorf(codes.Internal, "%s answered the idempotency lookup with state %q", r.upstream, answer.State)
+	}
+	return answer.State, nil
 }
