@@ -63,7 +63,9 @@ func BenchmarkIntents(b *testing.B) {
 	handler := func(context.Context, any) (any, error) { return resp, nil }
 	info := &grpc.UnaryServerInfo{FullMethod: setStockLevel}
 	req := setLevelReq(5)
-	lookup := func(context.Context, string, proto.Message, string, proto.Message) (string, error) { return "unknown", nil }
+	lookup := func(context.Context, string, proto.Message, string, proto.Message) (string, error) {
+		return "unknown", nil
+	}
 	for _, on := range []bool{false, true} {
 		b.Run(fmt.Sprintf("intents=%v", on), func(b *testing.B) {
 			ob, err := outbox.Open(b.TempDir(), outbox.Options{CommitDelay: time.Millisecond})

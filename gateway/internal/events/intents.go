@@ -94,6 +94,7 @@ type intents struct {
 	mu       sync.Mutex
 	open     map[outbox.ID]*intent
 	readUpTo outbox.ID // highest id the reader has seen
+	prevRead outbox.ID // readUpTo at the previous ack round
 	bootLast outbox.ID // ids up to here are left over from an earlier run
 	caughtUp bool      // the reader has seen every left-over intent
 }
@@ -210,10 +211,14 @@ func (in *intents) read(ctx context.Context) {
 	}
 }
 
-// ack releases the log up to the oldest open intent.
+// ack releases the log up to the oldest open intent, and no further than
+// what the reader had seen at the previous round: an intent of this
+// process is in the log (and may be read) a moment before record
+// registers it as open, and a round apart that moment has passed.
 func (in *intents) ack() {
 	in.mu.Lock()
-	upTo := in.readUpTo
+	upTo := in.prevRead
+	in.prevRead = in.readUpTo
 	for id := range in.open {
 		if id <= upTo {
 			upTo = id - 1
