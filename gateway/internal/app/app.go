@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -177,15 +176,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		})
 		log.Info("tracing on: spans exported over OTLP")
 	}
-	var wrap func(http.RoundTripper) http.RoundTripper
+	var hook upstream.Hook
 	var serverTracing server.Tracing
 	if tr.Enabled() {
-		wrap, serverTracing = tr.Transport, tr
+		serverTracing = tr
+		// One client span per upstream attempt, its context sent as the
+		// attempt's traceparent.
+		hook = func(ctx context.Context, a *upstream.Attempt) (context.Context, func(*upstream.Attempt)) {
+			ctx, end := tr.ClientSpan(ctx, a.Method, a.Instance+a.Path, a.Header)
+			return ctx, func(a *upstream.Attempt) { end(a.Status, a.Err) }
+		}
 	}
 	pools := map[string]*upstream.Pool{}
 	doers := map[string]forward.Doer{}
 	for name, urls := range map[string][]string{forward.ServiceA: cfg.ServiceA, forward.ServiceB: cfg.ServiceB} {
-		p, err := upstream.NewPool(name, urls, upstream.Options{Timeout: cfg.UpstreamTimeout, WrapTransport: wrap, Logger: log})
+		p, err := upstream.NewPool(name, urls, upstream.Options{Timeout: cfg.UpstreamTimeout, Hook: hook, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}

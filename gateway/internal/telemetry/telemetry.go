@@ -20,6 +20,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -40,6 +41,9 @@ const (
 // DefaultServiceName is the service.name of the gateway's spans when
 // OTEL_SERVICE_NAME does not set one.
 const DefaultServiceName = "shop-gateway"
+
+// tracerName is the instrumentation scope of the gateway's own spans.
+const tracerName = "github.com/shopgateway/shop/gateway"
 
 // Config turns tracing on and picks the exporter's protocol; everything else
 // comes from the OTEL_* environment variables. FromEnv fills it the way
@@ -176,6 +180,34 @@ func (t *Tracing) Transport(rt http.RoundTripper) http.RoundTripper {
 		otelhttp.WithTracerProvider(t.provider),
 		otelhttp.WithPropagators(t.propagator),
 	)
+}
+
+// ClientSpan starts the client span of one upstream attempt, a child of
+// ctx's span, and writes its trace context into header (traceparent), so
+// that the service's spans hang under it. It returns the attempt's context
+// and the function that ends the span with the answer's HTTP status (0 for
+// none) and the transport error. Off, it returns ctx and a no-op.
+func (t *Tracing) ClientSpan(ctx context.Context, method, url string, header http.Header) (context.Context, func(status int, err error)) {
+	if t == nil {
+		return ctx, func(int, error) {}
+	}
+	ctx, span := t.provider.Tracer(tracerName).Start(ctx, method,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.URLFull(url)))
+	t.propagator.Inject(ctx, propagation.HeaderCarrier(header))
+	return ctx, func(status int, err error) {
+		switch {
+		case err != nil:
+			span.RecordError(err)
+			span.SetStatus(otelcodes.Error, "no answer")
+		case status >= 500:
+			span.SetStatus(otelcodes.Error, http.StatusText(status))
+		}
+		if status != 0 {
+			span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		}
+		span.End()
+	}
 }
 
 // FromEnv reads whether tracing is on from the standard variables, through

@@ -1,15 +1,11 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -184,8 +180,8 @@ func (p *Pool) attempt(ctx context.Context, c *call, tried []int, panicOK bool) 
 // are failures; the caller's cancellation or deadline are nobody's fault.
 func outcome(ctx context.Context, c *call) error {
 	switch {
-	case c.err != nil && ctx.Err() != nil:
-		if c.ownDeadline && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	case c.err != nil && (ctx.Err() != nil || errors.Is(c.err, context.DeadlineExceeded)):
+		if c.ownDeadline && (errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(c.err, context.DeadlineExceeded)) {
 			return errInstanceFailed
 		}
 		return errNotCounted
@@ -206,7 +202,7 @@ func outcome(ctx context.Context, c *call) error {
 // 502, 503 or 504 only for GET, PUT and DELETE, whose repetition is
 // harmless.
 func retryable(ctx context.Context, method string, status int, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, errTooLarge) {
+	if ctx.Err() != nil || errors.Is(err, errTooLarge) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	if err != nil && notSent(err) {
@@ -232,77 +228,4 @@ func retryable(ctx context.Context, method string, status int, err error) bool {
 func notSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
-}
-
-// outgoing holds what one attempt allocates, in one allocation.
-type outgoing struct {
-	req  http.Request
-	url  url.URL
-	body bytes.Reader
-}
-
-// roundTrip makes one attempt of c on inst and reads the whole answer
-// into c.
-func (p *Pool) roundTrip(ctx context.Context, inst *instance, c *call) {
-	c.status, c.header, c.body, c.err = 0, nil, nil, nil
-	path := c.path
-	if inst.prefix != "" {
-		path = inst.prefix + path
-	}
-	o := &outgoing{}
-	// Opaque is sent as the request target verbatim: the path stays
-	// escaped exactly as the caller escaped it.
-	o.url = url.URL{Scheme: inst.scheme, Host: inst.host, Opaque: path, RawQuery: c.query}
-	o.req = http.Request{
-		Method:     c.req.Method,
-		URL:        &o.url,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     c.req.Header,
-		Host:       inst.host,
-	}
-	if body := c.req.Body; len(body) > 0 {
-		// A bytes.Reader, even behind NopCloser, is a body the transport
-		// knows to be in memory: it writes headers and body in one go.
-		o.body.Reset(body)
-		o.req.Body = io.NopCloser(&o.body)
-		o.req.ContentLength = int64(len(body))
-		o.req.GetBody = func() (io.ReadCloser, error) { // Resend on a stale keep-alive connection.
-			return io.NopCloser(bytes.NewReader(body)), nil
-		}
-	}
-	res, err := p.roundTripper.RoundTrip(o.req.WithContext(ctx))
-	if err != nil {
-		c.err = fmt.Errorf("%s %s: %w", c.req.Method, inst.base, err)
-		return
-	}
-	defer res.Body.Close()
-	c.status, c.header = res.StatusCode, res.Header
-	if c.body, err = readBody(res, p.opts.MaxResponseBytes); err != nil {
-		c.err = fmt.Errorf("%s %s: %w", c.req.Method, inst.base, err)
-	}
-}
-
-// readBody reads a response body whole, in one allocation when the length
-// is announced, failing with errTooLarge above limit.
-func readBody(res *http.Response, limit int64) ([]byte, error) {
-	if res.ContentLength > limit {
-		return nil, fmt.Errorf("%d bytes announced: %w", res.ContentLength, errTooLarge)
-	}
-	if res.ContentLength >= 0 {
-		buf := make([]byte, res.ContentLength)
-		if _, err := io.ReadFull(res.Body, buf); err != nil {
-			return nil, fmt.Errorf("read body: %w", err)
-		}
-		return buf, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	if int64(len(buf)) > limit {
-		return nil, fmt.Errorf("more than %d bytes: %w", limit, errTooLarge)
-	}
-	return buf, nil
 }

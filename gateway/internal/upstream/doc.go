@@ -11,6 +11,15 @@
 // GET /healthz. When no instance is healthy the pool still tries one
 // ("panic mode") rather than failing without trying.
 //
+// # Connections
+//
+// HTTP/1.1 keep-alive connections, up to [Options.MaxConnsPerHost] per
+// instance, pooled by valyala/fasthttp's HostClient. An attempt is written
+// and read in the caller's goroutine (see conn.go for why and for what
+// that takes: cancellation through the connection's deadline, and a check
+// of long-idle connections before reuse). [Options.Hook] wraps every
+// attempt, for tracing.
+//
 // # Retries
 //
 // GET, PUT and DELETE are retried on another instance after a broken

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -84,20 +83,13 @@ var errUnhealthy = errors.New("unhealthy")
 
 // probe sends GET /healthz to inst.
 func (p *Pool) probe(ctx context.Context, inst *instance) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, inst.base+healthPath, nil)
-	if err != nil {
-		return fmt.Errorf("health probe: %w", err)
+	c := call{req: &Request{Method: http.MethodGet, Path: healthPath, Header: http.Header{"Accept": jsonContentType}}, path: healthPath}
+	p.roundTrip(ctx, inst, &c)
+	if c.err != nil {
+		return fmt.Errorf("health probe: %w", c.err)
 	}
-	req.Header["Accept"] = jsonContentType
-	res, err := p.transport.RoundTrip(req)
-	if err != nil {
-		return fmt.Errorf("health probe: %w", err)
-	}
-	// Drain a little so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4<<10))
-	_ = res.Body.Close()
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return fmt.Errorf("health probe: HTTP %d: %w", res.StatusCode, errUnhealthy)
+	if c.status < 200 || c.status > 299 {
+		return fmt.Errorf("health probe: HTTP %d: %w", c.status, errUnhealthy)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/http"
 	"time"
 )
 
@@ -24,8 +23,8 @@ const (
 	DefaultEjectFor = 5 * time.Second
 	// DefaultHealthInterval is the period of the background GET /healthz.
 	DefaultHealthInterval = 2 * time.Second
-	// DefaultMaxIdleConnsPerHost is how many keep-alive connections are kept per instance.
-	DefaultMaxIdleConnsPerHost = 512
+	// DefaultMaxConnsPerHost is how many connections one instance may have open.
+	DefaultMaxConnsPerHost = 512
 	// DefaultIdleConnTimeout is how long an unused keep-alive connection is kept.
 	DefaultIdleConnTimeout = 90 * time.Second
 	// DefaultMaxResponseBytes is the largest response body accepted (4 MiB).
@@ -71,10 +70,10 @@ type Options struct {
 	// Default 2 s; a negative value turns the prober off.
 	HealthInterval time.Duration
 
-	// MaxIdleConnsPerHost is how many idle keep-alive connections are kept
-	// per instance. Go's default of 2 makes a loaded gateway open and close
-	// a connection for most requests. Default 512.
-	MaxIdleConnsPerHost int
+	// MaxConnsPerHost is how many connections one instance may have open,
+	// all kept alive between calls (until IdleConnTimeout); a call that
+	// finds them all busy waits for one within its deadline. Default 512.
+	MaxConnsPerHost int
 
 	// IdleConnTimeout is how long an idle keep-alive connection is kept.
 	// Default 90 s.
@@ -84,9 +83,9 @@ type Options struct {
 	// fails the call with INTERNAL. Default 4 MiB.
 	MaxResponseBytes int64
 
-	// WrapTransport, when set, wraps the pool's HTTP transport, for example
-	// in a tracing round tripper. Default: the transport is used as is.
-	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Hook, when set, wraps every attempt (tracing: a span around the
+	// attempt, a traceparent in its header). Default: none.
+	Hook Hook
 
 	// Logger receives instance state changes (ejected, re-admitted, health
 	// check down or up, panic mode), not a line per request; only failed
@@ -102,7 +101,7 @@ func (o *Options) setDefaults() {
 	o.EjectAfter = cmp.Or(o.EjectAfter, DefaultEjectAfter)
 	o.EjectFor = cmp.Or(o.EjectFor, DefaultEjectFor)
 	o.HealthInterval = cmp.Or(o.HealthInterval, DefaultHealthInterval)
-	o.MaxIdleConnsPerHost = cmp.Or(o.MaxIdleConnsPerHost, DefaultMaxIdleConnsPerHost)
+	o.MaxConnsPerHost = cmp.Or(o.MaxConnsPerHost, DefaultMaxConnsPerHost)
 	o.IdleConnTimeout = cmp.Or(o.IdleConnTimeout, DefaultIdleConnTimeout)
 	o.MaxResponseBytes = cmp.Or(o.MaxResponseBytes, DefaultMaxResponseBytes)
 	if o.Logger == nil {
@@ -130,7 +129,7 @@ func (o Options) Validate() error {
 	nonNegativeDuration("IdleConnTimeout", o.IdleConnTimeout)
 	nonNegative("MaxAttempts", int64(o.MaxAttempts))
 	nonNegative("EjectAfter", int64(o.EjectAfter))
-	nonNegative("MaxIdleConnsPerHost", int64(o.MaxIdleConnsPerHost))
+	nonNegative("MaxConnsPerHost", int64(o.MaxConnsPerHost))
 	nonNegative("MaxResponseBytes", o.MaxResponseBytes)
 	if int64(o.EjectAfter) > math.MaxUint32 {
 		errs = append(errs, fmt.Errorf("EjectAfter must be at most %d, got %d", uint32(math.MaxUint32), o.EjectAfter))

@@ -23,7 +23,7 @@ func TestOptionsDefaults(t *testing.T) {
 		{"EjectAfter", o.EjectAfter, 3},
 		{"EjectFor", o.EjectFor, 5 * time.Second},
 		{"HealthInterval", o.HealthInterval, 2 * time.Second},
-		{"MaxIdleConnsPerHost", o.MaxIdleConnsPerHost, 512},
+		{"MaxConnsPerHost", o.MaxConnsPerHost, 512},
 		{"IdleConnTimeout", o.IdleConnTimeout, 90 * time.Second},
 		{"MaxResponseBytes", o.MaxResponseBytes, int64(4 << 20)},
 		{"Logger set", o.Logger != nil, true},
@@ -58,10 +58,10 @@ func TestNewPoolConfigErrors(t *testing.T) {
 		{"duplicate", "svc", []string{"http://a:1/", "http://a:1"}, Options{}, []string{"listed twice"}},
 		{
 			"every problem at once", "", []string{"ftp://x"},
-			Options{Timeout: -1, MaxAttempts: -1, EjectAfter: -2, MaxResponseBytes: -3, DialTimeout: -1, EjectFor: -1, IdleConnTimeout: -1, MaxIdleConnsPerHost: -1},
+			Options{Timeout: -1, MaxAttempts: -1, EjectAfter: -2, MaxResponseBytes: -3, DialTimeout: -1, EjectFor: -1, IdleConnTimeout: -1, MaxConnsPerHost: -1},
 			[]string{
 				"Timeout must not be negative", "DialTimeout", "EjectFor", "IdleConnTimeout", "MaxAttempts",
-				"EjectAfter", "MaxIdleConnsPerHost", "MaxResponseBytes", "service name is empty", "scheme",
+				"EjectAfter", "MaxConnsPerHost", "MaxResponseBytes", "service name is empty", "scheme",
 			},
 		},
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
 )
 
 // healthPath is what the prober and Ready ask every instance.
@@ -43,6 +42,7 @@ type instance struct {
 	prefix  string // Escaped path prefix, no trailing slash; often "".
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	health  atomic.Int32
+	client  *fasthttp.HostClient
 }
 
 // Pool is one upstream service with one or more instances. It is safe for
@@ -51,8 +51,6 @@ type Pool struct {
 	name          string
 	opts          Options
 	log           *slog.Logger
-	transport     *http.Transport
-	roundTripper  http.RoundTripper // transport, wrapped by Options.WrapTransport
 	instances     []*instance
 	maxAttempts   int
 	healthTimeout time.Duration
@@ -103,6 +101,7 @@ func NewPool(name string, baseURLs []string, opts Options) (*Pool, error) {
 		}
 		seen[inst.base] = true
 		inst.breaker = gobreaker.NewCircuitBreaker[struct{}](p.breakerSettings(inst.base))
+		inst.client = newHostClient(inst, opts)
 		p.instances = append(p.instances, inst)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -112,11 +111,6 @@ func NewPool(name string, baseURLs []string, opts Options) (*Pool, error) {
 	p.healthTimeout = maxHealthTimeout
 	if opts.HealthInterval > 0 {
 		p.healthTimeout = min(opts.HealthInterval, maxHealthTimeout)
-	}
-	p.transport = newTransport(opts, len(p.instances))
-	p.roundTripper = p.transport
-	if opts.WrapTransport != nil {
-		p.roundTripper = opts.WrapTransport(p.transport)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	p.stopProber = stop
@@ -152,24 +146,6 @@ func parseInstance(raw string) (*instance, error) {
 		host:   u.Host,
 		prefix: prefix,
 	}, nil
-}
-
-// newTransport is the pool's tuned HTTP/1.1 transport: many keep-alive
-// connections per instance, no proxy from the environment (services are
-// reached directly), no transparent gzip.
-func newTransport(opts Options, instances int) *http.Transport {
-	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	return &http.Transport{
-		DialContext:         dialer.DialContext,
-		MaxIdleConns:        opts.MaxIdleConnsPerHost * instances,
-		MaxIdleConnsPerHost: opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:     opts.IdleConnTimeout,
-		TLSHandshakeTimeout: opts.DialTimeout,
-		DisableCompression:  true,
-		Protocols:           &protocols,
-	}
 }
 
 // breakerSettings make an instance's circuit breaker: EjectAfter
@@ -208,6 +184,8 @@ func (p *Pool) Close() {
 	p.closeOnce.Do(func() {
 		p.stopProber()
 		p.probers.Wait()
-		p.transport.CloseIdleConnections()
+		for _, inst := range p.instances {
+			inst.client.CloseIdleConnections()
+		}
 	})
 }
