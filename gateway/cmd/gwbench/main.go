@@ -52,6 +52,9 @@ type target struct {
 	base string
 	// do sends one request; it is called concurrently.
 	do func(ctx context.Context) error
+	// proc, when set, is the process that serves the target, whose own CPU
+	// per request is reported as the hop's.
+	proc *child
 }
 
 type result struct {
@@ -62,6 +65,9 @@ type result struct {
 	// upstream and gateway alike, but less sensitive than req/s to other
 	// processes competing for the machine.
 	cpu time.Duration
+	// hop is the serving process's own CPU time per request (targets with
+	// a proc only).
+	hop time.Duration
 }
 
 func run() error {
@@ -73,12 +79,19 @@ func run() error {
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (goroutines labelled part=client, proxy, upstream or gateway)")
 		only        = flag.String("only", "", "measure only the targets whose name contains this (the baseline is always measured)")
 		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
+		gatewayBin  = flag.String("gateway-bin", "", "measure this gateway binary (or several: label=path,label=path) and the proxy each in a process of its own instead, with their own CPU per request and RSS")
+		soak        = flag.Duration("soak", 0, "with -gateway-bin: then keep the gateway under load this long and print its RSS over time")
+		serveProx   = flag.String("serve-proxy", "", "internal: serve the tuned reverse proxy to -upstream on this address (the proxy process of -gateway-bin)")
+		upstreamURL = flag.String("upstream", "", "internal: the upstream of -serve-proxy")
 
 		brokers   = flag.String("kafka-brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka for -events (env KAFKA_BROKERS)")
 		outboxDir = flag.String("outbox-parent", "", "directory in which -events makes its temporary outbox (default: the system temp dir); put it on the disk to measure")
 	)
 	flag.DurationVar(&commitDelay, "commit-delay", app.DefaultOutboxCommitDelay, "outbox group-commit delay of the events-on gateways (-events), as the gateway's -outbox-commit-delay")
 	flag.Parse()
+	if *serveProx != "" {
+		return serveProxy(*serveProx, *upstreamURL)
+	}
 	if commitDelay == 0 {
 		commitDelay = -1 // EventsConfig's value for "commit at once"; its 0 is the default
 	}
@@ -123,14 +136,17 @@ func run() error {
 	u, _ := url.Parse(upURL)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+	rp.Transport = tunedTransport()
 	rpAddr, stopRP, err := serveHTTP(rp)
 	if err != nil {
 		return err
 	}
 	defer stopRP()
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}}
+	client := &http.Client{Transport: tunedTransport()}
+	if *gatewayBin != "" {
+		return runProcesses(ctx, *gatewayBin, upURL, client, *concurrency, *rounds, *duration, *soak)
+	}
 	if *eventsMode {
 		return runEvents(ctx, upURL, app.SplitList(*brokers), *outboxDir, client, *concurrency, *rounds, *duration, logs)
 	}
@@ -246,23 +262,60 @@ func measureAll(targets []target, c, rounds int, d time.Duration) [][]result {
 	return all
 }
 
+// tunedTransport is net/http's transport tuned as a proxy's: many idle
+// connections per host, no transparent compression.
+func tunedTransport() *http.Transport {
+	return &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+}
+
 // printTable prints the median of each target's rounds and its ratio to
 // its baseline.
 func printTable(targets []target, all [][]result) {
-	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %8s | %6s |\n", "target", "req/s", "p50", "p99", "ratio", "cpu/req", "errors")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|\n", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(10), dashes(8))
-	rps := map[string]float64{}
+	procs := false
+	for _, t := range targets {
+		procs = procs || t.proc != nil
+	}
+	fmt.Printf("| %-40s | %10s | %9s | %9s | %8s | %8s | %6s |", "target", "req/s", "p50", "p99", "ratio", "cpu/req", "errors")
+	if procs {
+		fmt.Printf(" %11s | %9s |", "hop cpu/req", "hop ratio")
+	}
+	fmt.Printf("\n|%s|%s|%s|%s|%s|%s|%s|", dashes(42), dashes(12), dashes(11), dashes(11), dashes(10), dashes(10), dashes(8))
+	if procs {
+		fmt.Printf("%s|%s|", dashes(13), dashes(11))
+	}
+	fmt.Println()
+	rps, hop := map[string]float64{}, map[string]time.Duration{}
 	for i, t := range targets {
-		rps[t.name] = median(all[i]).rps
+		rps[t.name], hop[t.name] = median(all[i]).rps, medianHop(all[i])
 	}
 	for i, t := range targets {
 		m := median(all[i])
-		base := rps[t.base]
+		base, baseHop := rps[t.base], hop[t.base]
 		if t.base == "" {
-			base = m.rps
+			base, baseHop = m.rps, hop[t.name]
 		}
-		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %8s | %6d |\n", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.cpu.Round(time.Microsecond), m.errors)
+		fmt.Printf("| %-40s | %10.0f | %9s | %9s | %7.2fx | %8s | %6d |", t.name, m.rps, m.p50.Round(time.Microsecond), m.p99.Round(time.Microsecond), m.rps/base, m.cpu.Round(time.Microsecond), m.errors)
+		if procs {
+			h := hop[t.name]
+			ratio := 0.0
+			if h > 0 {
+				ratio = float64(baseHop) / float64(h)
+			}
+			fmt.Printf(" %11s | %8.2fx |", h.Round(time.Microsecond), ratio)
+		}
+		fmt.Println()
 	}
+}
+
+// medianHop is the median over rounds of the serving process's CPU per
+// request: steadier than taking the round of median req/s.
+func medianHop(rs []result) time.Duration {
+	h := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		h[i] = r.hop
+	}
+	sort.Slice(h, func(i, j int) bool { return h[i] < h[j] })
+	return h[len(h)/2]
 }
 
 func dashes(n int) string { return strings.Repeat("-", n) }
@@ -381,6 +434,10 @@ func measure(t target, c int, d time.Duration) result {
 	lat := make([][]time.Duration, c)
 	var wg sync.WaitGroup
 	start, cpu0 := time.Now(), cpuTime()
+	var hop0 time.Duration
+	if t.proc != nil {
+		hop0 = t.proc.cpu()
+	}
 	for i := 0; i < c; i++ {
 		wg.Add(1)
 		go labelled("client", func() {
@@ -403,6 +460,10 @@ func measure(t target, c int, d time.Duration) result {
 	}
 	wg.Wait()
 	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	var hop time.Duration
+	if t.proc != nil {
+		hop = t.proc.cpu() - hop0
+	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -413,6 +474,7 @@ func measure(t target, c int, d time.Duration) result {
 		res.p50 = all[n/2]
 		res.p99 = all[n*99/100]
 		res.cpu = cpu / time.Duration(n)
+		res.hop = hop / time.Duration(n)
 	}
 	return res
 }
