@@ -11,7 +11,10 @@ and the process-wide share of the background GC workers (unlabelled).
 
     go build -o bin/gwbench ./gateway/cmd/gwbench
     bin/gwbench -variants=false -only 'gateway REST' -cpuprofile /tmp/cpu.prof
-    python3 scripts/profsplit.py bin/gwbench /tmp/cpu.prof [part]
+    python3 scripts/profsplit.py bin/gwbench /tmp/cpu.prof [part [requests]]
+
+With requests (the part's requests over the run: gwbench prints them per
+target at the end), each job's CPU per request is printed too.
 
 Standard library only.
 """
@@ -83,6 +86,7 @@ def main():
         sys.exit(__doc__)
     binary, profile = sys.argv[1], sys.argv[2]
     want = sys.argv[3] if len(sys.argv) > 3 else "gateway"
+    requests = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     jobs = [(name, re.compile(p)) for name, p in JOBS]
     per_job = {name: 0.0 for name, _ in jobs}
     total = part_total = alloc = gcbg = 0.0
@@ -103,10 +107,13 @@ def main():
         sys.exit(f"no samples labelled part={want}")
     print(f"part={want}: {part_total:.2f}s of {total:.2f}s sampled ({100 * part_total / total:.0f}%)")
     print()
-    print("| job | share |")
-    print("|---|---:|")
+    per_req = (lambda v: f" {1e6 * v / requests:.1f} µs |") if requests else (lambda v: "")
+    print("| job | share |" + (" CPU per request |" if requests else ""))
+    print("|---|---:|" + ("---:|" if requests else ""))
     for name, _ in jobs:
-        print(f"| {name} | {100 * per_job[name] / part_total:.1f}% |")
+        print(f"| {name} | {100 * per_job[name] / part_total:.1f}% |" + per_req(per_job[name]))
+    if requests:
+        print(f"| **all** | 100% | {1e6 * part_total / requests:.1f} µs |")
     print()
     print(f"allocation and GC assist, across the jobs above: {100 * alloc / part_total:.1f}% of part={want}")
     print(f"background GC workers (unlabelled, whole process): {100 * gcbg / total:.1f}% of all samples")

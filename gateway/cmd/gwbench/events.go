@@ -73,14 +73,19 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	}
 	defer stopAlone()
 
+	const off = "SetStockLevel, events off"
 	post := func(name, addr string) target {
 		u := "http://" + addr + "/stock/update"
-		return target{name: name, do: func(ctx context.Context) error {
+		base := off
+		if name == off {
+			base = ""
+		}
+		return target{name: name, base: base, do: func(ctx context.Context) error {
 			return send(ctx, client, http.MethodPost, u, mutationJSON)
 		}}
 	}
 	targets := []target{
-		post("SetStockLevel, events off", offAddr),
+		post(off, offAddr),
 		post("SetStockLevel, events on (outbox+relay)", onAddr),
 		post("SetStockLevel, events on, Kafka down", aloneAddr),
 	}
@@ -88,6 +93,7 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	fmt.Printf("SetStockLevel (POST /stock/update), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; outbox fsynced in %s, relay to %v\n\n",
 		c, rounds, d, goMaxProcs(), dir, brokers)
 	printTable(targets, all)
+	printTotals(targets, all)
 	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr))
 	return nil
 }

@@ -58,6 +58,7 @@ type target struct {
 }
 
 type result struct {
+	n        int // requests answered
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
@@ -229,6 +230,7 @@ func run() error {
 	fmt.Printf("GetStock (GET /stock/1) and SetStockLevel (POST /stock/update), events off, %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; ratio against the target's baseline\n\n",
 		*concurrency, *rounds, *duration, goMaxProcs())
 	printTable(targets, all)
+	printTotals(targets, all)
 	return nil
 }
 
@@ -305,6 +307,22 @@ func printTable(targets []target, all [][]result) {
 		}
 		fmt.Println()
 	}
+}
+
+// printTotals prints how many requests each target answered over all its
+// rounds (warm-up excluded): with a CPU profile of the run, a part's CPU
+// divided by its target's total is its CPU per request
+// (scripts/profsplit.py takes it).
+func printTotals(targets []target, all [][]result) {
+	fmt.Printf("\nrequests answered over the rounds:")
+	for i, t := range targets {
+		n := 0
+		for _, r := range all[i] {
+			n += r.n
+		}
+		fmt.Printf(" %q=%d", t.name, n)
+	}
+	fmt.Println()
 }
 
 // medianHop is the median over rounds of the serving process's CPU per
@@ -410,7 +428,10 @@ func listenPair() (hl, gl net.Listener, err error) {
 func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cfg.ServiceA, cfg.ServiceB, cfg.ShutdownTimeout = []string{upURL}, []string{upURL}, time.Second
-	g, err := app.New(ctx, cfg, log)
+	var g *app.Gateway
+	// Labelled from the start: goroutines the gateway starts while it is
+	// built (gRPC stream workers, health probers) are its own too.
+	labelled("gateway", func() { g, err = app.New(ctx, cfg, log) })
 	if err != nil {
 		cancel()
 		hl.Close()
@@ -469,7 +490,7 @@ func measure(t target, c int, d time.Duration) result {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	res := result{rps: float64(len(all)) / elapsed.Seconds(), errors: errs.Load()}
+	res := result{n: len(all), rps: float64(len(all)) / elapsed.Seconds(), errors: errs.Load()}
 	if n := len(all); n > 0 {
 		res.p50 = all[n/2]
 		res.p99 = all[n*99/100]

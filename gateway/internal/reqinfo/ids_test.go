@@ -3,6 +3,8 @@ package reqinfo
 import (
 	"regexp"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 func TestNewIDsFormatAndUniqueness(t *testing.T) {
@@ -35,10 +37,21 @@ func TestNewIDsFormatAndUniqueness(t *testing.T) {
 	}
 }
 
+// BenchmarkNewRequestID compares the request id with google/uuid's v4
+// (crypto/rand), which it replaced, on parallel callers.
 func BenchmarkNewRequestID(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = NewRequestID()
+	for _, tt := range []struct {
+		name string
+		gen  func() string
+	}{{"math/rand/v2", NewRequestID}, {"uuid.NewString", uuid.NewString}} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_ = tt.gen()
+				}
+			})
+		})
 	}
 }
 
