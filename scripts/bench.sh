@@ -2,9 +2,11 @@
 # The body of `make bench`. Everything runs on loopback and is bounded in
 # time. Figures are ratios against a baseline measured in the same run,
 # because the machine is shared and noisy.
-#   1. gwbench: gateway REST (chosen in-process dispatch, and the designs not
-#      chosen) and gRPC against a plain httputil.ReverseProxy, one fast
-#      upstream, interleaved rounds; req/s, p50, p99, ratio.
+#   1. gwbench: gateway REST GET and POST (chosen in-process dispatch, and
+#      the designs not chosen) and gRPC against a plain httputil.ReverseProxy,
+#      one fast upstream, interleaved rounds; req/s, p50, p99, ratio; then
+#      the gateway binary and the proxy each in a process of its own, with
+#      each one's CPU per request and RSS.
 #   2. go test -bench: the REST path in process, the upstream pool against
 #      http.DefaultClient, outbox appends (fsync vs none), relay drain to the
 #      real broker.
@@ -16,13 +18,18 @@ cd "${ROOT}"
 mkdir -p bin
 go build -o bin/gwbench ./gateway/cmd/gwbench
 
-echo "==> gateway vs reverse proxy"
+echo "==> gateway vs reverse proxy, in process"
 bin/gwbench -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+
+echo
+echo "==> gateway binary vs reverse proxy, each in a process of its own (hop CPU, RSS)"
+CGO_ENABLED=0 go build -trimpath -o bin/gateway ./gateway/cmd/gateway
+bin/gwbench -gateway-bin bin/gateway -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
 
 echo
 echo "==> go benchmarks (in process)"
 go test -run '^$' -bench . -benchtime 2s -count 1 \
-  ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/outbox
+  ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/outbox ./gateway/internal/logbuf
 
 started=0
 if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
