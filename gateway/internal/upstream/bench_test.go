@@ -38,19 +38,13 @@ func BenchmarkPoolDo(b *testing.B) {
 			name := fmt.Sprintf("%s/callers=%dxCPU", c.name, perCPU)
 			b.Run(name+"/upstream.Pool", func(b *testing.B) {
 				p := newTestPool(b, []string{srv.URL}, Options{})
-				b.SetParallelism(perCPU)
-				b.ReportAllocs()
-				defer reportCPU(b)()
-				b.RunParallel(func(pb *testing.PB) {
-					ctx := context.Background()
-					for pb.Next() {
-						req := &Request{Method: c.method, Path: c.path, Body: c.body, Header: http.Header{"X-Request-Id": {"r1"}}}
-						resp, err := p.Do(ctx, req)
-						if err != nil || len(resp.Body) != len(answerBody) {
-							b.Errorf("Do: %v", err)
-							return
-						}
+				runCallers(b, perCPU, func(ctx context.Context) error {
+					req := &Request{Method: c.method, Path: c.path, Body: c.body, Header: http.Header{"X-Request-Id": {"r1"}}}
+					resp, err := p.Do(ctx, req)
+					if err == nil && len(resp.Body) != len(answerBody) {
+						err = fmt.Errorf("got %d bytes", len(resp.Body))
 					}
+					return err
 				})
 			})
 			tuned := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 512, DisableCompression: true}}
@@ -61,41 +55,50 @@ func BenchmarkPoolDo(b *testing.B) {
 				b.Run(name+"/"+hc.name, func(b *testing.B) {
 					b.Cleanup(hc.client.CloseIdleConnections)
 					url := srv.URL + c.path
-					b.SetParallelism(perCPU)
-					b.ReportAllocs()
-					defer reportCPU(b)()
-					b.RunParallel(func(pb *testing.PB) {
-						ctx := context.Background()
-						for pb.Next() {
-							var body io.Reader
-							if c.body != nil {
-								body = bytes.NewReader(c.body)
-							}
-							req, err := http.NewRequestWithContext(ctx, c.method, url, body)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							req.Header.Set("X-Request-Id", "r1")
-							req.Header.Set("Accept", "application/json")
-							if c.body != nil {
-								req.Header.Set("Content-Type", "application/json")
-							}
-							res, err := hc.client.Do(req)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							got, err := io.ReadAll(res.Body)
-							_ = res.Body.Close()
-							if err != nil || len(got) != len(answerBody) {
-								b.Errorf("read: %v", err)
-								return
-							}
+					runCallers(b, perCPU, func(ctx context.Context) error {
+						var body io.Reader
+						if c.body != nil {
+							body = bytes.NewReader(c.body)
 						}
+						req, err := http.NewRequestWithContext(ctx, c.method, url, body)
+						if err != nil {
+							return err
+						}
+						req.Header.Set("X-Request-Id", "r1")
+						req.Header.Set("Accept", "application/json")
+						if c.body != nil {
+							req.Header.Set("Content-Type", "application/json")
+						}
+						res, err := hc.client.Do(req)
+						if err != nil {
+							return err
+						}
+						got, err := io.ReadAll(res.Body)
+						_ = res.Body.Close()
+						if err == nil && len(got) != len(answerBody) {
+							err = fmt.Errorf("got %d bytes", len(got))
+						}
+						return err
 					})
 				})
 			}
 		}
 	}
+}
+
+// runCallers runs call from perCPU callers per CPU until b.N calls are
+// made, reporting allocations and CPU per call; the first error fails b.
+func runCallers(b *testing.B, perCPU int, call func(ctx context.Context) error) {
+	b.SetParallelism(perCPU)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := call(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
