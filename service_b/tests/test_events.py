@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -119,3 +120,44 @@ async def test_malformed_cloudevents_are_skipped(client: AsyncClient, app: FastA
     assert (await client.get("/cart/3")).json()["items"] == []
     await app.state.bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
     assert (await client.get("/cart/3")).json()["items"] == [ITEM]
+
+
+def records(*events: tuple[bytes, list[tuple[str, bytes]]]) -> list[SimpleNamespace]:
+    """Consumer records of one partition fetch, at offsets 0, 1, ..."""
+    return [SimpleNamespace(value=value, headers=headers, offset=i) for i, (value, headers) in enumerate(events)]
+
+
+async def test_a_fetched_batch_is_applied_in_order_once(client: AsyncClient, app: FastAPI) -> None:
+    """A batch goes in one transaction, in order, a duplicate id within it or
+    already in the inbox applied once."""
+    bridge = app.state.bridge
+    other = {**ITEM, "item_id": 12}
+    await bridge._apply(*cart_event("cart.item_added", other, event_id="e-0"), "test")
+    added = cart_event("cart.item_added", ITEM, event_id="e-1")
+    batch = records(
+        cart_event("cart.item_added", other, event_id="e-0"),  # applied before: skipped
+        added,
+        added,  # redelivered within the batch
+        cart_event("cart.item_removed", ITEM, event_id="e-2"),
+        cart_event("cart.item_added", {**ITEM, "item_id": 13}, event_id="e-3"),
+    )
+    await bridge._apply_batch("topic", 0, batch)
+    await bridge._apply_batch("topic", 0, batch)  # the whole fetch redelivered
+    items = (await client.get("/cart/3")).json()["items"]
+    assert [i["item_id"] for i in items] == [12, 13]
+    async with app.state.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(Inbox))).scalar_one() == 4
+
+
+async def test_a_batch_with_a_bad_event_applies_the_rest(client: AsyncClient, app: FastAPI) -> None:
+    """A bad event fails the batch's transaction; then the records are
+    applied one at a time, and only the bad one is skipped."""
+    bridge = app.state.bridge
+    batch = records(
+        cart_event("cart.item_added", ITEM),
+        (b"\xff not json", []),
+        cart_event("cart.item_added", {"item_id": 1}),
+        cart_event("cart.item_added", {**ITEM, "item_id": 12}),
+    )
+    await bridge._apply_batch("topic", 0, batch)
+    assert [i["item_id"] for i in (await client.get("/cart/3")).json()["items"]] == [11, 12]

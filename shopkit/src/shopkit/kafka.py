@@ -10,7 +10,8 @@ that consumers use to drop duplicates.
 
 Consuming: the consumer commits offsets manually and only after the event was
 applied and its ``ce_id`` recorded in the ``inbox`` table, in one database
-transaction. A redelivered event is therefore applied once.
+transaction (a partition's fetched batch in one transaction). A redelivered
+event is therefore applied once.
 
 Both tasks reconnect with exponential backoff, so the service starts and
 serves without Kafka; :attr:`KafkaBridge.connected` feeds ``/readyz``.
@@ -419,9 +420,7 @@ class KafkaBridge:
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=_BATCH)
                     for tp, messages in batches.items():
-                        for message in messages:
-                            where = f"{tp.topic}/{tp.partition}@{message.offset}"
-                            await self._apply(message.value, message.headers, where, tp.topic)
+                        await self._apply_batch(tp.topic, tp.partition, messages)
                         # Commit only after the events are in the database.
                         await consumer.commit({tp: messages[-1].offset + 1})
             except asyncio.CancelledError:
@@ -436,6 +435,50 @@ class KafkaBridge:
                     await asyncio.wait_for(consumer.stop(), 10)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._retry_max)
+
+    async def _apply_batch(self, topic: str, partition: int, messages: Sequence[Any]) -> None:
+        """Apply the records of one partition's fetch in order, exactly once.
+
+        All of them in one transaction (one inbox lookup for the batch, one
+        commit): a consumer applies a backlog at the database's pace per
+        batch, not per event. When anything in it fails (a bad event, the
+        database) the transaction is rolled back and the records are
+        applied one at a time (:meth:`_apply`), which skips bad events and
+        retries database failures."""
+        events: list[tuple[Event, str]] = []
+        for message in messages:
+            where = f"{topic}/{partition}@{message.offset}"
+            try:
+                events.append((Event.from_record(message.value, message.headers), where))
+            except ValueError as exc:  # also bad JSON and bad UTF-8
+                log.error("consumer: skipping malformed event at %s: %r", where, exc)
+        if len(events) > 1:
+            try:
+                async with self._sessions() as session, session.begin():
+                    ids = [event.id for event, _ in events]
+                    seen = set((await session.execute(select(Inbox.event_id).where(Inbox.event_id.in_(ids)))).scalars())
+                    for event, _ in events:
+                        if event.id in seen:
+                            continue
+                        seen.add(event.id)
+                        session.add(Inbox(event_id=event.id, processed_at=utcnow()))
+                        with telemetry.consumer_span(topic, event.type, event.traceparent):
+                            await self._handler(session, event)
+                self.wake()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info(
+                    "consumer: batch of %d at %s/%d failed (%r); applying one at a time",
+                    len(events),
+                    topic,
+                    partition,
+                    exc,
+                )
+        for event, where in events:
+            with telemetry.consumer_span(topic, event.type, event.traceparent):
+                await self._apply_event(event, where)
 
     async def _apply(
         self, value: bytes | None, headers: Sequence[tuple[str, bytes]], where: str, topic: str = ""
