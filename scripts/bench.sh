@@ -10,10 +10,13 @@
 #   2. go test -bench: the REST path in process, the upstream pool against
 #      http.DefaultClient, outbox appends (fsync vs none), relay drain to the
 #      real broker.
-# Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64).
+# Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64); the broker
+# of scripts/kafka.sh on KAFKA_PORT (9092), started when it is not running.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
+export KAFKA_PORT="${KAFKA_PORT:-9092}"
+export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
 mkdir -p bin
 go build -o bin/gwbench ./gateway/cmd/gwbench
@@ -39,7 +42,7 @@ fi
 trap '((started)) && bash scripts/kafka.sh stop || true' EXIT
 echo
 echo "==> relay drain to the real broker"
-KAFKA_BROKERS=127.0.0.1:9092 go test -run '^$' -bench BenchmarkRelayDrain -benchtime 1x -count 3 ./gateway/internal/relay
+go test -run '^$' -bench BenchmarkRelayDrain -benchtime 1x -count 3 ./gateway/internal/relay
 
 if bin/gwbench -h 2>&1 | grep -q -- '-events'; then
   echo
