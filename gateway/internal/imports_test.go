@@ -19,7 +19,8 @@ const module = "github.com/shopgateway/shop/"
 // the leaves up:
 //   - protofields, reqinfo, outbox, logbuf, telemetry, apierr: leaves, no
 //     project imports; upstream only apierr (the services' errors become
-//     its statuses); apidocs only the generated OpenAPI document.
+//     its errors); apidocs only the generated OpenAPI document. Every
+//     package that answers errors makes them with apierr.
 //   - httprule: descriptor and path-template helpers, on protofields only.
 //   - metrics, forward, events, relay, server: one job each, sideways
 //     imports between them are not allowed.
@@ -40,8 +41,8 @@ var allowed = map[string][]string{
 	"gateway/internal/apidocs":     {"gen/..."},
 	"gateway/internal/httprule":    {"gateway/internal/protofields"},
 	"gateway/internal/metrics":     {"gateway/internal/reqinfo"},
-	"gateway/internal/forward":     {"gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
-	"gateway/internal/events":      {"gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/internal/forward":     {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
+	"gateway/internal/events":      {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},

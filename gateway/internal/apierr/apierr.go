@@ -43,6 +43,14 @@ func Bound(err error) error {
 	if err == nil {
 		return nil
 	}
+	if e, ok := err.(*Error); ok {
+		if len(e.msg) <= MaxMessageBytes {
+			return err
+		}
+		out := *e
+		out.msg = BoundMessage(e.msg)
+		return &out
+	}
 	st := status.Convert(err)
 	if len(st.Message()) <= MaxMessageBytes {
 		return err
@@ -79,8 +87,7 @@ func InvalidArgument(vs ...FieldViolation) error {
 	for i, v := range vs {
 		parts[i] = v.String()
 	}
-	st := status.New(codes.InvalidArgument, BoundMessage("invalid request: "+strings.Join(parts, "; ")))
-	return WithViolations(st, vs).Err()
+	return New(codes.InvalidArgument, BoundMessage("invalid request: "+strings.Join(parts, "; "))).WithViolations(vs...)
 }
 
 // WithViolations adds to st the google.rpc.BadRequest detail of vs, as
@@ -191,13 +198,28 @@ func validReason(s string) bool {
 // google.rpc.RetryInfo.
 const RetryDelay = time.Second
 
+// Status returns the status a REST client is answered with for err: err
+// passed through Finish, then converted. The REST error writer uses it for
+// the errors it answers without an RPC (no route, a panic, a body that is
+// not JSON), so they are shaped as RPC errors are.
+func Status(err error) *status.Status {
+	return status.Convert(Finish(err))
+}
+
 // Finish is the one place every RPC's error passes on its way out, for
 // gRPC and REST alike: an UNAVAILABLE status gets a google.rpc.RetryInfo
-// (RetryDelay) unless it has one, and every message is bounded. Other
+// (RetryDelay) unless it has one, and every message is bounded. An *Error
+// is converted to its gRPC status error here (see Error.GRPCStatus); other
 // errors, and nil, are returned as they are.
 func Finish(err error) error {
 	if err == nil {
 		return nil
+	}
+	if e, ok := err.(*Error); ok {
+		if e.code == codes.Unavailable && e.retryDelay <= 0 {
+			e = e.WithRetryDelay(RetryDelay)
+		}
+		return Bound(e).(*Error).GRPCStatus().Err()
 	}
 	st := status.Convert(err)
 	if st.Code() == codes.Unavailable && !hasRetryInfo(st) {
@@ -221,6 +243,17 @@ func hasRetryInfo(st *status.Status) bool {
 // PrefixFields returns err with prefix put before the field path of every
 // violation of its google.rpc.BadRequest detail; err as it is without one.
 func PrefixFields(err error, prefix string) error {
+	if e, ok := err.(*Error); ok {
+		out := *e
+		out.violations = make([]FieldViolation, len(e.violations))
+		for i, v := range e.violations {
+			if v.Field != "" {
+				v.Field = prefix + v.Field
+			}
+			out.violations[i] = v
+		}
+		return &out
+	}
 	st := status.Convert(err)
 	p := st.Proto()
 	changed := false

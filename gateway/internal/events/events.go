@@ -42,10 +42,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
@@ -264,7 +264,7 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 		ctx = metadata.NewIncomingContext(ctx, md)
 		digest, err := digestOf(req)
 		if err != nil {
-			return nil, status.Error(codes.Internal, "request cannot be encoded")
+			return nil, apierr.New(codes.Internal, "request cannot be encoded")
 		}
 		return e.run(ctx, s, req, handler, md, key, &digest, nil)
 	}
@@ -272,11 +272,11 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 		return e.run(ctx, s, req, handler, md, "", nil, nil)
 	}
 	if len(key) > MaxIdempotencyKeyLen {
-		return nil, status.Errorf(codes.InvalidArgument, "Idempotency-Key is longer than %d bytes", MaxIdempotencyKeyLen)
+		return nil, apierr.Errorf(codes.InvalidArgument, "Idempotency-Key is longer than %d bytes", MaxIdempotencyKeyLen)
 	}
 	digest, err := digestOf(req)
 	if err != nil {
-		return nil, status.Error(codes.Internal, "request cannot be encoded")
+		return nil, apierr.New(codes.Internal, "request cannot be encoded")
 	}
 	if e.store == nil {
 		return e.run(ctx, s, req, handler, md, key, &digest, nil)
@@ -284,9 +284,9 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	ent, v := e.store.begin(s.method, key, &digest)
 	switch v {
 	case verdictMismatch:
-		return nil, status.Error(codes.InvalidArgument, "Idempotency-Key was already used for a different request")
+		return nil, apierr.New(codes.InvalidArgument, "Idempotency-Key was already used for a different request")
 	case verdictInFlight:
-		return nil, status.Error(codes.Aborted, "a request with this Idempotency-Key is in progress; retry later")
+		return nil, apierr.New(codes.Aborted, "a request with this Idempotency-Key is in progress; retry later")
 	case verdictReplay:
 		return e.replay(ctx, s, ent)
 	}
@@ -316,12 +316,12 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	if e.intents != nil && key != "" {
 		reqBytes, err := protoOpts.Marshal(req.(proto.Message))
 		if err != nil {
-			return nil, status.Error(codes.Internal, "request cannot be encoded")
+			return nil, apierr.New(codes.Internal, "request cannot be encoded")
 		}
 		if it, err = e.intents.record(ctx, s.method, key, reqBytes, meta); err != nil {
 			e.log.LogAttrs(ctx, slog.LevelError, "intent not recorded; mutation refused before reaching its service",
 				slog.String("rpc", s.method), slog.Any("error", err))
-			return nil, status.Error(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
+			return nil, apierr.New(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
 		}
 	}
 	resp, err := handler(ctx, req)
@@ -337,7 +337,7 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	}
 	msg, ok := resp.(proto.Message)
 	if !ok {
-		return nil, status.Error(codes.Internal, "response is not a proto message")
+		return nil, apierr.New(codes.Internal, "response is not a proto message")
 	}
 	id := eventID(s.method, key, digest)
 	meta.id, meta.time = id, e.now()
@@ -349,7 +349,7 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 		}
 		e.log.LogAttrs(ctx, slog.LevelError, "event not built: the mutation succeeded but emits nothing",
 			slog.String("rpc", s.method), slog.String("request_id", reqinfo.First(md, reqinfo.RequestIDKey)), slog.Any("error", err))
-		return nil, status.Error(codes.Internal, "event could not be built")
+		return nil, apierr.New(codes.Internal, "event could not be built")
 	}
 	if !keyed {
 		e.log.LogAttrs(ctx, slog.LevelWarn, "event has no key, it goes to any partition",
@@ -410,10 +410,10 @@ func (e *Emitter) admit(ctx context.Context) error {
 		if !e.full.Swap(true) {
 			e.log.LogAttrs(ctx, slog.LevelWarn, "event outbox full, mutations refused with UNAVAILABLE until the relay catches up")
 		}
-		return status.Error(codes.Unavailable, "event outbox is full (Kafka unreachable); mutation refused, retry later")
+		return apierr.New(codes.Unavailable, "event outbox is full (Kafka unreachable); mutation refused, retry later")
 	}
 	// Closed (shutting down) or failed; the outbox logged a failure itself.
-	return status.Error(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
+	return apierr.New(codes.Unavailable, "event outbox unavailable; mutation refused, retry later")
 }
 
 // appendAll stores recs durably, in order. It returns the records it could
@@ -428,7 +428,7 @@ func (e *Emitter) appendAll(ctx context.Context, s *spec, recs []outbox.Record) 
 			e.log.LogAttrs(ctx, slog.LevelError, "EVENT NOT STORED: the mutation succeeded but its event is not in the outbox; the client was told to retry with its Idempotency-Key",
 				slog.String("rpc", s.method), slog.String("event_id", headerValue(rec, hID)), slog.String("topic", rec.Topic),
 				slog.String("key", string(rec.Key)), slog.Int("events_not_stored", len(recs)-i), slog.Any("error", err))
-			return recs[i:], status.Error(codes.Unavailable, "the change was made but its event could not be recorded; retry with the same Idempotency-Key")
+			return recs[i:], apierr.New(codes.Unavailable, "the change was made but its event could not be recorded; retry with the same Idempotency-Key")
 		}
 	}
 	return nil, nil

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/protofields"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
@@ -235,7 +236,7 @@ func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) 
 func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp proto.Message) error {
 	r, ok := f.routes[fullMethod]
 	if !ok {
-		return status.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
+		return apierr.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
 	}
 	if r.fallback == nil {
 		return r.call(ctx, req, resp)
@@ -259,7 +260,7 @@ func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp pro
 	}
 	proto.Reset(resp)
 	if cerr := protofields.CopyByName(resp.ProtoReflect(), fbResp); cerr != nil {
-		return status.Error(codes.Internal, "fallback answer does not fit the response")
+		return apierr.New(codes.Internal, "fallback answer does not fit the response")
 	}
 	if info := reqinfo.FromContext(ctx); info != nil {
 		info.Fallback = true
@@ -321,7 +322,7 @@ func (r *route) call(ctx context.Context, req, resp proto.Message) error {
 		return nil
 	}
 	if err := unmarshalOpts.Unmarshal(uresp.Body, target); err != nil {
-		return status.Errorf(codes.Internal, "%s returned a response that does not match %s", r.upstream, r.method.Output().FullName())
+		return apierr.Errorf(codes.Internal, "%s returned a response that does not match %s", r.upstream, r.method.Output().FullName())
 	}
 	return nil
 }
@@ -332,7 +333,7 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 	m := req.ProtoReflect()
 	var path strings.Builder
 	if err := r.tmpl.AppendPath(&path, m); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, apierr.New(codes.InvalidArgument, err.Error()).WithCause(err)
 	}
 	sep := byte('?')
 	for _, fd := range r.queryFields {
@@ -360,7 +361,7 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 		ureq.BodyField = string(r.bodyField.Name())
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "encoding the request: %v", err)
+		return nil, apierr.Errorf(codes.InvalidArgument, "encoding the request: %v", err)
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, h := range passHeaders {
@@ -407,7 +408,7 @@ const lookupPath = "/internal/idempotency"
 func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Message, key string, resp proto.Message) (string, error) {
 	r, ok := f.routes[fullMethod]
 	if !ok {
-		return "", status.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
+		return "", apierr.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
 	}
 	ureq, err := r.build(ctx, req)
 	if err != nil {
@@ -424,7 +425,7 @@ func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Mes
 		Body  json.RawMessage `json:"body"`
 	}
 	if err := json.Unmarshal(uresp.Body, &answer); err != nil {
-		return "", status.Errorf(codes.Internal, "%s answered the idempotency lookup with malformed JSON", r.upstream)
+		return "", apierr.Errorf(codes.Internal, "%s answered the idempotency lookup with malformed JSON", r.upstream)
 	}
 	switch answer.State {
 	case LookupApplied:
@@ -433,11 +434,11 @@ func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Mes
 			target = resp.ProtoReflect().Mutable(r.respField).Message().Interface()
 		}
 		if err := unmarshalOpts.Unmarshal(answer.Body, target); err != nil {
-			return "", status.Errorf(codes.Internal, "%s stored an answer that does not match %s", r.upstream, r.method.Output().FullName())
+			return "", apierr.Errorf(codes.Internal, "%s stored an answer that does not match %s", r.upstream, r.method.Output().FullName())
 		}
 	case LookupCommitted, LookupPending, LookupUnknown:
 	default:
-		return "", status.Errorf(codes.Internal, "%s answered the idempotency lookup with state %q", r.upstream, answer.State)
+		return "", apierr.Errorf(codes.Internal, "%s answered the idempotency lookup with state %q", r.upstream, answer.State)
 	}
 	return answer.State, nil
 }

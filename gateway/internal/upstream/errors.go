@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Causes of a failed attempt that are not transport errors. They are
@@ -22,7 +21,8 @@ var (
 	errBadRequest = errors.New("invalid upstream request")
 )
 
-// This file is the only place that makes gRPC statuses. Their messages
+// This file is where the upstream client makes its errors (apierr.Error,
+// turned into gRPC statuses at the edge by apierr.Finish). Their messages
 // reach clients: they name the service and nothing else about the network
 // (no URLs, no addresses, no Go error chains).
 
@@ -38,11 +38,11 @@ type poolErrors struct {
 
 func newPoolErrors(service string) poolErrors {
 	return poolErrors{
-		unavailable: status.Error(codes.Unavailable, service+" unavailable"),
-		deadline:    status.Error(codes.DeadlineExceeded, service+" did not answer in time"),
-		canceled:    status.Error(codes.Canceled, "request canceled"),
-		tooLarge:    status.Error(codes.Internal, service+" response too large"),
-		badRequest:  status.Error(codes.Internal, "invalid request to "+service),
+		unavailable: apierr.New(codes.Unavailable, service+" unavailable"),
+		deadline:    apierr.New(codes.DeadlineExceeded, service+" did not answer in time"),
+		canceled:    apierr.New(codes.Canceled, "request canceled"),
+		tooLarge:    apierr.New(codes.Internal, service+" response too large"),
+		badRequest:  apierr.New(codes.Internal, "invalid request to "+service),
 	}
 }
 
@@ -105,11 +105,11 @@ func statusFromHTTP(service string, httpStatus int, body []byte, bodyField strin
 	if msg == "" {
 		msg = service + " answered HTTP " + strconv.Itoa(httpStatus)
 	}
-	st := status.New(code, msg)
+	e := apierr.New(code, msg).WithReason(eb.Reason)
 	if code == codes.InvalidArgument {
-		st = apierr.WithViolations(st, fieldViolations(eb.Detail, bodyField))
+		e = e.WithViolations(fieldViolations(eb.Detail, bodyField)...)
 	}
-	return apierr.WithReason(st, eb.Reason).Err()
+	return e
 }
 
 // fieldViolations turns FastAPI's validation list into field violations
