@@ -17,7 +17,7 @@ KAFKA_HOME_DIR="${KAFKA_HOME_DIR:-${REPO_ROOT}/.kafka}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
-KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-180}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 
 readonly HOST="127.0.0.1"
@@ -67,7 +67,7 @@ Environment:
   KAFKA_PORT             Client listener port              (default: 9092)
   KAFKA_CONTROLLER_PORT  KRaft controller listener port    (default: 9093)
   KAFKA_HEAP             Broker max heap, -Xmx             (default: 512m)
-  KAFKA_START_TIMEOUT    Seconds to wait for the broker    (default: 60)
+  KAFKA_START_TIMEOUT    Seconds to wait for the broker    (default: 180)
   KAFKA_STOP_TIMEOUT     Seconds before TERM becomes KILL  (default: 30)
 
 Files under \$KAFKA_HOME_DIR: lib/ (jars), config/ (generated), data/ (log dirs),
