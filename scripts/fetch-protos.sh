@@ -3,6 +3,9 @@
 # folder, from package registries only:
 #   google/api/{annotations,http,field_behavior}.proto  from PyPI googleapis-common-protos
 #   protoc-gen-openapiv2/options/*.proto from the grpc-gateway v2 Go module
+#   buf/validate/validate.proto          from Maven Central build.buf:protovalidate
+#     (the one registry package that ships the .proto source; its rules are read
+#     at run time by buf.build/go/protovalidate, pinned in go.mod)
 # The versions are pinned here and by go.mod, so generation is reproducible.
 set -euo pipefail
 
@@ -10,7 +13,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${THIRD_PARTY_DIR:-$ROOT/.third_party/protos}"
 GOOGLEAPIS_COMMON_PROTOS_VERSION="${GOOGLEAPIS_COMMON_PROTOS_VERSION:-1.76.0}"
 GOOGLE_API_PROTOS="annotations http field_behavior"
-STAMP="$OUT/.stamp-$GOOGLEAPIS_COMMON_PROTOS_VERSION-${GOOGLE_API_PROTOS// /-}"
+PROTOVALIDATE_JAR_VERSION="${PROTOVALIDATE_JAR_VERSION:-1.3.0}"
+STAMP="$OUT/.stamp-$GOOGLEAPIS_COMMON_PROTOS_VERSION-${GOOGLE_API_PROTOS// /-}-pv$PROTOVALIDATE_JAR_VERSION"
 
 if [[ -f "$STAMP" ]]; then
   exit 0
@@ -38,5 +42,18 @@ gw_dir="$(cd "$ROOT" && go mod download -json github.com/grpc-ecosystem/grpc-gat
 install -m 0644 "$gw_dir"/protoc-gen-openapiv2/options/annotations.proto \
   "$gw_dir"/protoc-gen-openapiv2/options/openapiv2.proto \
   "$OUT/protoc-gen-openapiv2/options/"
+
+m2="${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}"
+mvn -q -B -Dstyle.color=never dependency:get -Dtransitive=false -Dmaven.repo.local="$m2" \
+  -Dartifact="build.buf:protovalidate:$PROTOVALIDATE_JAR_VERSION" >/dev/null
+jar="$m2/build/buf/protovalidate/$PROTOVALIDATE_JAR_VERSION/protovalidate-$PROTOVALIDATE_JAR_VERSION.jar"
+mkdir -p "$OUT/buf/validate"
+python3 - "$jar" "$OUT" <<'PY'
+import sys, zipfile
+jar, out = sys.argv[1], sys.argv[2]
+name = "buf/validate/validate.proto"
+with zipfile.ZipFile(jar) as z, open(f"{out}/{name}", "wb") as f:
+    f.write(z.read(name))
+PY
 
 touch "$STAMP"

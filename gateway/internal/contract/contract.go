@@ -1,18 +1,24 @@
 // Package contract enforces at the gateway what the proto declares about a
 // request beyond its types: the fields marked (google.api.field_behavior) =
-// REQUIRED. The same check runs for REST and gRPC (it is an interceptor in
-// the chain both go through); the REST decoder adds the JSON-only part (a
-// required number must appear as a key, since proto3 cannot tell an absent
-// number from 0 once decoded).
+// REQUIRED, and the protovalidate rules ((buf.validate.field): numeric
+// bounds, string lengths, item counts). The same checks run for REST and
+// gRPC (one interceptor in the chain both go through); the REST decoder adds
+// the JSON-only part (a required number must appear as a key, since proto3
+// cannot tell an absent number from 0 once decoded).
 package contract
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 
+	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -126,12 +132,57 @@ func check(m protoreflect.Message, prefix string, out *[]apierr.FieldViolation) 
 	}
 }
 
-// Interceptor rejects a request whose required fields are unset with
-// INVALID_ARGUMENT, before anything else sees it.
+// validator is the one protovalidate validator of the process: it compiles
+// a message type's rules on first use and keeps them.
+var validator = sync.OnceValues(func() (protovalidate.Validator, error) {
+	return protovalidate.New()
+})
+
+// Validate returns a violation for every required field of m that is unset
+// (see Check) and for every protovalidate rule m breaks, at most one per
+// field (the required one first). An error is returned only when the rules
+// themselves cannot be evaluated, which is a defect of the proto, not of
+// the request.
+func Validate(m proto.Message) ([]apierr.FieldViolation, error) {
+	vs := Check(m.ProtoReflect())
+	v, err := validator()
+	if err != nil {
+		return nil, fmt.Errorf("contract: protovalidate: %w", err)
+	}
+	err = v.Validate(m)
+	if err == nil {
+		return vs, nil
+	}
+	var verr *protovalidate.ValidationError
+	if !errors.As(err, &verr) {
+		return nil, fmt.Errorf("contract: protovalidate %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	seen := make(map[string]bool, len(vs))
+	for _, fv := range vs {
+		seen[fv.Field] = true
+	}
+	for _, pv := range verr.Violations {
+		field := protovalidate.FieldPathString(pv.Proto.GetField())
+		if seen[field] {
+			continue
+		}
+		seen[field] = true
+		vs = append(vs, apierr.FieldViolation{Field: field, Description: pv.Proto.GetMessage()})
+	}
+	return vs, nil
+}
+
+// Interceptor rejects a request that breaks the contract (see Validate)
+// with INVALID_ARGUMENT and a google.rpc.BadRequest detail, before anything
+// else sees it: no upstream call is made.
 func Interceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if m, ok := req.(proto.Message); ok {
-			if vs := Check(m.ProtoReflect()); len(vs) > 0 {
+			vs, err := Validate(m)
+			if err != nil {
+				return nil, status.Error(codes.Internal, "request rules could not be evaluated")
+			}
+			if len(vs) > 0 {
 				return nil, apierr.InvalidArgument(vs...)
 			}
 		}

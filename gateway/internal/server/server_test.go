@@ -68,6 +68,17 @@ func newTestServer(tb testing.TB) *testServer {
 // newTestServerLog is newTestServer logging to log.
 func newTestServerLog(tb testing.TB, log *slog.Logger) *testServer {
 	tb.Helper()
+	return newTestServerWith(tb, log, 1024)
+}
+
+// newTestServerBody is newTestServer taking bodies of up to maxBody bytes.
+func newTestServerBody(tb testing.TB, maxBody int64) *testServer {
+	tb.Helper()
+	return newTestServerWith(tb, slog.New(slog.NewTextHandler(io.Discard, nil)), maxBody)
+}
+
+func newTestServerWith(tb testing.TB, log *slog.Logger, maxBody int64) *testServer {
+	tb.Helper()
 	calls := &atomic.Int64{}
 	counting := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		calls.Add(1)
@@ -79,7 +90,7 @@ func newTestServerLog(tb testing.TB, log *slog.Logger) *testServer {
 		Handler:      fakeHandler,
 		Interceptors: []grpc.UnaryServerInterceptor{counting},
 		Logger:       log,
-		MaxBodyBytes: 1024,
+		MaxBodyBytes: maxBody,
 	})
 	if err != nil {
 		tb.Fatal(err)

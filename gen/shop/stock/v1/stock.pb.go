@@ -10,6 +10,7 @@
 package stockv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -103,8 +104,8 @@ func (x *StockItem) GetPriceCents() int64 {
 // ListStockRequest asks for one page of stock items.
 type ListStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum number of items to return; 0 means the service default (50),
-	// values above 1000 are treated as 1000.
+	// Maximum number of items to return, 0 to 1000; 0 means the service
+	// default (50).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token; empty for the first
 	// page.
@@ -695,45 +696,46 @@ var File_shop_stock_v1_stock_proto protoreflect.FileDescriptor
 
 const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a%shop/annotations/v1/annotations.proto\"\x9c\x01\n" +
-	"\tStockItem\x12\x1d\n" +
+	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a%shop/annotations/v1/annotations.proto\"\xc1\x01\n" +
+	"\tStockItem\x12&\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12'\n" +
-	"\fproduct_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vproductName\x12 \n" +
-	"\bquantity\x18\x03 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\x12%\n" +
-	"\vprice_cents\x18\x04 \x01(\x03B\x04\xe2A\x01\x02R\n" +
-	"priceCents\"N\n" +
-	"\x10ListStockRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\tproductId\x125\n" +
+	"\fproduct_name\x18\x02 \x01(\tB\x12\xe2A\x01\x02\xbaH\vr\t\x10\x01\x18\xf4\x032\x02\\SR\vproductName\x12'\n" +
+	"\bquantity\x18\x03 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\x12,\n" +
+	"\vprice_cents\x18\x04 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02(\x00R\n" +
+	"priceCents\"d\n" +
+	"\x10ListStockRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"k\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"k\n" +
 	"\x11ListStockResponse\x12.\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +
-	"\x0fGetStockRequest\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x0fGetStockRequest\x12&\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\"@\n" +
+	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"@\n" +
 	"\x10GetStockResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"H\n" +
 	"\x12CreateStockRequest\x122\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
 	"\x13CreateStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"g\n" +
-	"\x12UpdateStockRequest\x12\x1d\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"p\n" +
+	"\x12UpdateStockRequest\x12&\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x122\n" +
+	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\x122\n" +
 	"\x04item\x18\x02 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
 	"\x13UpdateStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"3\n" +
-	"\x12DeleteStockRequest\x12\x1d\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"<\n" +
+	"\x12DeleteStockRequest\x12&\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\"C\n" +
+	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"C\n" +
 	"\x13DeleteStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"W\n" +
-	"\x14SetStockLevelRequest\x12\x1d\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"g\n" +
+	"\x14SetStockLevelRequest\x12&\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03R\tproductId\x12 \n" +
-	"\bquantity\x18\x02 \x01(\x05B\x04\xe2A\x01\x02R\bquantity\"E\n" +
+	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
+	"\bquantity\x18\x02 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\x90\b\n" +
 	"\fStockService\x12^\n" +
