@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -97,8 +98,19 @@ func TestOpenAPIDocument(t *testing.T) {
 	for _, sd := range servedServices {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
-			for _, b := range bindingsOf(t, md) {
+			bindings := bindingsOf(t, md)
+			for j, b := range bindings {
 				op := doc.Paths[b.path][b.method]
+				if j > 0 && shadowed(t, b) {
+					primary := doc.Paths[bindings[0].path][bindings[0].method]
+					if op != nil {
+						t.Errorf("%s %s: an alias of another path's shape is in the document", b.method, b.path)
+					}
+					if desc, _ := primary["description"].(string); !strings.Contains(desc, "`"+strings.ToUpper(b.method)+" "+b.path+"`") {
+						t.Errorf("%s: the description of %s %s does not name the alias %s %s", md.FullName(), bindings[0].method, bindings[0].path, b.method, b.path)
+					}
+					continue
+				}
 				if op == nil {
 					t.Errorf("%s: %s %s is not in the document", md.FullName(), strings.ToUpper(b.method), b.path)
 					continue
@@ -113,4 +125,27 @@ func TestOpenAPIDocument(t *testing.T) {
 	for b := range listed {
 		t.Errorf("%s %s is in the document but is no RPC's binding", b.method, b.path)
 	}
+}
+
+// pathParam matches a parameter of a path template.
+var pathParam = regexp.MustCompile(`\{[^}]*\}`)
+
+// shadowed reports whether b has the shape of another binding's template
+// (the same segments, other parameter names), as GET /cart/{user_id} has
+// that of DELETE /cart/{item_id}. OpenAPI forbids two such templates, so
+// the document leaves out such an alias (an additional binding) and names it
+// in the description of its RPC's primary operation; the route is served.
+func shadowed(tb testing.TB, b httpBinding) bool {
+	tb.Helper()
+	shape := pathParam.ReplaceAllString(b.path, "{}")
+	for _, sd := range servedServices {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			for _, o := range bindingsOf(tb, sd.Methods().Get(i)) {
+				if o.path != b.path && pathParam.ReplaceAllString(o.path, "{}") == shape {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,9 +79,11 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 		applyMessageRules(doc.Components.Schemas[name].Value, md)
 	}
 	seen := map[string]bool{}
+	omit := shadowedAliases(svcs)
 	for _, sd := range svcs {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
+			var primary *openapi3.Operation
 			for _, b := range httprule.Bindings(md) {
 				item := doc.Paths.Value(b.Template)
 				if item == nil || item.GetOperation(b.Method) == nil {
@@ -88,6 +91,18 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 				}
 				op := item.GetOperation(b.Method)
 				seen[b.Method+" "+b.Template] = true
+				if omit[b.Method+" "+b.Template] {
+					item.SetOperation(b.Method, nil)
+					if len(item.Operations()) == 0 {
+						doc.Paths.Delete(b.Template)
+					}
+					primary.Description = strings.TrimSpace(primary.Description + "\n\nAlso served as `" + b.Method + " " + b.Template +
+						"`, an alias left out of this document: its path template has the shape of another path's, which OpenAPI does not allow.")
+					continue
+				}
+				if primary == nil {
+					primary = op
+				}
 				completeOperation(op, md, b)
 			}
 		}
@@ -346,25 +361,49 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// validate checks doc against the OpenAPI rules but one: "GET /cart/{user_id}"
-// and "DELETE /cart/{item_id}" are two templates of one shape, which OpenAPI
-// calls conflicting although the HTTP methods tell them apart (Google's own
-// APIs published as OpenAPI have the same). Every path item is validated on
-// its own, since the validator skips the items of a conflicting path.
+// shadowedAliases returns the additional bindings ("METHOD /template") to
+// leave out of the document: those whose template has the shape of another
+// binding's template with other parameter names, such as GET /cart/{user_id}
+// beside DELETE /cart/{item_id}. OpenAPI forbids two templates of one shape
+// even under different methods, and a client generator would merge them.
+// The gateway still serves such an alias; the document names it in the
+// description of the RPC's primary operation. A primary binding is never
+// left out, so two primary bindings of one shape still fail validation.
+func shadowedAliases(svcs []protoreflect.ServiceDescriptor) map[string]bool {
+	type binding struct {
+		key, template, shape string
+		alias                bool
+	}
+	var all []binding
+	templates := map[string]map[string]bool{} // shape -> templates
+	for _, sd := range svcs {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			for j, b := range httprule.Bindings(sd.Methods().Get(i)) {
+				shape := pathParam.ReplaceAllString(b.Template, "{}")
+				all = append(all, binding{b.Method + " " + b.Template, b.Template, shape, j > 0})
+				if templates[shape] == nil {
+					templates[shape] = map[string]bool{}
+				}
+				templates[shape][b.Template] = true
+			}
+		}
+	}
+	omit := map[string]bool{}
+	for _, b := range all {
+		if b.alias && len(templates[b.shape]) > 1 {
+			omit[b.key] = true
+		}
+	}
+	return omit
+}
+
+// pathParam matches a parameter of a path template.
+var pathParam = regexp.MustCompile(`\{[^}]*\}`)
+
+// validate checks doc against all of OpenAPI's rules, reporting every
+// problem found rather than the first.
 func validate(ctx context.Context, doc *openapi3.T) error {
-	var errs []error
-	for _, err := range leaves(doc.Validate(ctx, openapi3.EnableMultiError())) {
-		var conflict *openapi3.ConflictingPathsError
-		if !errors.As(err, &conflict) {
-			errs = append(errs, err)
-		}
-	}
-	for _, path := range doc.Paths.InMatchingOrder() {
-		if err := doc.Paths.Value(path).Validate(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", path, err))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(leaves(doc.Validate(ctx, openapi3.EnableMultiError()))...)
 }
 
 // leaves flattens the lists of errors that multi-error validation returns.
