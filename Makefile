@@ -112,6 +112,15 @@ bench: ## Benchmarks: gateway REST and gRPC vs a reverse proxy, outbox, relay.
 run: ## Start Kafka, service_a, service_b and the gateway; Ctrl-C stops them all.
 	bash scripts/run.sh
 
+RUN_DIR ?= $(ROOT)/.run
+SUB     ?= 7
+SCOPE   ?=
+
+.PHONY: token
+token: ## Print an access token for the make run stack: make -s token SUB=7 [SCOPE=shop:admin].
+	@$(GO) build -o bin/devtoken ./gateway/cmd/devtoken
+	@bin/devtoken -key "$(RUN_DIR)/dev-key.json" -sub "$(SUB)" -scope "$(SCOPE)"
+
 .PHONY: clean
 clean: ## Remove build output, local tools, venv, Kafka data and jars.
 	-bash scripts/kafka.sh stop

@@ -7,9 +7,11 @@
 #      one fast upstream, interleaved rounds; req/s, p50, p99, ratio; then
 #      the gateway binary and the proxy each in a process of its own, with
 #      each one's CPU per request and RSS.
-#   2. go test -bench: the REST path in process, the upstream pool against
-#      http.DefaultClient, outbox appends (fsync vs none), relay drain to the
-#      real broker.
+#   2. gwbench -auth: REST with authentication off against on (a cached
+#      token; an owner RPC too), same gateway code, interleaved rounds.
+#   3. go test -bench: the REST path in process, the upstream pool against
+#      http.DefaultClient, token verification (cached, first-seen RS256 and
+#      ES256), outbox appends (fsync vs none), relay drain to the real broker.
 # Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64); the broker
 # of scripts/kafka.sh on KAFKA_PORT (9092), started when it is not running.
 set -euo pipefail
@@ -30,9 +32,13 @@ CGO_ENABLED=0 go build -trimpath -o bin/gateway ./gateway/cmd/gateway
 bin/gwbench -gateway-bin bin/gateway -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
 
 echo
+echo "==> REST with authentication off vs on"
+bin/gwbench -auth -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+
+echo
 echo "==> go benchmarks (in process)"
 go test -run '^$' -bench . -benchtime 2s -count 1 \
-  ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/outbox ./gateway/internal/logbuf
+  ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/auth ./gateway/internal/outbox ./gateway/internal/logbuf
 
 started=0
 if ! bash scripts/kafka.sh status >/dev/null 2>&1; then

@@ -9,6 +9,11 @@
 # parallel. Data lives under .run/ (SQLite files, the gateway's outbox, raw
 # logs); the broker's data and jars under .kafka/.
 #
+# Auth: on the first start it creates a development signing key under
+# RUN_DIR (bin/devtoken -init; kept across runs, ignored by git), gives the
+# gateway its JWKS, issuer and audience, and prints ready tokens for the demo
+# user (DEMO_USER) and an administrator. `make -s token SUB=7` prints more.
+#
 # On the first start (an empty stock list, or no .run/.seeded marker) it
 # seeds five products (ids 1 to 5) through the gateway's REST API, so that
 # the curl examples return data; SEED=0 turns that off.
@@ -20,6 +25,7 @@
 #   SEED [1]          0: do not seed products into an empty stock
 #   READY_TIMEOUT [90] seconds to wait for each process to become ready
 #   KEEP_KAFKA [0]    1: leave the broker running on exit
+#   DEMO_USER [7]     user id of the demo token printed at start
 #   SERVICE_A_DATABASE_URL, SERVICE_B_DATABASE_URL  e.g. postgresql://... [SQLite files in RUN_DIR]
 # The broker is stopped on exit only when this script started it.
 set -euo pipefail
@@ -43,6 +49,10 @@ readonly KAFKA_LOG="${KAFKA_HOME_DIR:-${ROOT}/.kafka}/broker.log"
 readonly BROKER="${HOST}:${KAFKA_PORT}"
 readonly PY="${ROOT}/.venv/bin/python"
 readonly GATEWAY_BIN="${ROOT}/bin/gateway"
+readonly DEVTOKEN="${ROOT}/bin/devtoken"
+readonly DEV_KEY="${RUN_DIR}/dev-key.json"
+readonly DEV_JWKS="${RUN_DIR}/jwks.json"
+DEMO_USER="${DEMO_USER:-7}"
 readonly REST="http://${HOST}:${HTTP_PORT}"
 
 STARTED=${SECONDS}
@@ -178,7 +188,8 @@ fi
 log "preparing: venv, gateway build, Kafka (first run: downloads; later: seconds)"
 (setup_venv) > >(prefixed venv) 2>&1 &
 venv_pid=$!
-(go build -o "${GATEWAY_BIN}" ./gateway/cmd/gateway && echo "built ${GATEWAY_BIN}") > >(prefixed build) 2>&1 &
+(go build -o "${GATEWAY_BIN}" ./gateway/cmd/gateway && go build -o "${DEVTOKEN}" ./gateway/cmd/devtoken &&
+  echo "built ${GATEWAY_BIN} and ${DEVTOKEN}") > >(prefixed build) 2>&1 &
 build_pid=$!
 kafka_pid=""
 if ((KAFKA_STARTED)); then
@@ -193,6 +204,15 @@ if [[ -n "${kafka_pid}" ]]; then
   wait "${kafka_pid}" || die "Kafka did not start (see [kafka] above; full log ${KAFKA_LOG})"
 fi
 log "prepared in $((SECONDS - STARTED)) s"
+
+# The development signing key: made once, kept in RUN_DIR; its JWKS is what
+# the gateway verifies tokens with.
+[[ -f "${DEV_KEY}" ]] || log "creating a development signing key in ${DEV_KEY}"
+"${DEVTOKEN}" -init -key "${DEV_KEY}" -jwks "${DEV_JWKS}" || die "creating the development signing key failed"
+mapfile -t AUTH_FLAGS < <("${DEVTOKEN}" -gateway-flags -key "${DEV_KEY}" -jwks "${DEV_JWKS}")
+token() { "${DEVTOKEN}" -key "${DEV_KEY}" -sub "$1" ${2:+-scope "$2"}; }
+ADMIN_TOKEN="$(token 1 shop:admin)"
+DEMO_TOKEN="$(token "${DEMO_USER}")"
 
 # Broker warnings and errors only; the full log is in KAFKA_LOG.
 # $! is tail itself: killing it ends grep and the prefixer too.
@@ -213,7 +233,7 @@ wait_ready service_b "http://${HOST}:${SERVICE_B_PORT}/readyz"
 start gateway "${ROOT}" "${GATEWAY_BIN}" \
   -http-addr "${HOST}:${HTTP_PORT}" -grpc-addr "${HOST}:${GRPC_PORT}" \
   -service-a "http://${HOST}:${SERVICE_A_PORT}" -service-b "http://${HOST}:${SERVICE_B_PORT}" \
-  -kafka-brokers "${BROKER}" -outbox-dir "${RUN_DIR}/outbox" -log-format text
+  -kafka-brokers "${BROKER}" -outbox-dir "${RUN_DIR}/outbox" -log-format text "${AUTH_FLAGS[@]}"
 wait_ready gateway "${REST}/readyz"
 
 # ---- seed ---------------------------------------------------------------------
@@ -222,13 +242,13 @@ wait_ready gateway "${REST}/readyz"
 # (no marker file); products that already exist are left as they are.
 readonly SEED_MARKER="${RUN_DIR}/.seeded"
 if [[ "${SEED}" != 0 ]]; then
-  count="$(curl -fsS --max-time 5 "${REST}/stock?page_size=1" |
+  count="$(curl -fsS --max-time 5 "${REST}/stock?page_size=1" -H "Authorization: Bearer ${ADMIN_TOKEN}" |
     "${PY}" -c 'import json, sys; print(len(json.load(sys.stdin).get("items", [])))')"
   if [[ "${count}" == 0 || ! -f "${SEED_MARKER}" ]]; then
     log "first start: seeding 5 products (SEED=0 turns this off)"
     while IFS='|' read -r id name qty price; do
       code="$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -X POST "${REST}/stock" \
-        -H 'Content-Type: application/json' \
+        -H 'Content-Type: application/json' -H "Authorization: Bearer ${ADMIN_TOKEN}" \
         -d "{\"product_id\":${id},\"product_name\":\"${name}\",\"quantity\":${qty},\"price_cents\":${price}}")"
       [[ "${code}" == 200 || "${code}" == 409 ]] || die "seeding product ${id}: HTTP ${code}"
     done <<'EOF'
@@ -249,10 +269,14 @@ cat <<EOF
 [run]   gateway gRPC  ${HOST}:${GRPC_PORT}          (reflection and grpc.health.v1 on)
 [run]   service_a     http://${HOST}:${SERVICE_A_PORT}    service_b  http://${HOST}:${SERVICE_B_PORT}
 [run]   Kafka         ${BROKER}          data in ${RUN_DIR}, raw logs in ${RUN_DIR}/logs
-[run] Try:
+[run] Tokens (valid 24 h; make -s token SUB=7 [SCOPE=shop:admin] prints a new one):
+[run]   export TOKEN=${DEMO_TOKEN}
+[run]   export ADMIN_TOKEN=${ADMIN_TOKEN}
+[run] Try (TOKEN is user ${DEMO_USER}; ADMIN_TOKEN has scope shop:admin):
 [run]   curl -s '${REST}/stock?page_size=2'
-[run]   curl -s -X POST ${REST}/cart/add -d '{"user_id":1,"product_id":1,"quantity":2}'
-[run]   .tools/bin/grpcurl -plaintext -d '{"page_size":2}' ${HOST}:${GRPC_PORT} shop.stock.v1.StockService/ListStock   (make grpcurl builds it)
+[run]   curl -s -X POST ${REST}/cart/add -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"product_id":1,"quantity":2}'
+[run]   curl -s ${REST}/cart -H "Authorization: Bearer \$TOKEN"
+[run]   .tools/bin/grpcurl -plaintext -H "authorization: Bearer \$TOKEN" ${HOST}:${GRPC_PORT} shop.cart.v1.CartService/GetCart   (make grpcurl builds it)
 [run]   scripts/kafka.sh consume shop.cart.v1      (the gateway's events)
 [run] Ctrl-C stops everything.
 [run] ------------------------------------------------------------------------

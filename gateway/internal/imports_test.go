@@ -17,17 +17,18 @@ const module = "github.com/shopgateway/shop/"
 // production code may import (test files are free). A package missing here
 // fails the test, so a new package comes with its rule. The layering, from
 // the leaves up:
-//   - protofields, reqinfo, outbox, logbuf, telemetry, apierr: leaves, no
-//     project imports; upstream only apierr (the services' errors become
-//     its errors); apidocs only the generated OpenAPI document. Every
-//     package that answers errors makes them with apierr.
+//   - protofields, reqinfo, outbox, logbuf, telemetry, apierr, ratelimit,
+//     connlimit, devkeys: leaves, no project imports; upstream only apierr
+//     (the services' errors become its errors); apidocs only the generated
+//     OpenAPI document. Every package that answers errors makes them with
+//     apierr.
 //   - httprule: descriptor and path-template helpers, on protofields only.
-//   - metrics, forward, events, relay, server: one job each, sideways
+//   - metrics, forward, events, relay, server, auth: one job each, sideways
 //     imports between them are not allowed.
 //   - restchan: the REST channels not chosen, on server; for benchmarks.
 //   - app: the wiring, may import every package.
 //   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
-//     packages that apply them), then app; cmd/openapigen
+//     packages that apply them), then app; cmd/devtoken: devkeys; cmd/openapigen
 //     reads the descriptors and event specs to write the OpenAPI document.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
@@ -37,6 +38,9 @@ var allowed = map[string][]string{
 	"gateway/internal/logbuf":      nil,
 	"gateway/internal/telemetry":   nil,
 	"gateway/internal/apierr":      nil,
+	"gateway/internal/ratelimit":   nil,
+	"gateway/internal/connlimit":   nil,
+	"gateway/devkeys":              nil,
 	"gateway/internal/contract":    {"gateway/internal/apierr"},
 	"gateway/internal/apidocs":     {"gen/..."},
 	"gateway/internal/httprule":    {"gateway/internal/protofields"},
@@ -44,12 +48,14 @@ var allowed = map[string][]string{
 	"gateway/internal/forward":     {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
 	"gateway/internal/events":      {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
-	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/reqinfo"},
+	"gateway/internal/auth":        {"gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
+	"gateway/cmd/devtoken":         {"gateway/devkeys"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gen/..."},
-	"gateway/cmd/gwbench":          {"gateway/internal/...", "gen/..."},
+	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},
 }
 
 // imports returns the imports of the production files of every package

@@ -25,7 +25,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway"}
+EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway", "keys"}
+# One-shot jobs: they run to completion before what depends on them starts.
+ONE_SHOT = {"keys"}
 # The host ports of `make run`, which the compose stack publishes too.
 EXPECTED_HOST_PORTS = {8080, 9090, 8001, 8002, 9092, 5432}
 PYTHON_SERVICES = {"service_a": 8002, "service_b": 8001}
@@ -40,7 +42,11 @@ GATEWAY_ENV = {
     "SERVICE_B_URL",
     "KAFKA_BROKERS",
     "GATEWAY_OUTBOX_DIR",
+    "GATEWAY_AUTH_JWKS",
+    "GATEWAY_AUTH_ISSUER",
+    "GATEWAY_AUTH_AUDIENCE",
 }
+DEVKEYS = ROOT / "gateway" / "devkeys" / "devkeys.go"
 # SQLAlchemy dialect+driver -> the requirement that provides the driver.
 DB_DRIVERS = {
     "asyncpg": {"asyncpg"},
@@ -485,6 +491,9 @@ def test_startup_order(compose):
 
 def test_every_long_running_service_has_a_healthcheck(compose):
     for name, svc in compose["services"].items():
+        if name in ONE_SHOT:
+            assert svc.get("restart") == "no", f"{name} is a one-shot job and must not restart"
+            continue
         hc = svc.get("healthcheck") or {}
         assert hc.get("test") and not hc.get("disable"), f"{name} has no healthcheck"
 
@@ -528,7 +537,8 @@ def test_service_urls_point_at_services_and_their_ports(compose):
     services = compose["services"]
     for name, svc in services.items():
         for var, value in env_of(svc).items():
-            if not value.startswith(("http://", "https://")):
+            # A token issuer is a name the tokens carry, not an address.
+            if var == "GATEWAY_AUTH_ISSUER" or not value.startswith(("http://", "https://")):
                 continue
             u = urlsplit(value)
             assert u.hostname in services, f"{name}: {var}={value} names no service"
@@ -758,6 +768,37 @@ def test_gateway_reads_the_environment_compose_sets(compose):
     assert env["GATEWAY_OUTBOX_DIR"] in {
         str(v).split(":", 1)[1] for v in compose["services"]["gateway"].get("volumes") or []
     }, "the outbox dir must be on a volume"
+
+
+def test_gateway_verifies_tokens_of_the_keys_job(compose):
+    """Secure by default in compose too: the gateway gets the JWKS the keys job
+    writes (same volume and path), waits for the job, and requires the issuer
+    and audience the development tokens carry."""
+    services = compose["services"]
+    gw, keys = services["gateway"], services["keys"]
+    assert depends_on(gw).get("keys") == "service_completed_successfully"
+    env = env_of(gw)
+    assert "GATEWAY_AUTH_DISABLED" not in env, "compose must not run the gateway with auth off"
+    entry = keys["entrypoint"]
+    assert entry[0] == "/usr/local/bin/devtoken", entry
+    assert "-init" in (keys.get("command") or []), keys.get("command")
+    jwks = entry[entry.index("-jwks") + 1]
+    assert env["GATEWAY_AUTH_JWKS"] == jwks
+    volume_of = lambda svc, path: {  # noqa: E731
+        str(v).split(":")[0] for v in svc.get("volumes") or [] if str(v).split(":")[1] == path
+    }
+    key_dir = str(PurePosixPath(jwks).parent)
+    assert volume_of(keys, key_dir) and volume_of(keys, key_dir) == volume_of(gw, key_dir), (
+        f"the keys job and the gateway must share the volume on {key_dir}"
+    )
+    src = DEVKEYS.read_text()
+    for name, const in (("GATEWAY_AUTH_ISSUER", "DefaultIssuer"), ("GATEWAY_AUTH_AUDIENCE", "DefaultAudience")):
+        m = re.search(const + r'\s*=\s*"([^"]+)"', src)
+        assert m and env[name] == m.group(1), f"{name}={env[name]!r}, the dev tokens carry {m and m.group(1)!r}"
+    _, dockerfile = build_of(gw)
+    final = parse_dockerfile(dockerfile)[-1]
+    copied = [split_args(i.args)[1][-1] for i in final.instructions if i.cmd == "COPY"]
+    assert entry[0] in copied, f"the image has no {entry[0]}"
 
 
 def test_gateway_serves_the_probed_path():

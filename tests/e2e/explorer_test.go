@@ -72,7 +72,8 @@ func TestExplorer(t *testing.T) {
 		authorized []string // URLs of requests that carried the token
 		problems   []string
 	)
-	const token = "explorer-test-token"
+	// A real token: the gateway refuses a bad one even on a public route.
+	token := s.Token(t, newID(), "")
 	if err := chromedp.Listen(ctx, func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -72,6 +72,7 @@ type load struct {
 	prefix   string
 	products []int64
 	grpc     stockv1.StockServiceClient
+	token    string // the stack's admin token, for the REST calls
 
 	started, finished atomic.Int64
 
@@ -87,6 +88,7 @@ func newLoad(tb testing.TB, s *harness.Stack, prefix string, products []int64) *
 		prefix:   prefix,
 		products: products,
 		grpc:     stockv1.NewStockServiceClient(s.GRPCConn(tb)),
+		token:    s.AdminToken(tb),
 		ok:       map[string]string{},
 		outcomes: map[string]int{},
 	}
@@ -128,6 +130,7 @@ func (l *load) one(i int) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.s.RESTURL()+"/stock/update", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Request-Id", id)
+		req.Header.Set("Authorization", harness.Bearer(l.token))
 		resp, err := httpClient.Do(req)
 		if err != nil {
 			outcome = "rest transport error"

@@ -124,6 +124,7 @@ func StartCluster(tb testing.TB, opts ClusterOptions) *Cluster {
 			"-log-format", "text",
 			"-log-level", "warn",
 		}
+		args = append(args, c.authArgs(false)...)
 		p := c.start(fmt.Sprintf("gateway-%d", i+1), root, os.Environ(), c.gatewayBin, args...)
 		gateways = append(gateways, started{p, url + "/readyz"})
 	}

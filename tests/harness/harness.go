@@ -56,6 +56,9 @@ type Options struct {
 	GatewayEnv []string
 	// NoEvents starts the gateway without -kafka-brokers (events off).
 	NoEvents bool
+	// NoAuth starts the gateway with -auth-disabled instead of the
+	// harness's JWKS.
+	NoAuth bool
 	// StartTimeout bounds the wait for each process to become ready.
 	// Default 60s.
 	StartTimeout time.Duration
@@ -76,10 +79,11 @@ type Stack struct {
 
 	httpPort, grpcPort, aPort, bPort int
 
-	mu      sync.Mutex
-	procs   map[string]*process
-	conn    *grpc.ClientConn
-	kafkaUp bool
+	mu         sync.Mutex
+	procs      map[string]*process
+	conn       *grpc.ClientConn
+	kafkaUp    bool
+	adminToken string
 }
 
 // env is what every stack or cluster of a test has: the test, a private id
@@ -94,7 +98,8 @@ type env struct {
 
 // newEnv holds the broker for tb (see HoldKafka) and checks that it answers,
 // builds the gateway (once per test process, or uses $GATEWAY_BIN) and finds
-// the venv; it fails tb when one is missing.
+// the venv, and writes the JWKS of the harness's signing key (the gateways'
+// -auth-jwks); it fails tb when one is missing.
 func newEnv(tb testing.TB) env {
 	tb.Helper()
 	root := RepoRoot(tb)
@@ -109,7 +114,9 @@ func newEnv(tb testing.TB) env {
 	if _, err := os.Stat(python); err != nil {
 		tb.Fatalf("harness: %s not found (%v); create the venv with `make venv`", python, err)
 	}
-	return env{tb: tb, id: newID(), dir: tb.TempDir(), root: root, brokers: brokers, gatewayBin: bin, python: python}
+	e := env{tb: tb, id: newID(), dir: tb.TempDir(), root: root, brokers: brokers, gatewayBin: bin, python: python}
+	e.writeJWKS()
+	return e
 }
 
 // Process names, also the prefixes of their log files in the temp dir.
@@ -174,14 +181,18 @@ func (s *Stack) OutboxDir() string { return filepath.Join(s.dir, "outbox") }
 func (s *Stack) Brokers() []string { return s.brokers }
 
 // GRPCConn returns a client connection to the gateway's gRPC address,
-// shared by the Stack's callers and closed at cleanup. It reconnects by
+// shared by the Stack's callers and closed at cleanup. Calls carry the
+// stack's admin token unless their context has authorization metadata of
+// its own (WithToken) or is marked NoToken. It reconnects by
 // itself after StopGateway/StartGateway.
 func (s *Stack) GRPCConn(tb testing.TB) *grpc.ClientConn {
 	tb.Helper()
+	admin := s.AdminToken(tb) // before s.mu: AdminToken takes it too
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn == nil {
-		conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUnaryInterceptor(defaultToken(admin)))
 		if err != nil {
 			tb.Fatalf("harness: grpc.NewClient(%s): %v", s.GRPCAddr(), err)
 		}
@@ -367,6 +378,7 @@ func (s *Stack) gatewayArgs() []string {
 	if gatewayHasFlag(s.gatewayBin, "outbox-dir") {
 		args = append(args, "-outbox-dir", s.OutboxDir())
 	}
+	args = append(args, s.authArgs(s.opts.NoAuth)...)
 	return append(args, s.opts.GatewayArgs...)
 }
 

@@ -18,6 +18,9 @@ var restClient = &http.Client{Timeout: 30 * time.Second}
 // is empty or not an object; JSON numbers become float64). path includes the
 // query; body is sent as application/json unless empty; headers are
 // name, value pairs. A transport error fails tb.
+//
+// The request carries the stack's admin token unless headers name
+// Authorization: its value is sent instead, and an empty value sends none.
 func (s *Stack) Do(tb testing.TB, method, path, body string, headers ...string) (int, http.Header, map[string]any) {
 	tb.Helper()
 	status, h, raw := s.DoRaw(tb, method, path, body, headers...)
@@ -47,8 +50,18 @@ func (s *Stack) DoRaw(tb testing.TB, method, path, body string, headers ...strin
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	auth := false
 	for i := 0; i < len(headers); i += 2 {
+		if http.CanonicalHeaderKey(headers[i]) == "Authorization" {
+			auth = true
+			if headers[i+1] == "" {
+				continue
+			}
+		}
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if !auth {
+		req.Header.Set("Authorization", Bearer(s.AdminToken(tb)))
 	}
 	resp, err := restClient.Do(req)
 	if err != nil {

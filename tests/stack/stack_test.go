@@ -146,7 +146,7 @@ func runShape(t *testing.T, cfg config, sh shape) result {
 	cl := &client{http: &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.users + 8},
-	}}
+	}, token: harness.Sign(t, harness.Claims(harness.AdminUserID, harness.ScopeAdmin))}
 	gw := c.GatewayURLs()
 
 	base := int64(1)<<60 + rand.Int64N(1<<40)<<16
@@ -301,7 +301,12 @@ type journey struct {
 	viewPolls     int
 }
 
-type client struct{ http *http.Client }
+// client makes the journeys; token is an administrator's, which may act for
+// every user of the run.
+type client struct {
+	http  *http.Client
+	token string
+}
 
 // run makes the journey through the gateway at base; an unexpected answer is an error.
 func (c *client) run(base string, j *journey) error {
@@ -427,6 +432,9 @@ func (c *client) doHeader(method, url, body string, header ...string) (int, http
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", harness.Bearer(c.token))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

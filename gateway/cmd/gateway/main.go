@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/auth"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/server"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
@@ -61,6 +63,15 @@ func envDuration(key string, def time.Duration) time.Duration {
 	return def
 }
 
+func envFloat(key string, def float64) float64 {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
 func envInt(key string, def int64) int64 {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -74,15 +85,6 @@ func envBool(key string, def bool) bool {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		if b, err := strconv.ParseBool(v); err == nil {
 			return b
-		}
-	}
-	return def
-}
-
-func envFloat(key string, def float64) float64 {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f
 		}
 	}
 	return def
@@ -105,17 +107,39 @@ func run(fs *flag.FlagSet, args []string) error {
 		logLevel         = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
 		logFlush         = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
 
-		kafkaBrokers      = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", app.DefaultKafkaBrokers), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
-		kafkaTopics       = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
-		kafkaPartitions   = fs.Int64("kafka-partitions", envInt("KAFKA_PARTITIONS", app.DefaultKafkaPartitions), "partitions of the event topics created when missing (env KAFKA_PARTITIONS)")
-		kafkaReplication  = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
-		outboxDir         = fs.String("outbox-dir", env("GATEWAY_OUTBOX_DIR", app.DefaultOutboxDir), "directory of the durable event outbox (env GATEWAY_OUTBOX_DIR)")
-		outboxDelay       = fs.Duration("outbox-commit-delay", envDuration("GATEWAY_OUTBOX_COMMIT_DELAY", app.DefaultOutboxCommitDelay), "how long the outbox waits to group concurrent events into one fsync; a lone request is never delayed (env GATEWAY_OUTBOX_COMMIT_DELAY)")
-		outboxSync        = fs.String("outbox-sync", env("GATEWAY_OUTBOX_SYNC", app.OutboxSyncAlways), "outbox sync policy: always (fdatasync before answering; survives power loss) or interval (fdatasync every -outbox-sync-interval; survives a process crash, may lose that interval on power loss) (env GATEWAY_OUTBOX_SYNC)")
-		outboxSyncEvery   = fs.Duration("outbox-sync-interval", envDuration("GATEWAY_OUTBOX_SYNC_INTERVAL", app.DefaultOutboxSyncInterval), "how often the outbox syncs under -outbox-sync=interval (env GATEWAY_OUTBOX_SYNC_INTERVAL)")
-		outboxMaxBytes    = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
-		eventFormat       = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
-		eventSource       = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")
+		kafkaBrokers     = fs.String("kafka-brokers", envSet("KAFKA_BROKERS", app.DefaultKafkaBrokers), "Kafka bootstrap brokers, comma-separated; empty turns events off (env KAFKA_BROKERS, also when set empty)")
+		kafkaTopics      = fs.String("kafka-topics", env("KAFKA_TOPICS", ""), "logical=actual Kafka topic names, comma-separated, e.g. shop.cart.v1=prod.cart; unmapped topics keep their name (env KAFKA_TOPICS)")
+		kafkaPartitions  = fs.Int64("kafka-partitions", envInt("KAFKA_PARTITIONS", app.DefaultKafkaPartitions), "partitions of the event topics created when missing (env KAFKA_PARTITIONS)")
+		kafkaReplication = fs.Int64("kafka-replication", envInt("KAFKA_REPLICATION", app.DefaultKafkaReplication), "replication factor of created event topics; -1 is the broker default (env KAFKA_REPLICATION)")
+		outboxDir        = fs.String("outbox-dir", env("GATEWAY_OUTBOX_DIR", app.DefaultOutboxDir), "directory of the durable event outbox (env GATEWAY_OUTBOX_DIR)")
+		outboxDelay      = fs.Duration("outbox-commit-delay", envDuration("GATEWAY_OUTBOX_COMMIT_DELAY", app.DefaultOutboxCommitDelay), "how long the outbox waits to group concurrent events into one fsync; a lone request is never delayed (env GATEWAY_OUTBOX_COMMIT_DELAY)")
+		outboxSync       = fs.String("outbox-sync", env("GATEWAY_OUTBOX_SYNC", app.OutboxSyncAlways), "outbox sync policy: always (fdatasync before answering; survives power loss) or interval (fdatasync every -outbox-sync-interval; survives a process crash, may lose that interval on power loss) (env GATEWAY_OUTBOX_SYNC)")
+		outboxSyncEvery  = fs.Duration("outbox-sync-interval", envDuration("GATEWAY_OUTBOX_SYNC_INTERVAL", app.DefaultOutboxSyncInterval), "how often the outbox syncs under -outbox-sync=interval (env GATEWAY_OUTBOX_SYNC_INTERVAL)")
+		outboxMaxBytes   = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
+		eventFormat      = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
+		eventSource      = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")
+		authJWKS         = fs.String("auth-jwks", env("GATEWAY_AUTH_JWKS", ""), "JWKS of the token signing keys: a file path (re-read when it changes) or an http(s) URL (refreshed); required unless -auth-disabled (env GATEWAY_AUTH_JWKS)")
+		authIssuer       = fs.String("auth-issuer", env("GATEWAY_AUTH_ISSUER", ""), "required iss claim of tokens; empty accepts any issuer (env GATEWAY_AUTH_ISSUER)")
+		authAudience     = fs.String("auth-audience", env("GATEWAY_AUTH_AUDIENCE", ""), "accepted aud values, comma-separated; empty accepts any audience (env GATEWAY_AUTH_AUDIENCE)")
+		authDisabled     = fs.Bool("auth-disabled", envBool("GATEWAY_AUTH_DISABLED", false), "turn authentication and authorization off, for local development only (env GATEWAY_AUTH_DISABLED)")
+		authLeeway       = fs.Duration("auth-leeway", envDuration("GATEWAY_AUTH_LEEWAY", auth.DefaultLeeway), "clock skew allowed on exp and nbf (env GATEWAY_AUTH_LEEWAY)")
+		authRefresh      = fs.Duration("auth-jwks-refresh", envDuration("GATEWAY_AUTH_JWKS_REFRESH", auth.DefaultRefreshInterval), "how often a JWKS URL is fetched again; an unknown kid also triggers a fetch, at most every 10s (env GATEWAY_AUTH_JWKS_REFRESH)")
+		rateLimit        = fs.Float64("rate-limit", envFloat("GATEWAY_RATE_LIMIT", 0), "requests per second per client (token subject, else client IP); 0 turns rate limiting off (env GATEWAY_RATE_LIMIT)")
+		rateBurst        = fs.Int64("rate-burst", envInt("GATEWAY_RATE_BURST", 0), "requests a client may send at once; 0 means the rate rounded up (env GATEWAY_RATE_BURST)")
+		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
+
+		corsOrigins       = fs.String("cors-origins", env("GATEWAY_CORS_ORIGINS", ""), "origins allowed to call the REST API from a browser, comma-separated (* for any); empty turns CORS off (env GATEWAY_CORS_ORIGINS)")
+		maxBodyBytes      = fs.Int64("max-body-bytes", envInt("GATEWAY_MAX_BODY_BYTES", server.DefaultMaxBodyBytes), "largest REST request body (413 above) and gRPC request message (RESOURCE_EXHAUSTED) (env GATEWAY_MAX_BODY_BYTES)")
+		maxHeaderBytes    = fs.Int64("max-header-bytes", envInt("GATEWAY_MAX_HEADER_BYTES", server.DefaultMaxHeaderBytes), "largest REST request header (431 above) and gRPC header list (env GATEWAY_MAX_HEADER_BYTES)")
+		readHeaderTimeout = fs.Duration("read-header-timeout", envDuration("GATEWAY_READ_HEADER_TIMEOUT", server.DefaultReadHeaderTimeout), "time allowed to send a REST request's header (env GATEWAY_READ_HEADER_TIMEOUT)")
+		readTimeout       = fs.Duration("read-timeout", envDuration("GATEWAY_READ_TIMEOUT", server.DefaultReadTimeout), "time allowed to send a whole REST request, body included; a slower client is cut off (env GATEWAY_READ_TIMEOUT)")
+		writeTimeout      = fs.Duration("write-timeout", envDuration("GATEWAY_WRITE_TIMEOUT", server.DefaultWriteTimeout), "time allowed from the end of a REST request's header to the end of its response; keep it above the longest call deadline (env GATEWAY_WRITE_TIMEOUT)")
+		idleTimeout       = fs.Duration("idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", server.DefaultIdleTimeout), "an idle keep-alive REST connection or a gRPC connection without calls is closed after this (env GATEWAY_IDLE_TIMEOUT)")
+		maxConns          = fs.Int64("max-conns", envInt("GATEWAY_MAX_CONNS", 0), "open connections allowed per port; over it REST answers 503 and gRPC closes; 0 = 3/4 of the file-descriptor limit, at most 10000 (env GATEWAY_MAX_CONNS)")
+		maxConnsPerIP     = fs.Int64("max-conns-per-ip", envInt("GATEWAY_MAX_CONNS_PER_IP", 0), "open connections allowed per client address and port (REST answers 429 over it); 0 = max-conns/4 (env GATEWAY_MAX_CONNS_PER_IP)")
+		grpcMaxStreams    = fs.Int64("grpc-max-streams", envInt("GATEWAY_GRPC_MAX_STREAMS", server.DefaultGRPCMaxStreams), "concurrent calls allowed on one gRPC connection (env GATEWAY_GRPC_MAX_STREAMS)")
+		grpcKeepaliveMin  = fs.Duration("grpc-keepalive-min-time", envDuration("GATEWAY_GRPC_KEEPALIVE_MIN_TIME", server.DefaultGRPCKeepaliveMinTime), "shortest keepalive ping interval allowed to gRPC clients; faster pingers are disconnected (env GATEWAY_GRPC_KEEPALIVE_MIN_TIME)")
+
 		idempotencyWindow = fs.Duration("idempotency-window", envDuration("GATEWAY_IDEMPOTENCY_WINDOW", events.DefaultIdempotencyWindow), "how long a mutation's response is replayed for a repeated Idempotency-Key (env GATEWAY_IDEMPOTENCY_WINDOW)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -137,6 +161,19 @@ func run(fs *flag.FlagSet, args []string) error {
 	commitDelay := *outboxDelay
 	if commitDelay == 0 {
 		commitDelay = -1 // EventsConfig's value for "commit at once"; its 0 is the default
+	}
+	proxies, err := ratelimit.ParsePrefixes(*trusted)
+	if err != nil {
+		return fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	if *rateBurst < 0 || *rateBurst > math.MaxInt32 {
+		return fmt.Errorf("-rate-burst %d: want 0 to %d", *rateBurst, math.MaxInt32)
+	}
+	for name, v := range map[string]int64{"max-body-bytes": *maxBodyBytes, "max-header-bytes": *maxHeaderBytes, "max-conns": *maxConns,
+		"max-conns-per-ip": *maxConnsPerIP, "grpc-max-streams": *grpcMaxStreams} {
+		if v < 0 || v > math.MaxInt32 {
+			return fmt.Errorf("-%s %d: want 0 to %d", name, v, math.MaxInt32)
+		}
 	}
 	log, logOut, err := newLogger(os.Stderr, *logFormat, *logLevel, *logFlush)
 	if err != nil {
@@ -168,6 +205,30 @@ func run(fs *flag.FlagSet, args []string) error {
 			Replication:        int16(*kafkaReplication),
 			IdempotencyWindow:  *idempotencyWindow,
 		},
+		Auth: app.AuthConfig{
+			Disabled:        *authDisabled,
+			JWKS:            *authJWKS,
+			Issuer:          *authIssuer,
+			Audience:        app.SplitList(*authAudience),
+			Leeway:          *authLeeway,
+			RefreshInterval: *authRefresh,
+		},
+		Limits: server.Limits{
+			MaxBodyBytes:         *maxBodyBytes,
+			MaxHeaderBytes:       int(*maxHeaderBytes),
+			ReadHeaderTimeout:    *readHeaderTimeout,
+			ReadTimeout:          *readTimeout,
+			WriteTimeout:         *writeTimeout,
+			IdleTimeout:          *idleTimeout,
+			MaxConns:             int(*maxConns),
+			MaxConnsPerIP:        int(*maxConnsPerIP),
+			GRPCMaxStreams:       uint32(*grpcMaxStreams),
+			GRPCKeepaliveMinTime: *grpcKeepaliveMin,
+			CORSOrigins:          app.SplitList(*corsOrigins),
+		},
+		RateLimit:      *rateLimit,
+		RateBurst:      int(*rateBurst),
+		TrustedProxies: proxies,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

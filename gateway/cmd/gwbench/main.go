@@ -79,6 +79,7 @@ func run() error {
 		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (goroutines labelled part=client, proxy, upstream or gateway)")
 		only        = flag.String("only", "", "measure only the targets whose name contains this (the baseline is always measured)")
+		authMode    = flag.Bool("auth", false, "measure the REST path with authentication off and on (a cached token) instead")
 		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
 		gatewayBin  = flag.String("gateway-bin", "", "measure this gateway binary (or several: label=path,label=path) and the proxy each in a process of its own instead, with their own CPU per request and RSS")
 		soak        = flag.Duration("soak", 0, "with -gateway-bin: then keep the gateway under load this long and print its RSS over time")
@@ -145,6 +146,9 @@ func run() error {
 	defer stopRP()
 
 	client := &http.Client{Transport: tunedTransport()}
+	if *authMode {
+		return runAuth(ctx, upURL, client, *concurrency, *rounds, *duration, logs)
+	}
 	if *gatewayBin != "" {
 		return runProcesses(ctx, *gatewayBin, upURL, client, *concurrency, *rounds, *duration, *soak)
 	}
@@ -428,6 +432,9 @@ func listenPair() (hl, gl net.Listener, err error) {
 func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cfg.ServiceA, cfg.ServiceB, cfg.ShutdownTimeout = []string{upURL}, []string{upURL}, time.Second
+	if cfg.Auth.JWKS == "" {
+		cfg.Auth.Disabled = true
+	}
 	var g *app.Gateway
 	// Labelled from the start: goroutines the gateway starts while it is
 	// built (gRPC stream workers, health probers) are its own too.

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
@@ -21,8 +23,10 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/apidocs"
+	"github.com/shopgateway/shop/gateway/internal/auth"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
+	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/server"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
@@ -77,6 +81,50 @@ type Config struct {
 	NoAPIDocs bool
 	// Events configures the Kafka events; see EventsConfig.
 	Events EventsConfig
+	// Auth configures authentication; see AuthConfig.
+	Auth AuthConfig
+	// RateLimit is the requests per second allowed per client (the token's
+	// subject, else the client address). Default 0: off.
+	RateLimit float64
+	// RateBurst is the requests a client may send at once. Default: the
+	// rate rounded up.
+	RateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	// Default: none.
+	TrustedProxies []netip.Prefix
+	// Limits bound request sizes, timeouts and connections, and configure
+	// CORS; see server.Limits for each default.
+	Limits server.Limits
+}
+
+// AuthConfig configures authentication. Either JWKS is set or Disabled is
+// true: the gateway does not start open by accident.
+type AuthConfig struct {
+	// Disabled turns authentication and authorization off (development
+	// only); the gateway logs a warning at start.
+	Disabled bool
+	// JWKS is the signing keys' JWKS: a file path or an http(s) URL.
+	JWKS string
+	// Issuer is the required iss claim; empty accepts any.
+	Issuer string
+	// Audience lists the accepted aud values; empty accepts any.
+	Audience []string
+	// Leeway is the clock skew allowed on exp and nbf. Default 30s.
+	Leeway time.Duration
+	// RefreshInterval is how often a JWKS URL is fetched again. Default 5m.
+	RefreshInterval time.Duration
+}
+
+// Validate reports every configuration problem at once.
+func (c *AuthConfig) Validate() error {
+	switch {
+	case c.Disabled && c.JWKS != "":
+		return errors.New("auth: -auth-disabled and -auth-jwks both given; give one")
+	case !c.Disabled && c.JWKS == "":
+		return errors.New("auth: no signing keys: set -auth-jwks (env GATEWAY_AUTH_JWKS) to a JWKS file or URL, " +
+			"with -auth-issuer and -auth-audience; or, for local development only, run with -auth-disabled (env GATEWAY_AUTH_DISABLED=true)")
+	}
+	return nil
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +151,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("shutdown timeout must not be negative"))
 	}
 	if err := c.Events.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -214,7 +265,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	m := metrics.New()
-	var interceptors []grpc.UnaryServerInterceptor
+	authz, err := g.newAuthorizer(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	// Authorization runs before the events: a denied call reaches no
+	// service and emits nothing, and an idempotent replay is only served to
+	// a caller who may make the call.
+	interceptors := []grpc.UnaryServerInterceptor{authz.Interceptor()}
 	if ev != nil {
 		g.closers = append(g.closers, ev.Close)
 		interceptors = append(interceptors, ev.Interceptor())
@@ -240,6 +298,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		RESTChannel:     cfg.RESTChannel,
+		TrustedProxies:  cfg.TrustedProxies,
+		Limits:          cfg.Limits,
 	})
 	if err != nil {
 		return nil, err
@@ -247,6 +307,44 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.Server = srv
 	ok = true
 	return g, nil
+}
+
+// newAuthorizer builds the token verifier (unless auth is disabled), the
+// per-client rate limiter (when a rate is set) and the authorizer.
+func (g *Gateway) newAuthorizer(ctx context.Context, cfg Config, log *slog.Logger) (*auth.Authorizer, error) {
+	acfg := auth.AuthorizerConfig{
+		Services:       Services(),
+		TrustedProxies: cfg.TrustedProxies,
+		Open:           []string{healthpb.Health_Check_FullMethodName},
+		Logger:         log,
+	}
+	if cfg.Auth.Disabled {
+		log.Warn("authentication is DISABLED (-auth-disabled): every caller may call every RPC; never run like this where the gateway is reachable by others")
+	} else {
+		v, err := auth.NewVerifier(ctx, auth.Config{
+			JWKS:            cfg.Auth.JWKS,
+			Issuer:          cfg.Auth.Issuer,
+			Audience:        cfg.Auth.Audience,
+			Leeway:          cfg.Auth.Leeway,
+			RefreshInterval: cfg.Auth.RefreshInterval,
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		g.closers = append(g.closers, v.Close)
+		acfg.Verifier = v
+		if cfg.Auth.Issuer == "" || len(cfg.Auth.Audience) == 0 {
+			log.Warn("auth: no -auth-issuer or -auth-audience: tokens of any issuer or audience signed by these keys are accepted")
+		}
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Rate: cfg.RateLimit, Burst: cfg.RateBurst})
+	if err != nil {
+		return nil, fmt.Errorf("rate limit: %w", err)
+	}
+	if lim != nil {
+		acfg.Limiter = lim
+	}
+	return auth.NewAuthorizer(acfg)
 }
 
 // Close releases what New acquired, in reverse order.

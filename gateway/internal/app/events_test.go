@@ -71,6 +71,8 @@ func eventsGateway(tb testing.TB, maxBytes int64) (http.Handler, *atomic.Int64) 
 	g, err := New(ctx, Config{
 		ServiceA: []string{up.URL},
 		ServiceB: []string{up.URL},
+		// These tests are about events; the edge checks have their own.
+		Auth: AuthConfig{Disabled: true},
 		Events: EventsConfig{
 			Brokers:        []string{"127.0.0.1:1"},
 			OutboxDir:      tb.TempDir(),

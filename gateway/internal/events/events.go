@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -281,7 +282,9 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	if e.store == nil {
 		return e.run(ctx, s, req, handler, md, key, &digest, nil)
 	}
-	ent, v := e.store.begin(s.method, key, &digest)
+	// The key is the caller's: one user's Idempotency-Key never replays
+	// another user's answer (which the service would have refused them).
+	ent, v := e.store.begin(s.method, callerKey(ctx, key), &digest)
 	switch v {
 	case verdictMismatch:
 		return nil, apierr.New(codes.InvalidArgument, "Idempotency-Key was already used for a different request")
@@ -456,4 +459,12 @@ func digestOf(req any) ([sha256.Size]byte, error) {
 		return [sha256.Size]byte{}, err
 	}
 	return sha256.Sum256(b), nil
+}
+
+// callerKey scopes an Idempotency-Key to the authenticated caller, if any.
+func callerKey(ctx context.Context, key string) string {
+	if c := reqinfo.CallerFrom(ctx); c != nil {
+		return strconv.FormatInt(c.UserID, 10) + " " + key
+	}
+	return key
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +29,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
 const (
@@ -347,6 +351,29 @@ func TestIdempotency(t *testing.T) {
 				t.Errorf("records: got %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestIdempotencyPerCaller: the same Idempotency-Key and request from
+// another authenticated user is not answered from the first user's entry.
+func TestIdempotencyPerCaller(t *testing.T) {
+	t.Parallel()
+	em := newEmitter(t, &fakeOutbox{}, nil)
+	h := &fakeHandler{resp: &stockv1.SetStockLevelResponse{Item: &stockv1.StockItem{ProductId: 7, Quantity: 5}}}
+	for i, user := range []int64{1, 2, 1} {
+		hs := &headerStream{}
+		ctx := grpc.NewContextWithServerTransportStream(context.Background(), hs)
+		ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("idempotency-key", "shared"))
+		ctx = reqinfo.WithCaller(ctx, &reqinfo.Caller{UserID: user})
+		if _, err := em.Interceptor()(ctx, setLevelReq(5), &grpc.UnaryServerInfo{FullMethod: setStockLevel}, h.handle); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if got, want := hs.get("idempotency-replayed") == "true", i == 2; got != want {
+			t.Errorf("call %d by user %d: replayed %v, want %v", i, user, got, want)
+		}
+	}
+	if got, want := h.count(), 2; got != want {
+		t.Errorf("handler calls: got %d, want %d (one per user)", got, want)
 	}
 }
 

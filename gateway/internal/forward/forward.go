@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,16 @@ var passHeaders = []struct{ md, http string }{
 	// a retry after a gateway restart is still applied once.
 	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
+
+// Identity headers sent to the services on every call of an authenticated
+// caller. The services trust them, so they must only be reachable from the
+// gateway.
+const (
+	// UserIDHeader is the caller's user id, a decimal int64.
+	UserIDHeader = "X-User-Id"
+	// ScopesHeader is the caller's scopes, space-separated.
+	ScopesHeader = "X-Auth-Scopes"
+)
 
 var (
 	marshalOpts   = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
@@ -362,6 +373,14 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 	}
 	if err != nil {
 		return nil, apierr.Errorf(codes.InvalidArgument, "encoding the request: %v", err)
+	}
+	// The caller's identity comes only from the authorizer, never from the
+	// client's metadata: client-sent X-User-Id and X-Auth-Scopes are not
+	// among the passed headers.
+	if c := reqinfo.CallerFrom(ctx); c != nil {
+		ureq.Header = make(http.Header, len(passHeaders)+2)
+		ureq.Header[UserIDHeader] = []string{strconv.FormatInt(c.UserID, 10)}
+		ureq.Header[ScopesHeader] = []string{c.Scopes}
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, h := range passHeaders {

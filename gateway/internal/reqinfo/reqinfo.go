@@ -24,6 +24,17 @@ const (
 	// ReplayedKey is "true" on a response answered from the idempotency
 	// store.
 	ReplayedKey = "idempotency-replayed"
+	// AuthorizationKey carries the caller's "Bearer <token>".
+	AuthorizationKey = "authorization"
+	// ChallengeKey carries the RFC 6750 challenge of a 401 or 403
+	// (WWW-Authenticate).
+	ChallengeKey = "www-authenticate"
+	// RetryAfterKey carries the seconds to wait after a 429 (Retry-After).
+	RetryAfterKey = "retry-after"
+	// RateLimitPolicyKey and RateLimitKey carry the IETF RateLimit fields
+	// of a 429.
+	RateLimitPolicyKey = "ratelimit-policy"
+	RateLimitKey       = "ratelimit"
 	// CartSourceKey is "fallback" on a response served by a fallback route
 	// (X-Cart-Source through the REST mux).
 	CartSourceKey = "x-cart-source"
@@ -66,6 +77,10 @@ type Info struct {
 	Fallback bool
 	// Event is the id of the event emitted for the request, if any.
 	Event string
+	// ClientIP is the client's address as the REST edge resolved it (the
+	// peer, or X-Forwarded-For through a trusted proxy); empty for a direct
+	// gRPC call, whose peer is in the context.
+	ClientIP string
 }
 
 type ctxKey struct{}
@@ -79,4 +94,27 @@ func NewContext(ctx context.Context, info *Info) context.Context {
 func FromContext(ctx context.Context) *Info {
 	info, _ := ctx.Value(ctxKey{}).(*Info)
 	return info
+}
+
+// Caller is the authenticated caller of a request, passed to the services
+// as X-User-Id and X-Auth-Scopes.
+type Caller struct {
+	// UserID is the caller's user id (the token's subject).
+	UserID int64
+	// Scopes are the caller's scopes, space-separated.
+	Scopes string
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the authenticated caller.
+func WithCaller(ctx context.Context, c *Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the authenticated caller in ctx, or nil for an
+// anonymous call.
+func CallerFrom(ctx context.Context) *Caller {
+	c, _ := ctx.Value(callerKey{}).(*Caller)
+	return c
 }

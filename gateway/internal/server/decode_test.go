@@ -33,7 +33,7 @@ func TestRESTStrictBody(t *testing.T) {
 		{"malformed", "POST", "/cart/add", `{"user_id":`, nil, 400, "malformed JSON"},
 		{"unknown field", "POST", "/cart/add", `{"user_id":1,"product_id":2,"quantity":3,"x":1}`, nil, 400, `unknown field "x"`},
 		{"wrong type", "POST", "/cart/add", `{"user_id":1,"product_id":2,"quantity":"many"}`, nil, 400, "quantity"},
-		{"too large", "POST", "/cart/add", `{"user_id":1,"product_id":2,"quantity":3` + strings.Repeat(" ", 2000) + `}`, nil, 400, "larger than 1024 bytes"},
+		{"too large", "POST", "/cart/add", `{"user_id":1,"product_id":2,"quantity":3` + strings.Repeat(" ", 2000) + `}`, nil, 413, "larger than 1024 bytes"},
 		{"path not a number", "GET", "/stock/abc", "", nil, 400, "product_id: is not a valid integer"},
 		{"path out of range", "GET", "/stock/9223372036854775808", "", nil, 400, "product_id: is not a valid integer in range"},
 		{"query not a number", "GET", "/cart?user_id=x", "", nil, 400, "user_id: is not a valid integer"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"slices"
 	"sort"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
@@ -48,11 +50,15 @@ var incomingHeaders = map[string]bool{
 // Response metadata written back as plain HTTP headers. Other metadata is
 // not exposed.
 var outgoingHeaders = map[string]string{
-	reqinfo.RequestIDKey:   "X-Request-Id",
-	reqinfo.TraceparentKey: "Traceparent",
-	reqinfo.TracestateKey:  "Tracestate",
-	reqinfo.CartSourceKey:  "X-Cart-Source",
-	reqinfo.ReplayedKey:    "Idempotency-Replayed",
+	reqinfo.RequestIDKey:       "X-Request-Id",
+	reqinfo.TraceparentKey:     "Traceparent",
+	reqinfo.TracestateKey:      "Tracestate",
+	reqinfo.CartSourceKey:      "X-Cart-Source",
+	reqinfo.ReplayedKey:        "Idempotency-Replayed",
+	reqinfo.ChallengeKey:       "WWW-Authenticate",
+	reqinfo.RetryAfterKey:      "Retry-After",
+	reqinfo.RateLimitPolicyKey: "RateLimit-Policy",
+	reqinfo.RateLimitKey:       "RateLimit",
 }
 
 // restRoute is one HTTP binding, for the Allow header of a 405.
@@ -85,7 +91,14 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 		}),
 		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
 		runtime.WithErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-			runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, restError(r, err, bodyFieldOf(ctx, r, bodyFields)))
+			// A body cut at the size limit is 413 with a google.rpc.Status,
+			// not the decode error grpc-gateway sees; a 401 carries only the
+			// gateway's RFC 6750 challenge (challengeWriter).
+			if limit, ok := bodyTooLarge(r); ok {
+				writeStatus(w, http.StatusRequestEntityTooLarge, tooLarge(limit))
+				return
+			}
+			runtime.DefaultHTTPErrorHandler(ctx, mux, m, &challengeWriter{ResponseWriter: w}, r, restError(r, err, bodyFieldOf(ctx, r, bodyFields)))
 		}),
 		runtime.WithDisableHTTPMethodOverride(),
 	)
@@ -96,6 +109,31 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 	}
 	return mux, nil
 }
+
+// challengeWriter keeps only the gateway's Bearer challenges in
+// WWW-Authenticate (grpc-gateway's error handler also puts the status
+// message there): it drops WWW-Authenticate values that are not Bearer
+// challenges when the status is written.
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		h := c.Header()
+		var keep []string
+		for _, v := range h.Values("WWW-Authenticate") {
+			if strings.HasPrefix(v, "Bearer") {
+				keep = append(keep, v)
+			}
+		}
+		if len(keep) == 0 {
+			keep = []string{`Bearer realm="shop"`}
+		}
+		h["Www-Authenticate"] = keep
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // restRoutes lists every HTTP binding of the services.
 func restRoutes(services []protoreflect.ServiceDescriptor) ([]restRoute, error) {
@@ -221,7 +259,7 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // With traced set, the request runs inside a server span (the tracing
 // handler wraps this one): the span's context becomes the traceparent passed
 // on, and the span is named after the route once it is known.
-func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool) http.Handler {
+func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool, trusted []netip.Prefix) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ids := reqinfo.Resolve(r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
@@ -244,7 +282,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		if ids.Tracestate != "" {
 			h.Set("Tracestate", ids.Tracestate)
 		}
-		ri := &reqinfo.Info{RequestID: ids.RequestID, Traceparent: ids.Traceparent}
+		ri := &reqinfo.Info{RequestID: ids.RequestID, Traceparent: ids.Traceparent, ClientIP: ratelimit.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)}
 		if span != nil {
 			defer nameSpan(span, r.Method, ri)
 		}
@@ -257,6 +295,11 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			r.Method = http.MethodGet
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		if maxBody > 0 && r.ContentLength > maxBody {
+			writeStatus(rec, http.StatusRequestEntityTooLarge, tooLarge(maxBody))
+			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
+			return
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				logPanic(r.Context(), al.log, r.URL.Path, p)
@@ -278,7 +321,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			}
 			body := r.Body
 			if maxBody > 0 {
-				body = http.MaxBytesReader(w, body, maxBody)
+				r, body = capBody(w, r, maxBody)
 			}
 			r.Body = &badBody{ReadCloser: body}
 		}

@@ -12,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,10 +25,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/shopgateway/shop/gateway/internal/connlimit"
 	"github.com/shopgateway/shop/gateway/internal/contract"
 )
 
@@ -82,9 +87,8 @@ type Config struct {
 	// ShutdownTimeout bounds the drain of HTTP and gRPC on shutdown.
 	// Default DefaultShutdownTimeout (15s).
 	ShutdownTimeout time.Duration
-	// MaxBodyBytes bounds a REST request body. Default DefaultMaxBodyBytes
-	// (1 MiB).
-	MaxBodyBytes int64
+	// Limits bound what a client may send and hold open.
+	Limits
 	// ReadyTimeout bounds the /readyz checks. Default DefaultReadyTimeout
 	// (2s).
 	ReadyTimeout time.Duration
@@ -103,6 +107,9 @@ type Config struct {
 	// interceptor chain the gRPC server runs. Default nil: the in-process
 	// channel, the fastest. Benchmarks set it to measure other designs.
 	RESTChannel RESTChannelFunc
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (for rate limiting). Empty trusts none.
+	TrustedProxies []netip.Prefix
 }
 
 // RESTChannelFunc makes a channel for the REST mux. descs are served with
@@ -124,11 +131,70 @@ type PathHandler interface {
 	Match(path string) bool
 }
 
+// Limits bound what clients may send and how long and how many connections
+// they may hold. The zero value is the defaults.
+type Limits struct {
+	// MaxBodyBytes bounds a REST request body (413 above it) and a gRPC
+	// request message (RESOURCE_EXHAUSTED). Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxHeaderBytes bounds a REST request's header (431 above it) and a
+	// gRPC request's header list. Default 64 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the reading of a REST request's header.
+	// Default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the reading of a whole REST request, body
+	// included: a slow body is cut off. Default 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a REST request from the end of its header to the
+	// end of the response; it must exceed the longest call deadline.
+	// Default 60s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive REST connection, or a gRPC connection
+	// without calls, idle this long. Default 120s.
+	IdleTimeout time.Duration
+	// MaxConns caps the open connections of each port; a connection over
+	// it gets a 503 (REST) or is closed (gRPC). Default: three quarters of
+	// the file-descriptor limit, at most 10000.
+	MaxConns int
+	// MaxConnsPerIP caps one client address's open connections on each
+	// port (429 on REST). Default MaxConns/4.
+	MaxConnsPerIP int
+	// GRPCMaxStreams caps the concurrent calls of one gRPC connection.
+	// Default 256.
+	GRPCMaxStreams uint32
+	// GRPCKeepaliveMinTime is the shortest keepalive ping interval a gRPC
+	// client may use; a client pinging more often is disconnected. Default
+	// 30s.
+	GRPCKeepaliveMinTime time.Duration
+	// CORSOrigins are the origins browsers may call the REST API from
+	// ("*" for any). Empty turns CORS off: no CORS headers are sent.
+	CORSOrigins []string
+}
+
+// Defaults of Limits, one place for flags, config and docs.
+const (
+	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultReadTimeout          = 30 * time.Second
+	DefaultWriteTimeout         = 60 * time.Second
+	DefaultIdleTimeout          = 120 * time.Second
+	DefaultGRPCMaxStreams       = 256
+	DefaultGRPCKeepaliveMinTime = 30 * time.Second
+)
+
 func (c *Config) setDefaults() {
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, DefaultHTTPAddr)
 	c.GRPCAddr = cmp.Or(c.GRPCAddr, DefaultGRPCAddr)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes)
+	c.MaxHeaderBytes = cmp.Or(c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	c.ReadHeaderTimeout = cmp.Or(c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.GRPCMaxStreams = cmp.Or(c.GRPCMaxStreams, DefaultGRPCMaxStreams)
+	c.GRPCKeepaliveMinTime = cmp.Or(c.GRPCKeepaliveMinTime, DefaultGRPCKeepaliveMinTime)
 	c.ReadyTimeout = cmp.Or(c.ReadyTimeout, DefaultReadyTimeout)
 }
 
@@ -144,8 +210,21 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		errs = append(errs, errors.New("no logger"))
 	}
-	if c.ShutdownTimeout < 0 || c.MaxBodyBytes < 0 || c.ReadyTimeout < 0 {
+	if c.ShutdownTimeout < 0 || c.MaxBodyBytes < 0 || c.ReadyTimeout < 0 || c.MaxHeaderBytes < 0 ||
+		c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.GRPCKeepaliveMinTime < 0 {
 		errs = append(errs, errors.New("negative duration or size"))
+	}
+	if c.MaxBodyBytes > math.MaxInt32 {
+		errs = append(errs, errors.New("max body bytes must fit a gRPC message size (2 GiB)"))
+	}
+	lim := connlimit.Config{Max: c.MaxConns, MaxPerIP: c.MaxConnsPerIP}
+	if err := lim.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range c.CORSOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			errs = append(errs, fmt.Errorf("CORS origin %q: want http(s)://host[:port] or *", o))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -185,7 +264,16 @@ func New(cfg Config) (*Server, error) {
 	}, cfg.Interceptors...)...)
 
 	s := &Server{cfg: cfg, health: health.NewServer()}
-	grpcOpts := []grpc.ServerOption{grpc.UnaryInterceptor(chain), grpc.ForceServerCodecV2(newStrictCodec()), grpc.NumStreamWorkers(streamWorkers())}
+	grpcOpts := []grpc.ServerOption{
+		grpc.UnaryInterceptor(chain),
+		grpc.ForceServerCodecV2(newStrictCodec()),
+		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+		grpc.MaxConcurrentStreams(cfg.GRPCMaxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.IdleTimeout}),
+	}
 	if traced {
 		grpcOpts = append(grpcOpts, grpc.StatsHandler(cfg.Tracing.GRPCServerHandler()))
 	}
@@ -211,7 +299,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced)
+	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced, cfg.TrustedProxies)
 	if traced {
 		api = cfg.Tracing.HTTPHandler(api)
 	}
@@ -237,6 +325,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		api.ServeHTTP(w, r)
 	})
+	if len(cfg.CORSOrigins) > 0 {
+		s.http = newCORS(cfg.CORSOrigins, routes).Handler(s.http)
+	}
 	return s, nil
 }
 
@@ -302,6 +393,37 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// capListeners puts the connection caps on both listeners. A REST
+// connection over a cap is answered with a google.rpc.Status: 429 over the
+// per-address cap, 503 over the overall one.
+func (s *Server) capListeners(hl, gl net.Listener) (net.Listener, net.Listener, error) {
+	onRefuse := func(port string) func(string, bool) {
+		return func(remote string, perIP bool) {
+			s.cfg.Logger.Warn("connection refused over the cap", slog.String("port", port), slog.String("remote", remote), slog.Bool("per_ip", perIP))
+		}
+	}
+	h, err := connlimit.Wrap(hl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, Refuse: refusal, OnRefuse: onRefuse("http")})
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := connlimit.Wrap(gl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, OnRefuse: onRefuse("grpc")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, g, nil
+}
+
+// refusal is the HTTP answer to a connection over a cap.
+func refusal(perIP bool) []byte {
+	status, text, code, msg := 503, "Service Unavailable", 14, "the gateway is at its connection limit; retry later"
+	if perIP {
+		status, text, code, msg = 429, "Too Many Requests", 8, "too many connections from this address; close some and retry"
+	}
+	body := fmt.Sprintf(`{"code":%d,"message":%q,"details":[]}`, code, msg)
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+		status, text, len(body), body)
+}
+
 // Serve listens on the configured addresses and serves until ctx is done,
 // then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context) error {
@@ -322,10 +444,18 @@ func (s *Server) Serve(ctx context.Context) error {
 // drains both within ShutdownTimeout: readiness turns 503 and gRPC health
 // NOT_SERVING first, in-flight requests finish, new ones are refused.
 func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error {
+	hl, gl, err := s.capListeners(hl, gl)
+	if err != nil {
+		return err
+	}
 	hs := &http.Server{
 		Handler:           s.http,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 2)
 	go func() {

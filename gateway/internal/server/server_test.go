@@ -90,7 +90,7 @@ func newTestServerWith(tb testing.TB, log *slog.Logger, maxBody int64) *testServ
 		Handler:      fakeHandler,
 		Interceptors: []grpc.UnaryServerInterceptor{counting},
 		Logger:       log,
-		MaxBodyBytes: maxBody,
+		Limits:       server.Limits{MaxBodyBytes: maxBody},
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -160,7 +160,7 @@ func TestRESTRoutingAndErrors(t *testing.T) {
 		{"wrong type", "POST", "/stock", `{"product_id":"abc"}`, 400, 3, ""},
 		{"unknown field", "POST", "/stock", `{"product_idd":1}`, 400, 3, ""},
 		{"bad path int", "GET", "/stock/abc", "", 400, 3, ""},
-		{"body too large", "POST", "/stock", `{"product_name":"` + strings.Repeat("x", 2000) + `"}`, 400, 3, ""},
+		{"body too large", "POST", "/stock", `{"product_name":"` + strings.Repeat("x", 2000) + `"}`, 413, 8, ""},
 		{"panic is internal", "GET", "/stock/666", "", 500, 13, ""},
 	}
 	for _, tc := range cases {

@@ -5,8 +5,8 @@
 // source: shop/annotations/v1/annotations.proto
 
 // Package shop.annotations.v1 holds the options of the shop API: the method
-// option that declares, next to each mutating RPC, which event it emits to
-// Kafka.
+// options that declare, next to each RPC, who may call it and which event a
+// successful call emits to Kafka.
 
 package annotationsv1
 
@@ -25,6 +25,69 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Access is the class of callers an RPC admits.
+type Access int32
+
+const (
+	// Not declared. The gateway refuses to serve an RPC without a policy.
+	Access_ACCESS_UNSPECIFIED Access = 0
+	// Anyone, with or without a token. A token that is sent must still be
+	// valid.
+	Access_ACCESS_PUBLIC Access = 1
+	// The user the call is about: a valid token whose subject is a user id.
+	// When owner_field is set, that request field is the owner: filled from
+	// the token's subject when absent, and a different value is refused
+	// unless the token holds one of scopes. Resources addressed by id (a cart
+	// item, an order) are checked by the service that owns them, which
+	// receives the caller's id and scopes.
+	Access_ACCESS_OWNER Access = 2
+	// A valid token holding at least one of scopes.
+	Access_ACCESS_SCOPED Access = 3
+)
+
+// Enum value maps for Access.
+var (
+	Access_name = map[int32]string{
+		0: "ACCESS_UNSPECIFIED",
+		1: "ACCESS_PUBLIC",
+		2: "ACCESS_OWNER",
+		3: "ACCESS_SCOPED",
+	}
+	Access_value = map[string]int32{
+		"ACCESS_UNSPECIFIED": 0,
+		"ACCESS_PUBLIC":      1,
+		"ACCESS_OWNER":       2,
+		"ACCESS_SCOPED":      3,
+	}
+)
+
+func (x Access) Enum() *Access {
+	p := new(Access)
+	*p = x
+	return p
+}
+
+func (x Access) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Access) Descriptor() protoreflect.EnumDescriptor {
+	return file_shop_annotations_v1_annotations_proto_enumTypes[0].Descriptor()
+}
+
+func (Access) Type() protoreflect.EnumType {
+	return &file_shop_annotations_v1_annotations_proto_enumTypes[0]
+}
+
+func (x Access) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Access.Descriptor instead.
+func (Access) EnumDescriptor() ([]byte, []int) {
+	return file_shop_annotations_v1_annotations_proto_rawDescGZIP(), []int{0}
+}
 
 // EventSpec declares the event that a successful call of an RPC emits.
 type EventSpec struct {
@@ -117,6 +180,73 @@ func (x *EventSpec) GetSplit() string {
 	return ""
 }
 
+// AuthPolicy declares who may call an RPC.
+type AuthPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class of callers admitted.
+	Access Access `protobuf:"varint,1,opt,name=access,proto3,enum=shop.annotations.v1.Access" json:"access,omitempty"`
+	// For ACCESS_OWNER: the name of the top-level int64 request field holding
+	// the owner's user id, for example "user_id". Empty when the request
+	// addresses the resource by its own id.
+	OwnerField string `protobuf:"bytes,2,opt,name=owner_field,json=ownerField,proto3" json:"owner_field,omitempty"`
+	// For ACCESS_SCOPED: the scopes of which the token must hold one. For
+	// ACCESS_OWNER: the scopes that may act for any user.
+	Scopes        []string `protobuf:"bytes,3,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthPolicy) Reset() {
+	*x = AuthPolicy{}
+	mi := &file_shop_annotations_v1_annotations_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthPolicy) ProtoMessage() {}
+
+func (x *AuthPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_annotations_v1_annotations_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthPolicy.ProtoReflect.Descriptor instead.
+func (*AuthPolicy) Descriptor() ([]byte, []int) {
+	return file_shop_annotations_v1_annotations_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuthPolicy) GetAccess() Access {
+	if x != nil {
+		return x.Access
+	}
+	return Access_ACCESS_UNSPECIFIED
+}
+
+func (x *AuthPolicy) GetOwnerField() string {
+	if x != nil {
+		return x.OwnerField
+	}
+	return ""
+}
+
+func (x *AuthPolicy) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 var file_shop_annotations_v1_annotations_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -124,6 +254,14 @@ var file_shop_annotations_v1_annotations_proto_extTypes = []protoimpl.ExtensionI
 		Field:         51001,
 		Name:          "shop.annotations.v1.emits",
 		Tag:           "bytes,51001,opt,name=emits",
+		Filename:      "shop/annotations/v1/annotations.proto",
+	},
+	{
+		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
+		ExtensionType: (*AuthPolicy)(nil),
+		Field:         51002,
+		Name:          "shop.annotations.v1.auth",
+		Tag:           "bytes,51002,opt,name=auth",
 		Filename:      "shop/annotations/v1/annotations.proto",
 	},
 }
@@ -135,6 +273,10 @@ var (
 	//
 	// optional shop.annotations.v1.EventSpec emits = 51001;
 	E_Emits = &file_shop_annotations_v1_annotations_proto_extTypes[0]
+	// Who may call the RPC. Every RPC the gateway serves must declare it.
+	//
+	// optional shop.annotations.v1.AuthPolicy auth = 51002;
+	E_Auth = &file_shop_annotations_v1_annotations_proto_extTypes[1]
 )
 
 var File_shop_annotations_v1_annotations_proto protoreflect.FileDescriptor
@@ -147,8 +289,20 @@ const file_shop_annotations_v1_annotations_proto_rawDesc = "" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
 	"\asubject\x18\x04 \x01(\tR\asubject\x12\x14\n" +
-	"\x05split\x18\x05 \x01(\tR\x05split:V\n" +
-	"\x05emits\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x1e.shop.annotations.v1.EventSpecR\x05emitsBCZAgithub.com/shopgateway/shop/gen/shop/annotations/v1;annotationsv1b\x06proto3"
+	"\x05split\x18\x05 \x01(\tR\x05split\"z\n" +
+	"\n" +
+	"AuthPolicy\x123\n" +
+	"\x06access\x18\x01 \x01(\x0e2\x1b.shop.annotations.v1.AccessR\x06access\x12\x1f\n" +
+	"\vowner_field\x18\x02 \x01(\tR\n" +
+	"ownerField\x12\x16\n" +
+	"\x06scopes\x18\x03 \x03(\tR\x06scopes*X\n" +
+	"\x06Access\x12\x16\n" +
+	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rACCESS_PUBLIC\x10\x01\x12\x10\n" +
+	"\fACCESS_OWNER\x10\x02\x12\x11\n" +
+	"\rACCESS_SCOPED\x10\x03:V\n" +
+	"\x05emits\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x1e.shop.annotations.v1.EventSpecR\x05emits:U\n" +
+	"\x04auth\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\v2\x1f.shop.annotations.v1.AuthPolicyR\x04authBCZAgithub.com/shopgateway/shop/gen/shop/annotations/v1;annotationsv1b\x06proto3"
 
 var (
 	file_shop_annotations_v1_annotations_proto_rawDescOnce sync.Once
@@ -162,19 +316,25 @@ func file_shop_annotations_v1_annotations_proto_rawDescGZIP() []byte {
 	return file_shop_annotations_v1_annotations_proto_rawDescData
 }
 
-var file_shop_annotations_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_shop_annotations_v1_annotations_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_shop_annotations_v1_annotations_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_shop_annotations_v1_annotations_proto_goTypes = []any{
-	(*EventSpec)(nil),                  // 0: shop.annotations.v1.EventSpec
-	(*descriptorpb.MethodOptions)(nil), // 1: google.protobuf.MethodOptions
+	(Access)(0),                        // 0: shop.annotations.v1.Access
+	(*EventSpec)(nil),                  // 1: shop.annotations.v1.EventSpec
+	(*AuthPolicy)(nil),                 // 2: shop.annotations.v1.AuthPolicy
+	(*descriptorpb.MethodOptions)(nil), // 3: google.protobuf.MethodOptions
 }
 var file_shop_annotations_v1_annotations_proto_depIdxs = []int32{
-	1, // 0: shop.annotations.v1.emits:extendee -> google.protobuf.MethodOptions
-	0, // 1: shop.annotations.v1.emits:type_name -> shop.annotations.v1.EventSpec
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	1, // [1:2] is the sub-list for extension type_name
-	0, // [0:1] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: shop.annotations.v1.AuthPolicy.access:type_name -> shop.annotations.v1.Access
+	3, // 1: shop.annotations.v1.emits:extendee -> google.protobuf.MethodOptions
+	3, // 2: shop.annotations.v1.auth:extendee -> google.protobuf.MethodOptions
+	1, // 3: shop.annotations.v1.emits:type_name -> shop.annotations.v1.EventSpec
+	2, // 4: shop.annotations.v1.auth:type_name -> shop.annotations.v1.AuthPolicy
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	3, // [3:5] is the sub-list for extension type_name
+	1, // [1:3] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_shop_annotations_v1_annotations_proto_init() }
@@ -187,13 +347,14 @@ func file_shop_annotations_v1_annotations_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_annotations_v1_annotations_proto_rawDesc), len(file_shop_annotations_v1_annotations_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   1,
-			NumExtensions: 1,
+			NumEnums:      1,
+			NumMessages:   2,
+			NumExtensions: 2,
 			NumServices:   0,
 		},
 		GoTypes:           file_shop_annotations_v1_annotations_proto_goTypes,
 		DependencyIndexes: file_shop_annotations_v1_annotations_proto_depIdxs,
+		EnumInfos:         file_shop_annotations_v1_annotations_proto_enumTypes,
 		MessageInfos:      file_shop_annotations_v1_annotations_proto_msgTypes,
 		ExtensionInfos:    file_shop_annotations_v1_annotations_proto_extTypes,
 	}.Build()

@@ -546,14 +546,18 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\x15RemoveCartItemRequest\x12 \n" +
 	"\aitem_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06itemId\"D\n" +
 	"\x16RemoveCartItemResponse\x12*\n" +
-	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item2\x97\x05\n" +
-	"\vCartService\x12\xba\x01\n" +
-	"\vAddCartItem\x12 .shop.cart.v1.AddCartItemRequest\x1a!.shop.cart.v1.AddCartItemResponse\"f\xca\xf3\x18H\n" +
-	"\x1cshop.events.v1.CartItemAdded\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\x82\xd3\xe4\x93\x02\x14:\x01*b\x04item\"\t/cart/add\x12\x95\x01\n" +
-	"\x0fGetFallbackCart\x12$.shop.cart.v1.GetFallbackCartRequest\x1a%.shop.cart.v1.GetFallbackCartResponse\"5\x82\xd3\xe4\x93\x02/:\x01*Z\x1a\x12\x18/cart/fallback/{user_id}\"\x0e/cart/fallback\x12h\n" +
-	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x1d.shop.cart.v1.GetCartResponse\" \x82\xd3\xe4\x93\x02\x1aZ\x11\x12\x0f/cart/{user_id}\x12\x05/cart\x12\xc8\x01\n" +
-	"\x0eRemoveCartItem\x12#.shop.cart.v1.RemoveCartItemRequest\x1a$.shop.cart.v1.RemoveCartItemResponse\"k\xca\xf3\x18J\n" +
-	"\x1eshop.events.v1.CartItemRemoved\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\x82\xd3\xe4\x93\x02\x17b\x04item*\x0f/cart/{item_id}B5Z3github.com/shopgateway/shop/gen/shop/cart/v1;cartv1b\x06proto3"
+	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item2\xfc\x05\n" +
+	"\vCartService\x12\xd6\x01\n" +
+	"\vAddCartItem\x12 .shop.cart.v1.AddCartItemRequest\x1a!.shop.cart.v1.AddCartItemResponse\"\x81\x01\xca\xf3\x18H\n" +
+	"\x1cshop.events.v1.CartItemAdded\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x14:\x01*b\x04item\"\t/cart/add\x12\xb0\x01\n" +
+	"\x0fGetFallbackCart\x12$.shop.cart.v1.GetFallbackCartRequest\x1a%.shop.cart.v1.GetFallbackCartResponse\"P\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02/:\x01*Z\x1a\x12\x18/cart/fallback/{user_id}\"\x0e/cart/fallback\x12\x83\x01\n" +
+	"\aGetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x1d.shop.cart.v1.GetCartResponse\";\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x1aZ\x11\x12\x0f/cart/{user_id}\x12\x05/cart\x12\xda\x01\n" +
+	"\x0eRemoveCartItem\x12#.shop.cart.v1.RemoveCartItemRequest\x1a$.shop.cart.v1.RemoveCartItemResponse\"}\xca\xf3\x18J\n" +
+	"\x1eshop.events.v1.CartItemRemoved\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\xd2\xf3\x18\x0e\b\x02\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x17b\x04item*\x0f/cart/{item_id}B5Z3github.com/shopgateway/shop/gen/shop/cart/v1;cartv1b\x06proto3"
 
 var (
 	file_shop_cart_v1_cart_proto_rawDescOnce sync.Once

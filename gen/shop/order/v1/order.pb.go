@@ -708,16 +708,20 @@ const file_shop_order_v1_order_proto_rawDesc = "" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12\x17\n" +
-	"\x13ORDER_STATUS_FAILED\x10\x032\xed\x04\n" +
-	"\fOrderService\x12a\n" +
+	"\x13ORDER_STATUS_FAILED\x10\x032\xd7\x05\n" +
+	"\fOrderService\x12|\n" +
 	"\n" +
-	"ListOrders\x12 .shop.order.v1.ListOrdersRequest\x1a!.shop.order.v1.ListOrdersResponse\"\x0e\x82\xd3\xe4\x93\x02\b\x12\x06/order\x12m\n" +
-	"\bGetOrder\x12\x1e.shop.order.v1.GetOrderRequest\x1a\x1f.shop.order.v1.GetOrderResponse\" \x82\xd3\xe4\x93\x02\x1ab\x05order\x12\x11/order/{order_id}\x12\xb5\x01\n" +
-	"\bPayOrder\x12\x1e.shop.order.v1.PayOrderRequest\x1a\x1f.shop.order.v1.PayOrderResponse\"h\xca\xf3\x18H\n" +
-	"\x18shop.events.v1.OrderPaid\x12\rshop.order.v1\x1a\rorder.user_id\"\x0eorder.order_id\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
-	"/order/pay\x12\xd2\x01\n" +
-	"\x11ProcessOrderStock\x12'.shop.order.v1.ProcessOrderStockRequest\x1a(.shop.order.v1.ProcessOrderStockResponse\"j\xca\xf3\x18G\n" +
-	"\x1dshop.events.v1.StockProcessed\x12\rshop.stock.v1\x1a\x10items.product_id*\x05items\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/order/process_stockB7Z5github.com/shopgateway/shop/gen/shop/order/v1;orderv1b\x06proto3"
+	"ListOrders\x12 .shop.order.v1.ListOrdersRequest\x1a!.shop.order.v1.ListOrdersResponse\")\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\b\x12\x06/order\x12\x7f\n" +
+	"\bGetOrder\x12\x1e.shop.order.v1.GetOrderRequest\x1a\x1f.shop.order.v1.GetOrderResponse\"2\xd2\xf3\x18\x0e\b\x02\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x1ab\x05order\x12\x11/order/{order_id}\x12\xd1\x01\n" +
+	"\bPayOrder\x12\x1e.shop.order.v1.PayOrderRequest\x1a\x1f.shop.order.v1.PayOrderResponse\"\x83\x01\xca\xf3\x18H\n" +
+	"\x18shop.events.v1.OrderPaid\x12\rshop.order.v1\x1a\rorder.user_id\"\x0eorder.order_id\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
+	"/order/pay\x12\xf3\x01\n" +
+	"\x11ProcessOrderStock\x12'.shop.order.v1.ProcessOrderStockRequest\x1a(.shop.order.v1.ProcessOrderStockResponse\"\x8a\x01\xca\xf3\x18G\n" +
+	"\x1dshop.events.v1.StockProcessed\x12\rshop.stock.v1\x1a\x10items.product_id*\x05items\xd2\xf3\x18\x1c\b\x03\x1a\fshop:service\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/order/process_stockB7Z5github.com/shopgateway/shop/gen/shop/order/v1;orderv1b\x06proto3"
 
 var (
 	file_shop_order_v1_order_proto_rawDescOnce sync.Once

@@ -737,18 +737,22 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
 	"\bquantity\x18\x02 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\x90\b\n" +
-	"\fStockService\x12^\n" +
-	"\tListStock\x12\x1f.shop.stock.v1.ListStockRequest\x1a .shop.stock.v1.ListStockResponse\"\x0e\x82\xd3\xe4\x93\x02\b\x12\x06/stock\x12n\n" +
-	"\bGetStock\x12\x1e.shop.stock.v1.GetStockRequest\x1a\x1f.shop.stock.v1.GetStockResponse\"!\x82\xd3\xe4\x93\x02\x1bb\x04item\x12\x13/stock/{product_id}\x12\xc2\x01\n" +
-	"\vCreateStock\x12!.shop.stock.v1.CreateStockRequest\x1a\".shop.stock.v1.CreateStockResponse\"l\xca\xf3\x18N\n" +
-	"\x1bshop.events.v1.StockCreated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\x82\xd3\xe4\x93\x02\x14:\x04itemb\x04item\"\x06/stock\x12\xcf\x01\n" +
-	"\vUpdateStock\x12!.shop.stock.v1.UpdateStockRequest\x1a\".shop.stock.v1.UpdateStockResponse\"y\xca\xf3\x18N\n" +
-	"\x1bshop.events.v1.StockUpdated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\x82\xd3\xe4\x93\x02!:\x04itemb\x04item\x1a\x13/stock/{product_id}\x12\xc9\x01\n" +
-	"\vDeleteStock\x12!.shop.stock.v1.DeleteStockRequest\x1a\".shop.stock.v1.DeleteStockResponse\"s\xca\xf3\x18N\n" +
-	"\x1bshop.events.v1.StockDeleted\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\x82\xd3\xe4\x93\x02\x1bb\x04item*\x13/stock/{product_id}\x12\xcc\x01\n" +
-	"\rSetStockLevel\x12#.shop.stock.v1.SetStockLevelRequest\x1a$.shop.stock.v1.SetStockLevelResponse\"p\xca\xf3\x18N\n" +
-	"\x1bshop.events.v1.StockUpdated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\x82\xd3\xe4\x93\x02\x18:\x01*b\x04item\"\r/stock/updateB7Z5github.com/shopgateway/shop/gen/shop/stock/v1;stockv1b\x06proto3"
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\xe7\b\n" +
+	"\fStockService\x12d\n" +
+	"\tListStock\x12\x1f.shop.stock.v1.ListStockRequest\x1a .shop.stock.v1.ListStockResponse\"\x14\xd2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\b\x12\x06/stock\x12t\n" +
+	"\bGetStock\x12\x1e.shop.stock.v1.GetStockRequest\x1a\x1f.shop.stock.v1.GetStockResponse\"'\xd2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x1bb\x04item\x12\x13/stock/{product_id}\x12\xd4\x01\n" +
+	"\vCreateStock\x12!.shop.stock.v1.CreateStockRequest\x1a\".shop.stock.v1.CreateStockResponse\"~\xca\xf3\x18N\n" +
+	"\x1bshop.events.v1.StockCreated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\xd2\xf3\x18\x0e\b\x03\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x14:\x04itemb\x04item\"\x06/stock\x12\xe2\x01\n" +
+	"\vUpdateStock\x12!.shop.stock.v1.UpdateStockRequest\x1a\".shop.stock.v1.UpdateStockResponse\"\x8b\x01\xca\xf3\x18N\n" +
+	"\x1bshop.events.v1.StockUpdated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\xd2\xf3\x18\x0e\b\x03\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02!:\x04itemb\x04item\x1a\x13/stock/{product_id}\x12\xdc\x01\n" +
+	"\vDeleteStock\x12!.shop.stock.v1.DeleteStockRequest\x1a\".shop.stock.v1.DeleteStockResponse\"\x85\x01\xca\xf3\x18N\n" +
+	"\x1bshop.events.v1.StockDeleted\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\xd2\xf3\x18\x0e\b\x03\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x1bb\x04item*\x13/stock/{product_id}\x12\xdf\x01\n" +
+	"\rSetStockLevel\x12#.shop.stock.v1.SetStockLevelRequest\x1a$.shop.stock.v1.SetStockLevelResponse\"\x82\x01\xca\xf3\x18N\n" +
+	"\x1bshop.events.v1.StockUpdated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\xd2\xf3\x18\x0e\b\x03\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x18:\x01*b\x04item\"\r/stock/updateB7Z5github.com/shopgateway/shop/gen/shop/stock/v1;stockv1b\x06proto3"
 
 var (
 	file_shop_stock_v1_stock_proto_rawDescOnce sync.Once

@@ -1,0 +1,137 @@
+package harness
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/shopgateway/shop/gateway/devkeys"
+)
+
+// The issuer and audience every harness gateway requires, and the scopes of
+// the shop's policy.
+const (
+	TokenIssuer   = "https://harness.shop.test/issuer"
+	TokenAudience = "shop-gateway-test"
+	ScopeAdmin    = "shop:admin"
+	ScopeService  = "shop:service"
+	// AdminUserID is the subject of the stack's default (admin) token.
+	AdminUserID = 1
+)
+
+var (
+	signerOnce sync.Once
+	signer     *devkeys.Signer
+	signerErr  error
+)
+
+// Signer returns the signing key of the harness's gateways, made once per
+// test process; its public key is in every stack's JWKS.
+func Signer(tb testing.TB) *devkeys.Signer {
+	tb.Helper()
+	signerOnce.Do(func() { signer, signerErr = devkeys.Generate("RS256", "harness-1") })
+	if signerErr != nil {
+		tb.Fatalf("harness: signing key: %v", signerErr)
+	}
+	return signer
+}
+
+// Claims returns good claims for user sub with scope (space-separated),
+// valid for six hours, with the harness's issuer and audience.
+func Claims(sub int64, scope string) devkeys.Claims {
+	now := time.Now()
+	return devkeys.Claims{
+		Subject: strconv.FormatInt(sub, 10), Scope: scope,
+		Issuer: TokenIssuer, Audience: TokenAudience,
+		IssuedAt: now, Expiry: now.Add(6 * time.Hour),
+	}
+}
+
+// Sign signs claims with the harness's key.
+func Sign(tb testing.TB, c devkeys.Claims) string {
+	tb.Helper()
+	tok, err := Signer(tb).Token(c)
+	if err != nil {
+		tb.Fatalf("harness: signing a token: %v", err)
+	}
+	return tok
+}
+
+// Token is a good token for user sub with scope.
+func (s *Stack) Token(tb testing.TB, sub int64, scope string) string {
+	tb.Helper()
+	return Sign(tb, Claims(sub, scope))
+}
+
+// AdminToken is the stack's default token (user AdminUserID, shop:admin):
+// Do and GRPCConn send it unless told otherwise.
+func (s *Stack) AdminToken(tb testing.TB) string {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminToken == "" {
+		s.adminToken = Sign(tb, Claims(AdminUserID, ScopeAdmin))
+	}
+	return s.adminToken
+}
+
+// JWKSPath is the stack's JWKS file, the gateway's -auth-jwks. The gateway
+// re-reads it when it changes: rewrite it (devkeys.WriteJWKS) to rotate keys.
+func (s *Stack) JWKSPath() string { return s.env.jwksPath() }
+
+func (e env) jwksPath() string { return filepath.Join(e.dir, "jwks.json") }
+
+// writeJWKS publishes the harness's key in the environment's JWKS file.
+func (e env) writeJWKS() {
+	e.tb.Helper()
+	if err := devkeys.WriteJWKS(e.jwksPath(), Signer(e.tb)); err != nil {
+		e.tb.Fatalf("harness: writing the JWKS: %v", err)
+	}
+}
+
+// authArgs are the gateway flags that make it verify the harness's tokens
+// (-auth-disabled when disabled), or none for a gateway that predates them.
+func (e env) authArgs(disabled bool) []string {
+	switch {
+	case !gatewayHasFlag(e.gatewayBin, "auth-jwks"):
+		return nil
+	case disabled:
+		return []string{"-auth-disabled"}
+	}
+	return []string{"-auth-jwks", e.jwksPath(), "-auth-issuer", TokenIssuer, "-auth-audience", TokenAudience}
+}
+
+// Bearer is the Authorization header value of a token.
+func Bearer(token string) string { return "Bearer " + token }
+
+type noTokenKey struct{}
+
+// NoToken marks a gRPC call's context so that GRPCConn sends no default
+// token (the call carries only the authorization metadata the test set).
+func NoToken(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noTokenKey{}, true)
+}
+
+// WithToken returns ctx carrying token as the call's authorization
+// metadata, in place of the default one.
+func WithToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", Bearer(token))
+}
+
+// defaultToken is the GRPCConn interceptor that adds the stack's admin
+// token to calls that carry no authorization of their own.
+func defaultToken(admin string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		if len(md.Get("authorization")) == 0 && ctx.Value(noTokenKey{}) == nil {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", Bearer(admin))
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
