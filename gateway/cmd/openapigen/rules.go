@@ -152,6 +152,9 @@ func (r rules) apply(s *openapi3.Schema) {
 	if r.pattern != "" {
 		s.Pattern = r.pattern
 	}
+	if p := int64StringPattern(s, r); p != "" && s.Pattern == "" {
+		s.Pattern = p
+	}
 	if r.minItems != nil {
 		s.MinItems = *r.minItems
 	}
@@ -165,4 +168,18 @@ func (r rules) apply(s *openapi3.Schema) {
 func exclusive() openapi3.ExclusiveBound {
 	t := true
 	return openapi3.ExclusiveBound{Bool: &t}
+}
+
+// int64StringPattern returns the pattern that states a lower bound of 0 on
+// an int64 written as a JSON string (the proto3 JSON mapping), where
+// minimum does not apply: digits only for ">= 0", and at least one digit
+// other than 0 for "> 0". It returns "" for any other field or bound.
+func int64StringPattern(s *openapi3.Schema, r rules) string {
+	if !s.Type.Is(openapi3.TypeString) || (s.Format != "int64" && s.Format != "uint64") || r.min == nil || *r.min != 0 {
+		return ""
+	}
+	if r.exclMin {
+		return "^[0-9]*[1-9][0-9]*$"
+	}
+	return "^[0-9]+$"
 }

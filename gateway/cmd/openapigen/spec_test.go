@@ -215,3 +215,43 @@ func TestBuildRefusesADocumentThatDiffersFromTheRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestInt64Bounds checks that a lower bound of 0 on an int64 field, which
+// the document writes as a string, is stated as a pattern (minimum applies
+// to numbers only): "0" and "" are out of "> 0", "-1" out of ">= 0".
+func TestInt64Bounds(t *testing.T) {
+	t.Parallel()
+	doc := build(t, swagger(t))
+	var productID *openapi3.Schema
+	for _, p := range doc.Paths.Value("/stock/{product_id}").Get.Parameters {
+		if p.Value != nil && p.Value.Name == "product_id" {
+			productID = p.Value.Schema.Value
+		}
+	}
+	price := doc.Components.Schemas["StockItem"].Value.Properties["price_cents"].Value
+	for _, tc := range []struct {
+		name   string
+		schema *openapi3.Schema
+		value  string
+		want   bool
+	}{
+		{"id 1", productID, "1", true},
+		{"id 10", productID, "10", true},
+		{"id 0", productID, "0", false},
+		{"id empty", productID, "", false},
+		{"id negative", productID, "-1", false},
+		{"price 0", price, "0", true},
+		{"price negative", price, "-1", false},
+		{"price empty", price, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.schema == nil {
+				t.Fatal("no schema")
+			}
+			err := tc.schema.VisitJSON(tc.value)
+			if got := err == nil; got != tc.want {
+				t.Errorf("%q valid = %v (%v), want %v", tc.value, got, err, tc.want)
+			}
+		})
+	}
+}
