@@ -258,7 +258,27 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 				Schema:      openapi3.NewStringSchema().WithEnum("fallback").NewRef()}}}
 		}
 	}
-	codes := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden}
+	codes := []int{http.StatusBadRequest, http.StatusUnauthorized}
+	switch policy := authPolicy(md); policy.GetAccess() {
+	case annotationsv1.Access_ACCESS_PUBLIC:
+		// No token needed; a token that is sent must still be valid (401).
+		op.Security = &openapi3.SecurityRequirements{{}, {bearerScheme: []string{}}}
+	case annotationsv1.Access_ACCESS_SCOPED:
+		op.Description = joinText(op.Description, "Requires a token with scope "+strings.Join(policy.GetScopes(), " or ")+".")
+		codes = append(codes, http.StatusForbidden)
+	case annotationsv1.Access_ACCESS_OWNER:
+		text := "Only for the caller's own data"
+		if f := policy.GetOwnerField(); f != "" {
+			text += "; `" + f + "` is taken from the token's subject when absent"
+		}
+		if sc := policy.GetScopes(); len(sc) > 0 {
+			text += "; a token with scope " + strings.Join(sc, " or ") + " may act for any user"
+		}
+		op.Description = joinText(op.Description, text+".")
+		codes = append(codes, http.StatusForbidden)
+	default:
+		codes = append(codes, http.StatusForbidden)
+	}
 	if strings.Contains(b.Template, "{") || md.Input().Fields().ByName("product_id") != nil ||
 		md.Input().Fields().ByName("items") != nil {
 		codes = append(codes, http.StatusNotFound)
@@ -272,6 +292,24 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 		op.Responses.Set(strconv.Itoa(c), &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[c].name})
 	}
 	op.Responses.Set("default", &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponse})
+}
+
+// authPolicy returns the (shop.annotations.v1.auth) policy of md, or nil.
+func authPolicy(md protoreflect.MethodDescriptor) *annotationsv1.AuthPolicy {
+	opts, ok := md.Options().(*descriptorpb.MethodOptions)
+	if !ok || opts == nil || !proto.HasExtension(opts, annotationsv1.E_Auth) {
+		return nil
+	}
+	p, _ := proto.GetExtension(opts, annotationsv1.E_Auth).(*annotationsv1.AuthPolicy)
+	return p
+}
+
+// joinText appends a sentence to an operation's description.
+func joinText(desc, sentence string) string {
+	if desc == "" {
+		return sentence
+	}
+	return desc + "\n\n" + sentence
 }
 
 // emits reports whether md declares an event, which makes it a mutation

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
 )
 
 func swagger(tb testing.TB) []byte {
@@ -112,7 +114,11 @@ func TestEveryBindingIsAnOperation(t *testing.T) {
 					if got, want := headers["Idempotency-Key"], emits(md); got != want {
 						t.Errorf("Idempotency-Key parameter: %v, want %v (the RPC emits an event: %v)", got, want, want)
 					}
-					for _, code := range []int{400, 401, 403, 503, 504} {
+					codes := []int{400, 401, 503, 504}
+					if authPolicy(md).GetAccess() != annotationsv1.Access_ACCESS_PUBLIC {
+						codes = append(codes, 403)
+					}
+					for _, code := range codes {
 						r := op.Responses.Status(code)
 						if r == nil || r.Value == nil || r.Value.Content.Get("application/json").Schema.Ref != "#/components/schemas/Status" {
 							t.Errorf("response %d is not a Status", code)
@@ -251,6 +257,41 @@ func TestInt64Bounds(t *testing.T) {
 			err := tc.schema.VisitJSON(tc.value)
 			if got := err == nil; got != tc.want {
 				t.Errorf("%q valid = %v (%v), want %v", tc.value, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// Each operation states who may call it, from the RPC's policy option: the
+// public reads need no token (an empty requirement is an alternative) and
+// cannot be 403, the others need the bearer token and can be.
+func TestOperationSecurityFollowsThePolicy(t *testing.T) {
+	t.Parallel()
+	doc := build(t, swagger(t))
+	cases := []struct {
+		method, path string
+		public       bool
+	}{
+		{http.MethodGet, "/stock", true},
+		{http.MethodGet, "/stock/{product_id}", true},
+		{http.MethodPost, "/stock", false},
+		{http.MethodPost, "/cart/add", false},
+		{http.MethodPost, "/order/process_stock", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			t.Parallel()
+			item := doc.Paths.Value(tc.path)
+			if item == nil || item.GetOperation(tc.method) == nil {
+				t.Fatalf("no operation %s %s", tc.method, tc.path)
+			}
+			op := item.GetOperation(tc.method)
+			gotPublic := op.Security != nil && slices.ContainsFunc(*op.Security, func(r openapi3.SecurityRequirement) bool { return len(r) == 0 })
+			if got, want := gotPublic, tc.public; got != want {
+				t.Errorf("token optional = %v, want %v (security %v)", got, want, op.Security)
+			}
+			if got, want := op.Responses.Status(http.StatusForbidden) != nil, !tc.public; got != want {
+				t.Errorf("has a 403 response = %v, want %v", got, want)
 			}
 		})
 	}
