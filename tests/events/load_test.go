@@ -113,12 +113,19 @@ func (l *load) run(n, clients int) {
 	wg.Wait()
 }
 
+// mutationDeadline bounds each mutation of the load, over both protocols.
+const mutationDeadline = 20 * time.Second
+
 // one sends mutation i: quantity i on product i mod len(products).
 func (l *load) one(i int) {
 	id := fmt.Sprintf("%s-%d", l.prefix, i)
 	product := l.products[i%len(l.products)]
 	quantity := int32(i % 100_000)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// One deadline for both protocols: a gRPC call carries it, and a REST
+	// call states it in Grpc-Timeout (the gateway's default upstream bound
+	// is shorter, and a loaded 2-core runner can exceed it without Kafka
+	// having anything to do with it).
+	ctx, cancel := context.WithTimeout(context.Background(), mutationDeadline)
 	defer cancel()
 	var outcome string
 	if i%2 == 0 {
@@ -130,6 +137,7 @@ func (l *load) one(i int) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, l.s.RESTURL()+"/stock/update", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Request-Id", id)
+		req.Header.Set("Grpc-Timeout", strconv.Itoa(int(mutationDeadline/time.Second))+"S")
 		req.Header.Set("Authorization", harness.Bearer(l.token))
 		resp, err := httpClient.Do(req)
 		if err != nil {
