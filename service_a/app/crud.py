@@ -105,7 +105,9 @@ _ADD_LINE = (
 
 async def read_stock(session: AsyncSession, product_id: int) -> StockPublic:
     """The stock item as the API shows it; NOT_FOUND when it does not exist."""
-    row = (await session.execute(_READ_STOCK, {"product_id": product_id})).first()
+    # On the session's connection, not session.execute: a Core statement
+    # needs none of the ORM's execution layer (compile state, loading).
+    row = (await (await session.connection()).execute(_READ_STOCK, {"product_id": product_id})).first()
     if row is None:
         raise errors.not_found(f"product {product_id} not found", errors.REASON_UNKNOWN_PRODUCT)
     return StockPublic.model_validate(row._asdict())

@@ -75,6 +75,10 @@ def normalize_database_url(url: str) -> str:
 READ_POOL_SIZE = 4
 """Connections of an SQLite database's read pool (see :func:`open_readers`)."""
 
+PG_POOL_SIZE = 30
+"""Connections of a process's PostgreSQL pool, opened on demand and kept
+(see :func:`make_engine`)."""
+
 
 def _sqlite_connect_events(engine: AsyncEngine, *, begin: str | None, query_only: bool) -> None:
     """WAL and synchronous=NORMAL on every connection; with begin, the
@@ -109,11 +113,16 @@ def make_engine(url: str) -> AsyncEngine:
     (other worker processes) wait up to 30 s for it. Reads that need no
     transaction go to the read pool (:func:`open_readers`).
 
-    PostgreSQL gets a pool of 10 (+20 overflow) without a test query per
-    checkout: a connection that died with a restarted server fails the one
-    request using it (503 UNAVAILABLE, see :mod:`shopkit.errors`), and
-    SQLAlchemy then drops every pooled connection so the next requests
-    reconnect."""
+    PostgreSQL gets a pool of up to PG_POOL_SIZE (30) connections, opened
+    when needed and then kept: no overflow connections, because SQLAlchemy
+    closes an overflow connection when it is returned while the pool is full,
+    so a process with more requests in flight than its pool size opened and
+    closed a connection per request (a server backend forked, TLS tried,
+    authentication, every statement prepared again). A request beyond the
+    30th waits for a connection, up to 10 s. No test query per checkout: a
+    connection that died with a restarted server fails the one request using
+    it (503 UNAVAILABLE, see :mod:`shopkit.errors`), and SQLAlchemy then
+    drops every pooled connection so the next requests reconnect."""
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url,
@@ -124,7 +133,7 @@ def make_engine(url: str) -> AsyncEngine:
         )
         _sqlite_connect_events(engine, begin="BEGIN IMMEDIATE", query_only=False)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_timeout=10)
+    return create_async_engine(url, pool_size=PG_POOL_SIZE, max_overflow=0, pool_timeout=10)
 
 
 async def open_readers(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSession], Callable[[], Awaitable[None]]]:
