@@ -18,7 +18,6 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -180,7 +179,7 @@ func Interceptor() grpc.UnaryServerInterceptor {
 		if m, ok := req.(proto.Message); ok {
 			vs, err := Validate(m)
 			if err != nil {
-				return nil, status.Error(codes.Internal, "request rules could not be evaluated")
+				return nil, apierr.New(codes.Internal, "request rules could not be evaluated").WithCause(err)
 			}
 			if len(vs) > 0 {
 				return nil, apierr.InvalidArgument(vs...)
