@@ -1,8 +1,11 @@
-// Package apierr shapes the errors the gateway answers with: messages
-// bounded in size (a gRPC client cannot receive a status of several
-// hundred kilobytes, and a REST client should not have to), and
-// INVALID_ARGUMENT statuses built from field violations, so that every
-// bad-input error names the field and says what is wrong with it.
+// Package apierr shapes the errors the gateway answers with. Every package
+// returns one error type, Error (code, message, field violations, reason,
+// retry delay, cause), and only this package turns it into a gRPC status:
+// Finish at the exit of every RPC, Status for the REST answers given
+// without one. Messages are bounded in size (a gRPC client cannot receive
+// a status of several hundred kilobytes, and a REST client should not have
+// to), and INVALID_ARGUMENT errors carry their field violations, so that
+// every bad-input error names the field and says what is wrong with it.
 package apierr
 
 import (

@@ -7,8 +7,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 )
 
 // inprocChannel is a grpc.ClientConnInterface that dispatches unary calls to
@@ -28,12 +29,12 @@ var _ grpc.ClientConnInterface = (*inprocChannel)(nil)
 // Invoke runs one unary RPC in process.
 func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, reply any, opts ...grpc.CallOption) error {
 	if _, ok := c.methods[fullMethod]; !ok {
-		return status.Errorf(codes.Unimplemented, "method %s not implemented", fullMethod)
+		return apierr.Errorf(codes.Unimplemented, "method %s not implemented", fullMethod)
 	}
 	req, ok1 := args.(proto.Message)
 	resp, ok2 := reply.(proto.Message)
 	if !ok1 || !ok2 {
-		return status.Error(codes.Internal, "in-process call with non-proto messages")
+		return apierr.New(codes.Internal, "in-process call with non-proto messages")
 	}
 	stream := &inprocStream{method: fullMethod}
 	sctx := grpc.NewContextWithServerTransportStream(ctx, stream)
@@ -67,7 +68,7 @@ func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, rep
 
 // NewStream is not supported: the API has no streaming methods.
 func (c *inprocChannel) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Error(codes.Unimplemented, "streaming is not supported in process")
+	return nil, apierr.New(codes.Unimplemented, "streaming is not supported in process")
 }
 
 // inprocStream collects the header and trailer metadata a handler sets with

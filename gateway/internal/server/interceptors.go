@@ -36,6 +36,10 @@ func chainUnary(ics ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor 
 	}
 }
 
+// errInternal is the answer to a panic, over gRPC and REST alike: the
+// client learns nothing of it beyond INTERNAL.
+var errInternal = apierr.New(codes.Internal, "internal error")
+
 // recoveryInterceptor is the outermost interceptor: it turns a panic in a
 // handler into INTERNAL (logged with its stack; the client sees no stack
 // trace) and finishes every error status it passes on (apierr.Finish:
@@ -46,7 +50,7 @@ func recoveryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		defer func() {
 			if p := recover(); p != nil {
 				logPanic(ctx, log, info.FullMethod, p)
-				resp, err = nil, status.Error(codes.Internal, "internal error")
+				resp, err = nil, errInternal
 			}
 			err = apierr.Finish(err)
 		}()

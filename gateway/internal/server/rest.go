@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"net/textproto"
@@ -15,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -162,7 +160,7 @@ func routingErrorHandler(routes []restRoute) runtime.RoutingErrorHandlerFunc {
 		case http.StatusMethodNotAllowed, http.StatusNotFound:
 			allowed := allowedMethods(routes, r.URL.Path)
 			if len(allowed) == 0 {
-				writeStatus(w, http.StatusNotFound, status.Newf(codes.NotFound, "no route for %q", r.URL.Path))
+				writeError(w, http.StatusNotFound, apierr.Errorf(codes.NotFound, "no route for %q", r.URL.Path))
 				return
 			}
 			writeMethodNotAllowed(w, r.Method, r.URL.Path, allowed)
@@ -208,14 +206,16 @@ func literalRoutes(routes []restRoute) map[string][]string {
 func writeMethodNotAllowed(w http.ResponseWriter, method, path string, allowed []string) {
 	list := strings.Join(allowed, ", ")
 	w.Header().Set("Allow", list)
-	writeStatus(w, http.StatusMethodNotAllowed,
-		status.Newf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", method, path, list))
+	writeError(w, http.StatusMethodNotAllowed,
+		apierr.Errorf(codes.Unimplemented, "method %s is not allowed for %q; allowed: %s", method, path, list))
 }
 
-// writeStatus writes st as google.rpc.Status JSON with the given HTTP status.
-func writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
-	body, err := jsonMarshaler.Marshal(st.Proto())
-	if err != nil {
+// writeError is the REST error writer for the errors answered without an
+// RPC: it writes err, shaped by apierr.Status as RPC errors are, as
+// google.rpc.Status JSON with the given HTTP status.
+func writeError(w http.ResponseWriter, httpStatus int, err error) {
+	body, merr := jsonMarshaler.Marshal(apierr.Status(err).Proto())
+	if merr != nil {
 		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
 		httpStatus = http.StatusInternalServerError
 	}
@@ -304,7 +304,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			if p := recover(); p != nil {
 				logPanic(r.Context(), al.log, r.URL.Path, p)
 				if rec.status == 0 {
-					writeStatus(rec, http.StatusInternalServerError, status.New(codes.Internal, "internal error"))
+					writeError(rec, http.StatusInternalServerError, errInternal)
 				}
 			}
 			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
@@ -315,8 +315,8 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		}
 		if r.Body != nil && r.Body != http.NoBody {
 			if r.ContentLength != 0 && !contentTypeOK(r.Header.Get("Content-Type")) {
-				writeStatus(rec, http.StatusUnsupportedMediaType, status.New(codes.InvalidArgument,
-					apierr.BoundMessage(fmt.Sprintf("Content-Type %.64q is not supported: send the body as application/json", r.Header.Get("Content-Type")))))
+				writeError(rec, http.StatusUnsupportedMediaType, apierr.Errorf(codes.InvalidArgument,
+					"Content-Type %.64q is not supported: send the body as application/json", r.Header.Get("Content-Type")))
 				return
 			}
 			body := r.Body
