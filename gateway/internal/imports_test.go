@@ -48,7 +48,7 @@ var allowed = map[string][]string{
 	"gateway/internal/forward":     {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/upstream"},
 	"gateway/internal/events":      {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
-	"gateway/internal/auth":        {"gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},

@@ -11,18 +11,16 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
@@ -109,7 +107,7 @@ func (a *Authorizer) intercept(ctx context.Context, req any, info *grpc.UnarySer
 		if a.open[info.FullMethod] {
 			return handler(ctx, req)
 		}
-		return nil, status.Errorf(codes.PermissionDenied, "no access policy for %s", info.FullMethod)
+		return nil, apierr.Errorf(codes.PermissionDenied, "no access policy for %s", info.FullMethod)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var (
@@ -154,7 +152,7 @@ func (a *Authorizer) intercept(ctx context.Context, req any, info *grpc.UnarySer
 			a.cfg.Logger.DebugContext(ctx, "auth: denied", slog.String("rpc", info.FullMethod), slog.Int64("user_id", id.UserID), slog.String("reason", "scope"))
 			_ = grpc.SetHeader(ctx, metadata.Pairs(ChallengeKey,
 				fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, realm, strings.Join(r.scopes, " "))))
-			return nil, status.Errorf(codes.PermissionDenied, "this call needs one of the scopes: %s", strings.Join(r.scopes, ", "))
+			return nil, apierr.Errorf(codes.PermissionDenied, "this call needs one of the scopes: %s", strings.Join(r.scopes, ", "))
 		}
 	}
 	if id != nil {
@@ -181,7 +179,7 @@ func (a *Authorizer) verify(ctx context.Context, md metadata.MD) (*Identity, err
 func (a *Authorizer) own(ctx context.Context, r *rule, id *Identity, req any) error {
 	msg, ok := req.(proto.Message)
 	if !ok {
-		return status.Error(codes.Internal, "request is not a proto message")
+		return apierr.New(codes.Internal, "request is not a proto message")
 	}
 	m := msg.ProtoReflect()
 	owner := m.Get(r.owner).Int()
@@ -190,7 +188,7 @@ func (a *Authorizer) own(ctx context.Context, r *rule, id *Identity, req any) er
 		m.Set(r.owner, protoreflect.ValueOfInt64(id.UserID))
 	case owner != id.UserID && !id.HasAnyScope(r.scopes):
 		a.cfg.Logger.DebugContext(ctx, "auth: denied", slog.Int64("user_id", id.UserID), slog.Int64("owner", owner), slog.String("reason", "owner"))
-		return status.Errorf(codes.PermissionDenied, "%s %d is not the caller's", r.owner.Name(), owner)
+		return apierr.Errorf(codes.PermissionDenied, "%s %d is not the caller's", r.owner.Name(), owner)
 	}
 	return nil
 }
@@ -202,7 +200,7 @@ func (a *Authorizer) unauthenticated(ctx context.Context, method, msg string, to
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(ChallengeKey, challenge))
 	a.cfg.Logger.DebugContext(ctx, "auth: unauthenticated", slog.String("rpc", method), slog.String("reason", msg))
-	return status.Error(codes.Unauthenticated, msg)
+	return apierr.New(codes.Unauthenticated, msg)
 }
 
 // challengeText keeps what RFC 6750 allows in error_description.
@@ -237,10 +235,6 @@ func rateLimited(ctx context.Context, d ratelimit.Decision) error {
 		RateLimitPolicyKey, fmt.Sprintf(`"client";q=%d;w=%d`, d.Limit, d.Window),
 		RateLimitKey, fmt.Sprintf(`"client";r=0;t=%d`, secs),
 	))
-	st, err := status.New(codes.ResourceExhausted, "rate limit exceeded; retry later").
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(secs) * time.Second)})
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, "rate limit exceeded; retry later")
-	}
-	return st.Err()
+	return apierr.New(codes.ResourceExhausted, "rate limit exceeded; retry later").
+		WithRetryDelay(time.Duration(secs) * time.Second)
 }

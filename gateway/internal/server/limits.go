@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -11,7 +10,8 @@ import (
 
 	"github.com/rs/cors"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 )
 
 // corsHeaders are the request headers a browser may send cross-origin.
@@ -58,8 +58,8 @@ func capBody(w http.ResponseWriter, r *http.Request, max int64) (*http.Request, 
 	return r, &markingBody{ReadCloser: http.MaxBytesReader(w, r.Body, max), bl: bl}
 }
 
-func tooLarge(max int64) *status.Status {
-	return status.New(codes.ResourceExhausted, fmt.Sprintf("request body is larger than %d bytes", max))
+func tooLarge(max int64) error {
+	return apierr.Errorf(codes.ResourceExhausted, "request body is larger than %d bytes", max)
 }
 
 type markingBody struct {

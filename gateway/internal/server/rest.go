@@ -93,7 +93,7 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 			// not the decode error grpc-gateway sees; a 401 carries only the
 			// gateway's RFC 6750 challenge (challengeWriter).
 			if limit, ok := bodyTooLarge(r); ok {
-				writeStatus(w, http.StatusRequestEntityTooLarge, tooLarge(limit))
+				writeError(w, http.StatusRequestEntityTooLarge, tooLarge(limit))
 				return
 			}
 			runtime.DefaultHTTPErrorHandler(ctx, mux, m, &challengeWriter{ResponseWriter: w}, r, restError(r, err, bodyFieldOf(ctx, r, bodyFields)))
@@ -296,7 +296,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		if maxBody > 0 && r.ContentLength > maxBody {
-			writeStatus(rec, http.StatusRequestEntityTooLarge, tooLarge(maxBody))
+			writeError(rec, http.StatusRequestEntityTooLarge, tooLarge(maxBody))
 			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
 			return
 		}
