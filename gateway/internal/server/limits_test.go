@@ -47,14 +47,7 @@ func serveWithLimits(tb testing.TB, lim server.Limits) *served {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	hl, gl := loopbackListeners(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

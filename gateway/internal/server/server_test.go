@@ -338,14 +338,7 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hl, gl := loopbackListeners(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -446,4 +439,20 @@ func TestMetricsCountRESTAndGRPC(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// loopbackListeners returns a REST and a gRPC listener on free loopback
+// ports, for a server the test serves with ServeListeners.
+func loopbackListeners(tb testing.TB) (hl, gl net.Listener) {
+	tb.Helper()
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gl, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		hl.Close()
+		tb.Fatal(err)
+	}
+	return hl, gl
 }
