@@ -12,6 +12,7 @@
 package auth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -92,27 +93,13 @@ func (c *Config) setDefaults() {
 	if len(c.Algorithms) == 0 {
 		c.Algorithms = DefaultAlgorithms
 	}
-	if c.Leeway == 0 {
-		c.Leeway = DefaultLeeway
-	}
-	if c.RefreshInterval == 0 {
-		c.RefreshInterval = DefaultRefreshInterval
-	}
-	if c.MinRefetchInterval == 0 {
-		c.MinRefetchInterval = DefaultMinRefetchInterval
-	}
-	if c.FilePollInterval == 0 {
-		c.FilePollInterval = DefaultFilePollInterval
-	}
-	if c.CacheSize == 0 {
-		c.CacheSize = DefaultCacheSize
-	}
-	if c.CacheBytes == 0 {
-		c.CacheBytes = DefaultCacheBytes
-	}
-	if c.MaxTokenBytes == 0 {
-		c.MaxTokenBytes = DefaultMaxTokenBytes
-	}
+	c.Leeway = cmp.Or(c.Leeway, DefaultLeeway)
+	c.RefreshInterval = cmp.Or(c.RefreshInterval, DefaultRefreshInterval)
+	c.MinRefetchInterval = cmp.Or(c.MinRefetchInterval, DefaultMinRefetchInterval)
+	c.FilePollInterval = cmp.Or(c.FilePollInterval, DefaultFilePollInterval)
+	c.CacheSize = cmp.Or(c.CacheSize, DefaultCacheSize)
+	c.CacheBytes = cmp.Or(c.CacheBytes, DefaultCacheBytes)
+	c.MaxTokenBytes = cmp.Or(c.MaxTokenBytes, DefaultMaxTokenBytes)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: DefaultFetchTimeout}
 	}
