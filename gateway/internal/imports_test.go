@@ -29,7 +29,8 @@ const module = "github.com/shopgateway/shop/"
 //   - app: the wiring, may import every package.
 //   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
 //     packages that apply them), then app; cmd/devtoken: devkeys; cmd/openapigen
-//     reads the descriptors and event specs to write the OpenAPI document.
+//     reads the descriptors, event specs and header rules to write the
+//     OpenAPI document.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
 	"gateway/internal/reqinfo":     nil,
@@ -54,7 +55,7 @@ var allowed = map[string][]string{
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
 	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys"},
-	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gen/..."},
+	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
 	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
@@ -40,16 +41,15 @@ func services() []protoreflect.ServiceDescriptor {
 
 // Names of the shared components the document defines.
 const (
-	bearerScheme       = "bearer"
-	statusSchema       = "Status"
-	errorResponse      = "Error"
-	paramGrpcTimeout   = "GrpcTimeout"
-	paramIdempotency   = "IdempotencyKey"
-	paramRequestID     = "RequestId"
-	headerRequestID    = "X-Request-Id"
-	headerReplayed     = "Idempotency-Replayed"
-	headerCartSource   = "X-Cart-Source"
-	grpcTimeoutPattern = `^[0-9]{1,8}[HMSmun]$`
+	bearerScheme     = "bearer"
+	statusSchema     = "Status"
+	errorResponse    = "Error"
+	paramGrpcTimeout = "GrpcTimeout"
+	paramIdempotency = "IdempotencyKey"
+	paramRequestID   = "RequestId"
+	headerRequestID  = "X-Request-Id"
+	headerReplayed   = "Idempotency-Replayed"
+	headerCartSource = "X-Cart-Source"
 )
 
 // Build converts a Swagger 2.0 document of the services into the OpenAPI 3
@@ -179,8 +179,9 @@ func addComponents(doc *openapi3.T) {
 		Name: "Grpc-Timeout", In: openapi3.ParameterInHeader,
 		Description: "Deadline of the call in gRPC form: up to 8 digits and a unit " +
 			"(H hours, M minutes, S seconds, m milliseconds, u microseconds, n nanoseconds), for example `5S`. " +
-			"Without it the gateway's default upstream timeout applies; past it the answer is 504.",
-		Schema: openapi3.NewStringSchema().WithPattern(grpcTimeoutPattern).NewRef(),
+			"Without it the gateway's default upstream timeout applies; past it the answer is 504. " +
+			"A value of another form is refused with 400.",
+		Schema: openapi3.NewStringSchema().WithPattern(reqinfo.GrpcTimeoutPattern).NewRef(),
 	}}
 	c.Parameters[paramRequestID] = &openapi3.ParameterRef{Value: &openapi3.Parameter{
 		Name: headerRequestID, In: openapi3.ParameterInHeader,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 	annotationsv1 "github.com/shopgateway/shop/gen/shop/annotations/v1"
 )
 
@@ -174,8 +175,8 @@ func TestSecurityAndErrors(t *testing.T) {
 		}
 	}
 	timeout := doc.Components.Parameters["GrpcTimeout"].Value.Schema.Value
-	if timeout.Pattern != grpcTimeoutPattern {
-		t.Errorf("Grpc-Timeout pattern %q, want %q", timeout.Pattern, grpcTimeoutPattern)
+	if timeout.Pattern != reqinfo.GrpcTimeoutPattern {
+		t.Errorf("Grpc-Timeout pattern %q, want the gateway's %q", timeout.Pattern, reqinfo.GrpcTimeoutPattern)
 	}
 }
 

@@ -248,7 +248,8 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 
 // httpMiddleware wraps the REST mux: request id and trace context (the
 // client's when valid, else fresh; passed on and echoed in the response), a
-// JSON Content-Type on a body (else 415), a bound on the request body,
+// well-formed Grpc-Timeout when one is sent (else 400), a JSON Content-Type
+// on a body (else 415), a bound on the request body,
 // panic recovery, and one access-log line per request.
 //
 // A request for a known literal path with another method ("GET /order/pay")
@@ -313,6 +314,10 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			writeMethodNotAllowed(rec, method, r.URL.Path, ms)
 			return
 		}
+		if err := checkGrpcTimeout(r.Header); err != nil {
+			writeError(rec, http.StatusBadRequest, err)
+			return
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			if r.ContentLength != 0 && !contentTypeOK(r.Header.Get("Content-Type")) {
 				writeError(rec, http.StatusUnsupportedMediaType, apierr.Errorf(codes.InvalidArgument,
@@ -337,4 +342,26 @@ func bodyFieldOf(ctx context.Context, r *http.Request, bodyFields map[string]str
 		return ""
 	}
 	return bodyFields[r.Method+" "+pattern]
+}
+
+// grpcTimeoutHeader is the REST form of the caller's deadline, which
+// grpc-gateway turns into the RPC's deadline.
+const grpcTimeoutHeader = "Grpc-Timeout"
+
+// checkGrpcTimeout refuses a Grpc-Timeout header that is sent but is not
+// one value of the gRPC form (reqinfo.GrpcTimeoutPattern): grpc-gateway
+// would take an empty one for none, and more than 8 digits or a leading
+// zero run past the spec's limit as a deadline all the same. A valid
+// deadline that is very short is kept: it expires, and the answer is 504.
+func checkGrpcTimeout(h http.Header) error {
+	vs, ok := h[grpcTimeoutHeader]
+	if !ok {
+		return nil
+	}
+	if len(vs) == 1 && reqinfo.ValidGrpcTimeout(vs[0]) {
+		return nil
+	}
+	const what = "must be one value of 1 to 8 digits and a unit (H, M, S, m, u or n), for example 5S"
+	return apierr.New(codes.InvalidArgument, "invalid Grpc-Timeout header: "+what).
+		WithViolations(apierr.FieldViolation{Field: grpcTimeoutHeader, Description: what})
 }

@@ -118,7 +118,7 @@ func (ts *testServer) do(tb testing.TB, method, path, body string, hdr ...string
 		tb.Fatal(err)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := ts.http.Client().Do(req)
 	if err != nil {
