@@ -27,11 +27,11 @@ import sys
 JOBS = [
     ("access log", r"server\.logAccess|server\.\(\*accessLog\)|accesslog\.|log/slog\."),
     ("request id, traceparent", r"server\.newRequestID|server\.newTraceparent|google/uuid\.|reqid\."),
-    ("events (payload, envelope, outbox)", r"/internal/events\.|/internal/outbox\."),
     (
         "upstream client (pool, transport, its connections)",
         r"/internal/upstream\.|net/http\.\(\*persistConn\)|net/http\.\(\*Transport\)|valyala/fasthttp\.",
     ),
+    ("events (payload, envelope, outbox)", r"/internal/events\.|/internal/outbox\."),
     (
         "JSON <-> proto (request in, upstream out and back, response out)",
         r"protobuf/encoding/protojson\.|encoding/json\.",

@@ -76,3 +76,22 @@ func sameDuration(a, b string) bool {
 	db, errB := time.ParseDuration(b)
 	return errA == nil && errB == nil && da == db
 }
+
+func TestRunRefusesOutOfRangeFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-gc-percent", "-1"},
+		{"-gc-percent", "10001"},
+		{"-log-flush-interval", "-1s"},
+		{"-kafka-partitions", "0"},
+		{"-rate-burst", "-1"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			err := run(fs, args)
+			if err == nil || !strings.Contains(err.Error(), args[0]) {
+				t.Errorf("run %v: %v, want an error naming %s", args, err, args[0])
+			}
+		})
+	}
+}

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/shopgateway/shop/gateway/devkeys"
@@ -25,16 +23,7 @@ func runAuth(ctx context.Context, upURL string, client *http.Client, c, rounds i
 		return err
 	}
 	defer os.RemoveAll(dir)
-	key, err := devkeys.Generate("RS256", "bench")
-	if err != nil {
-		return err
-	}
-	jwks := filepath.Join(dir, "jwks.json")
-	if err := devkeys.WriteJWKS(jwks, key); err != nil {
-		return err
-	}
-	now := time.Now()
-	token, err := key.Token(devkeys.Claims{Subject: "7", Issuer: "bench", Audience: "bench", IssuedAt: now, Expiry: now.Add(time.Hour)})
+	jwks, token, err := benchToken(dir, "")
 	if err != nil {
 		return err
 	}
@@ -47,13 +36,13 @@ func runAuth(ctx context.Context, upURL string, client *http.Client, c, rounds i
 		return err
 	}
 	defer stopOff()
-	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Auth: app.AuthConfig{JWKS: jwks, Issuer: "bench", Audience: []string{"bench"}}}, upURL, log)
+	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Auth: app.AuthConfig{JWKS: jwks, Issuer: benchIssuer, Audience: []string{benchIssuer}}}, upURL, log)
 	if err != nil {
 		return err
 	}
 	defer stopOn()
 	withToken := func(u string) func(ctx context.Context) error {
-		return func(ctx context.Context) error { return getAuth(ctx, client, u, "Bearer "+token) }
+		return func(ctx context.Context) error { return send(ctx, client, http.MethodGet, u, "", "Bearer "+token) }
 	}
 	const base = "auth off, GET /stock/1 (baseline)"
 	targets := []target{
@@ -69,21 +58,22 @@ func runAuth(ctx context.Context, upURL string, client *http.Client, c, rounds i
 	return nil
 }
 
-// getAuth is get with an Authorization header.
-func getAuth(ctx context.Context, c *http.Client, u, authorization string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// benchIssuer is the iss and aud of the benchmark's tokens.
+const benchIssuer = "bench"
+
+// benchToken writes a JWKS file with a new RS256 key into dir and returns
+// its path and a token for subject 7 with scope (space-separated; empty
+// for none), valid for an hour.
+func benchToken(dir, scope string) (jwks, token string, err error) {
+	key, err := devkeys.Generate("RS256", "bench")
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	req.Header.Set("Authorization", authorization)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
+	jwks = filepath.Join(dir, "jwks.json")
+	if err := devkeys.WriteJWKS(jwks, key); err != nil {
+		return "", "", err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %s", strconv.Itoa(resp.StatusCode))
-	}
-	return nil
+	now := time.Now()
+	token, err = key.Token(devkeys.Claims{Subject: "7", Scope: scope, Issuer: benchIssuer, Audience: benchIssuer, IssuedAt: now, Expiry: now.Add(time.Hour)})
+	return jwks, token, err
 }

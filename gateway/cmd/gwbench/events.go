@@ -44,34 +44,52 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	if err != nil {
 		return err
 	}
-	offAddr, _, stopOff, err := startGateway(ctx, app.Config{}, upURL, log)
+	// Each gateway's goroutines carry a part label of their own
+	// (gateway-off, gateway-on, gateway-down, gateway-interval), so one
+	// CPU profile of the run splits each one's cost by job:
+	// scripts/profsplit.py bin/gwbench cpu.prof gateway-down.
+	start := func(part string, ev app.EventsConfig) (string, func(), error) {
+		addr, _, stop, err := startGateway(withPart(ctx, part), app.Config{Events: ev}, upURL, log)
+		return addr, stop, err
+	}
+	offAddr, stopOff, err := start("gateway-off", app.EventsConfig{})
 	if err != nil {
 		return err
 	}
 	defer stopOff()
-	onAddr, _, stopOn, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
+	onAddr, stopOn, err := start("gateway-on", app.EventsConfig{
 		Brokers:           brokers,
 		OutboxDir:         filepath.Join(dir, "on"),
 		OutboxCommitDelay: commitDelay,
 		Topics:            benchTopics,
-	}}, upURL, log)
+	})
 	if err != nil {
 		return err
 	}
 	defer stopOn()
 	// The same with Kafka unreachable: what the gateway's own request path
-	// costs (payload, envelope, fsynced append), without the relay's
-	// publishing and the co-located broker competing for the CPU.
-	aloneAddr, _, stopAlone, err := startGateway(ctx, app.Config{Events: app.EventsConfig{
-		Brokers:           []string{"127.0.0.1:1"},
-		OutboxDir:         filepath.Join(dir, "alone"),
-		OutboxCommitDelay: commitDelay,
-		Topics:            benchTopics,
-	}}, upURL, log)
+	// costs (payload, envelope, intent, fsynced append), without the
+	// relay's publishing and the co-located broker competing for the CPU;
+	// once with the default sync policy (always) and once with interval.
+	down := func(part string, sync string) (string, func(), error) {
+		return start(part, app.EventsConfig{
+			Brokers:           []string{"127.0.0.1:1"},
+			OutboxDir:         filepath.Join(dir, part),
+			OutboxCommitDelay: commitDelay,
+			OutboxSync:        sync,
+			Topics:            benchTopics,
+		})
+	}
+	downAddr, stopDown, err := down("gateway-down", app.OutboxSyncAlways)
 	if err != nil {
 		return err
 	}
-	defer stopAlone()
+	defer stopDown()
+	intervalAddr, stopInterval, err := down("gateway-interval", app.OutboxSyncInterval)
+	if err != nil {
+		return err
+	}
+	defer stopInterval()
 
 	const off = "SetStockLevel, events off"
 	post := func(name, addr string) target {
@@ -81,28 +99,33 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 			base = ""
 		}
 		return target{name: name, base: base, do: func(ctx context.Context) error {
-			return send(ctx, client, http.MethodPost, u, mutationJSON)
+			return send(ctx, client, http.MethodPost, u, mutationJSON, "")
 		}}
 	}
+	// The relay publishes the events-on gateway's backlog after its
+	// measurement; it must not run into the next target's.
+	on := post("SetStockLevel, events on (outbox+relay)", onAddr)
+	on.settle = func() { outboxState(client, onAddr, time.Minute) }
 	targets := []target{
 		post(off, offAddr),
-		post("SetStockLevel, events on (outbox+relay)", onAddr),
-		post("SetStockLevel, events on, Kafka down", aloneAddr),
+		on,
+		post("SetStockLevel, events on, Kafka down", downAddr),
+		post("SetStockLevel, events on, Kafka down, -outbox-sync=interval", intervalAddr),
 	}
 	all := measureAll(targets, c, rounds, d)
 	fmt.Printf("SetStockLevel (POST /stock/update), %d clients, %d rounds of %s, GOMAXPROCS=%d, median per target; outbox fsynced in %s, relay to %v\n\n",
 		c, rounds, d, goMaxProcs(), dir, brokers)
 	printTable(targets, all)
 	printTotals(targets, all)
-	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr))
+	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr, 10*time.Second))
 	return nil
 }
 
 // outboxState reads the Kafka and outbox entries of the gateway's /readyz,
-// after giving the relay up to 10s to drain.
-func outboxState(client *http.Client, addr string) string {
+// after giving the relay up to limit to drain the outbox.
+func outboxState(client *http.Client, addr string, limit time.Duration) string {
 	var body map[string]json.RawMessage
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(limit)
 	for {
 		resp, err := client.Get("http://" + addr + "/readyz")
 		if err != nil {

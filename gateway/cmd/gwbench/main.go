@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -55,6 +56,10 @@ type target struct {
 	// proc, when set, is the process that serves the target, whose own CPU
 	// per request is reported as the hop's.
 	proc *child
+	// settle, when set, runs after each of the target's measurements,
+	// untimed: it lets work the target left behind (a relay's backlog)
+	// finish before the next target is measured.
+	settle func()
 }
 
 type result struct {
@@ -79,7 +84,8 @@ func run() error {
 		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (goroutines labelled part=client, proxy, upstream or gateway)")
 		only        = flag.String("only", "", "measure only the targets whose name contains this (the baseline is always measured)")
-		authMode    = flag.Bool("auth", false, "measure the REST path with authentication off and on (a cached token) instead")
+		ratePerSec  = flag.Float64("rate", 0, "offered load in requests per second over all clients (they wait their turn before each request, and latency is timed from the send); 0 sends as fast as the clients can, to find the throughput")
+		authMode    = flag.Bool("auth", false, "measure the REST path with authentication off and on (a cached token) instead; with -gateway-bin, run the gateways with authentication on and every client sending one cached admin token")
 		eventsMode  = flag.Bool("events", false, "measure a mutation (POST /stock/update) with events off and on (fsynced outbox, relay to -kafka-brokers) instead")
 		gatewayBin  = flag.String("gateway-bin", "", "measure this gateway binary (or several: label=path,label=path) and the proxy each in a process of its own instead, with their own CPU per request and RSS")
 		soak        = flag.Duration("soak", 0, "with -gateway-bin: then keep the gateway under load this long and print its RSS over time")
@@ -91,6 +97,10 @@ func run() error {
 	)
 	flag.DurationVar(&commitDelay, "commit-delay", app.DefaultOutboxCommitDelay, "outbox group-commit delay of the events-on gateways (-events), as the gateway's -outbox-commit-delay")
 	flag.Parse()
+	if *ratePerSec < 0 {
+		return fmt.Errorf("-rate %v: must not be negative", *ratePerSec)
+	}
+	offeredRate = *ratePerSec
 	if *serveProx != "" {
 		return serveProxy(*serveProx, *upstreamURL)
 	}
@@ -146,11 +156,11 @@ func run() error {
 	defer stopRP()
 
 	client := &http.Client{Transport: tunedTransport()}
+	if *gatewayBin != "" {
+		return runProcesses(ctx, *gatewayBin, upURL, client, *concurrency, *rounds, *duration, *soak, *authMode)
+	}
 	if *authMode {
 		return runAuth(ctx, upURL, client, *concurrency, *rounds, *duration, logs)
-	}
-	if *gatewayBin != "" {
-		return runProcesses(ctx, *gatewayBin, upURL, client, *concurrency, *rounds, *duration, *soak)
 	}
 	if *eventsMode {
 		return runEvents(ctx, upURL, app.SplitList(*brokers), *outboxDir, client, *concurrency, *rounds, *duration, logs)
@@ -162,7 +172,7 @@ func run() error {
 	postTarget := func(name, base, addr string) target {
 		u := "http://" + addr + "/stock/update"
 		return target{name: name, base: base, do: func(ctx context.Context) error {
-			return send(ctx, client, http.MethodPost, u, mutationJSON)
+			return send(ctx, client, http.MethodPost, u, mutationJSON, "")
 		}}
 	}
 	const getBase, postBase = "reverse proxy, GET (baseline)", "reverse proxy, POST (baseline)"
@@ -256,13 +266,20 @@ func selectTargets(targets []target, only string) []target {
 // measureAll warms every target up, then measures them in interleaved
 // rounds, so that noise from the shared machine hits every target alike.
 func measureAll(targets []target, c, rounds int, d time.Duration) [][]result {
+	run := func(t target, d time.Duration) result {
+		res := measure(t, c, d)
+		if t.settle != nil {
+			t.settle()
+		}
+		return res
+	}
 	for _, t := range targets {
-		measure(t, c, 300*time.Millisecond)
+		run(t, 300*time.Millisecond)
 	}
 	all := make([][]result, len(targets))
 	for r := 0; r < rounds; r++ {
 		for i, t := range targets {
-			all[i] = append(all[i], measure(t, c, d))
+			all[i] = append(all[i], run(t, d))
 		}
 	}
 	return all
@@ -345,12 +362,12 @@ func dashes(n int) string { return strings.Repeat("-", n) }
 func goMaxProcs() int { return runtime.GOMAXPROCS(0) }
 
 func get(ctx context.Context, c *http.Client, u string) error {
-	return send(ctx, c, http.MethodGet, u, "")
+	return send(ctx, c, http.MethodGet, u, "", "")
 }
 
-// send makes one request (with a JSON body unless body is empty) and wants
-// a 200.
-func send(ctx context.Context, c *http.Client, method, u, body string) error {
+// send makes one request (with a JSON body unless body is empty, and an
+// Authorization header unless authorization is empty) and wants a 200.
+func send(ctx context.Context, c *http.Client, method, u, body, authorization string) error {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -361,6 +378,9 @@ func send(ctx context.Context, c *http.Client, method, u, body string) error {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -438,7 +458,8 @@ func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upUR
 	var g *app.Gateway
 	// Labelled from the start: goroutines the gateway starts while it is
 	// built (gRPC stream workers, health probers) are its own too.
-	labelled("gateway", func() { g, err = app.New(ctx, cfg, log) })
+	part := partOf(ctx)
+	labelled(part, func() { g, err = app.New(ctx, cfg, log) })
 	if err != nil {
 		cancel()
 		hl.Close()
@@ -446,18 +467,28 @@ func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upUR
 		return "", "", nil, err
 	}
 	done := make(chan struct{})
-	go labelled("gateway", func() {
+	go labelled(part, func() {
 		defer close(done)
 		_ = g.Server.ServeListeners(ctx, hl, gl)
 	})
 	return hl.Addr().String(), gl.Addr().String(), func() { cancel(); <-done; g.Close() }, nil
 }
 
+// offeredRate is -rate: when positive, the clients of a measurement share
+// one pace of that many requests per second, so that targets are compared
+// at the same load (latency) rather than at their own saturation
+// (throughput, where a slower target's queue also lengthens its latency).
+var offeredRate float64
+
 // measure runs c clients against t for d and returns throughput and
 // latency percentiles.
 func measure(t target, c int, d time.Duration) result {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	var pace *rate.Limiter
+	if offeredRate > 0 {
+		pace = rate.NewLimiter(rate.Limit(offeredRate), 1)
+	}
 	var errs atomic.Int64
 	lat := make([][]time.Duration, c)
 	var wg sync.WaitGroup
@@ -472,6 +503,9 @@ func measure(t target, c int, d time.Duration) result {
 			defer wg.Done()
 			l := make([]time.Duration, 0, 4096)
 			for ctx.Err() == nil {
+				if pace != nil && pace.Wait(ctx) != nil {
+					break
+				}
 				t0 := time.Now()
 				if err := t.do(ctx); err != nil {
 					// gRPC may report the measurement's own deadline a hair
@@ -513,6 +547,21 @@ func measure(t target, c int, d time.Duration) result {
 // go tool pprof -tagfocus part=gateway.
 func labelled(name string, f func()) {
 	pprof.Do(context.Background(), pprof.Labels("part", name), func(context.Context) { f() })
+}
+
+// partKey carries the profiler part label of the gateway that
+// serveGateway starts; "gateway" when unset.
+type partKey struct{}
+
+func withPart(ctx context.Context, part string) context.Context {
+	return context.WithValue(ctx, partKey{}, part)
+}
+
+func partOf(ctx context.Context) string {
+	if p, ok := ctx.Value(partKey{}).(string); ok {
+		return p
+	}
+	return "gateway"
 }
 
 func median(rs []result) result {

@@ -22,6 +22,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 )
@@ -161,12 +162,24 @@ func serveProxy(addr, upstream string) error {
 }
 
 // runProcesses is the process mode; see the comment at the top.
-func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Client, c, rounds int, d, soak time.Duration) error {
+func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Client, c, rounds int, d, soak time.Duration, withAuth bool) error {
 	dir, err := os.MkdirTemp("", "gwbench-proc-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// With withAuth the gateways check tokens and every client, the
+	// proxy's included, sends one admin token (verified once, then served
+	// from the gateway's cache); without, the gateways run -auth-disabled.
+	authArgs, authorization := []string{"-auth-disabled"}, ""
+	if withAuth {
+		jwks, token, err := benchToken(dir, "shop:admin")
+		if err != nil {
+			return err
+		}
+		authArgs = []string{"-auth-jwks", jwks, "-auth-issuer", benchIssuer, "-auth-audience", benchIssuer}
+		authorization = "Bearer " + token
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -184,12 +197,14 @@ func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Cl
 	const getBase, postBase = "proxy process, GET (baseline)", "proxy process, POST (baseline)"
 	getT := func(name, base, addr string, ch *child) target {
 		u := "http://" + addr + "/stock/1"
-		return target{name: name, base: base, proc: ch, do: func(ctx context.Context) error { return get(ctx, client, u) }}
+		return target{name: name, base: base, proc: ch, do: func(ctx context.Context) error {
+			return send(ctx, client, http.MethodGet, u, "", authorization)
+		}}
 	}
 	postT := func(name, base, addr string, ch *child) target {
 		u := "http://" + addr + "/stock/update"
 		return target{name: name, base: base, proc: ch, do: func(ctx context.Context) error {
-			return send(ctx, client, http.MethodPost, u, mutationJSON)
+			return send(ctx, client, http.MethodPost, u, mutationJSON, authorization)
 		}}
 	}
 	gets := []target{getT(getBase, "", proxyAddr, proxy)}
@@ -202,7 +217,7 @@ func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Cl
 		if !ok {
 			label, bin = "gateway binary", spec
 		}
-		gw, httpAddr, grpcAddr, err := startGatewayProcess(client, bin, filepath.Join(dir, fmt.Sprintf("gateway-%d.log", i)), upURL)
+		gw, httpAddr, grpcAddr, err := startGatewayProcess(client, bin, filepath.Join(dir, fmt.Sprintf("gateway-%d.log", i)), upURL, authArgs)
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
@@ -216,6 +231,9 @@ func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Cl
 		stock := stockv1.NewStockServiceClient(cc)
 		gets = append(gets, getT(label+", REST GET", getBase, httpAddr, gw))
 		grpcs = append(grpcs, target{name: label + ", gRPC GetStock", base: getBase, proc: gw, do: func(ctx context.Context) error {
+			if authorization != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", authorization)
+			}
 			_, err := stock.GetStock(ctx, &stockv1.GetStockRequest{ProductId: 1})
 			return err
 		}})
@@ -241,19 +259,16 @@ func runProcesses(ctx context.Context, gatewayBin, upURL string, client *http.Cl
 
 // startGatewayProcess starts the gateway binary bin on free loopback ports
 // in front of upURL, events off, logging JSON to logPath.
-func startGatewayProcess(client *http.Client, bin, logPath, upURL string) (gw *child, httpAddr, grpcAddr string, err error) {
+func startGatewayProcess(client *http.Client, bin, logPath, upURL string, authArgs []string) (gw *child, httpAddr, grpcAddr string, err error) {
 	if httpAddr, err = freeAddr(); err != nil {
 		return nil, "", "", err
 	}
 	if grpcAddr, err = freeAddr(); err != nil {
 		return nil, "", "", err
 	}
-	gw, err = startChild("gateway", bin, logPath, "http://"+httpAddr+"/healthz", client,
-		"-http-addr", httpAddr, "-grpc-addr", grpcAddr, "-service-a", upURL, "-service-b", upURL,
-		"-kafka-brokers=", "-log-format", "json",
-		// Compared with the reverse proxy, which checks no tokens either;
-		// gwbench -auth measures authentication.
-		"-auth-disabled")
+	args := append([]string{"-http-addr", httpAddr, "-grpc-addr", grpcAddr, "-service-a", upURL, "-service-b", upURL,
+		"-kafka-brokers=", "-log-format", "json"}, authArgs...)
+	gw, err = startChild("gateway", bin, logPath, "http://"+httpAddr+"/healthz", client, args...)
 	return gw, httpAddr, grpcAddr, err
 }
 
