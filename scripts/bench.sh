@@ -5,14 +5,17 @@
 #   1. gwbench: gateway REST GET and POST (chosen in-process dispatch, and
 #      the designs not chosen) and gRPC against a plain httputil.ReverseProxy,
 #      one fast upstream, interleaved rounds; req/s, p50, p99, ratio; then
-#      the gateway binary and the proxy each in a process of its own, with
-#      each one's CPU per request and RSS.
+#      the gateway binary (authentication on, every client sending one
+#      cached token) and the proxy each in a process of its own, with each
+#      one's CPU per request and RSS, at full speed (throughput) and at one
+#      offered load for both (latency: p50, p99).
 #   2. gwbench -auth: REST with authentication off against on (a cached
 #      token; an owner RPC too), same gateway code, interleaved rounds.
 #   3. go test -bench: the REST path in process, the upstream pool against
 #      http.DefaultClient, token verification (cached, first-seen RS256 and
 #      ES256), outbox appends (fsync vs none), relay drain to the real broker.
-# Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64); the broker
+# Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64), BENCH_RATE
+# (3000 requests/s, the offered load of the latency run); the broker
 # of scripts/kafka.sh on KAFKA_PORT (9092), started when it is not running.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +30,13 @@ echo "==> gateway vs reverse proxy, in process"
 bin/gwbench -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
 
 echo
-echo "==> gateway binary vs reverse proxy, each in a process of its own (hop CPU, RSS)"
+echo "==> gateway binary (auth on, cached token) vs reverse proxy, each in a process of its own (hop CPU, RSS)"
 CGO_ENABLED=0 go build -trimpath -o bin/gateway ./gateway/cmd/gateway
-bin/gwbench -gateway-bin bin/gateway -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+bin/gwbench -gateway-bin bin/gateway -auth -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
+
+echo
+echo "==> the same at one offered load for both (${BENCH_RATE:-3000} requests/s): latency"
+bin/gwbench -gateway-bin bin/gateway -auth -rate "${BENCH_RATE:-3000}" -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}" -c "${BENCH_CLIENTS:-64}"
 
 echo
 echo "==> REST with authentication off vs on"
