@@ -1,7 +1,11 @@
 package main
 
 import (
+	"math"
+	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -17,9 +21,16 @@ type rules struct {
 	required           bool
 	min, max           *float64
 	exclMin, exclMax   bool
+	intMin, intMax     *int64 // min and max exactly, for integer fields
 	minLen, maxLen     *uint64
 	pattern            string
 	minItems, maxItems *uint64
+	// set names the fields of a message-typed field that its CEL rules
+	// require to be set, that is not 0 ("this.product_id != 0").
+	set []string
+	// unstated are the CEL expressions of the field that the document cannot
+	// state; Build refuses them, so that no rule is enforced unsaid.
+	unstated []string
 }
 
 // protovalidateField is the full name of protovalidate's field option.
@@ -57,9 +68,29 @@ func (r *rules) readProtovalidate(m protoreflect.Message) {
 			r.readString(v.Message())
 		case "repeated":
 			r.readRepeated(v.Message())
+		case "cel":
+			r.readCEL(v.List())
 		}
 		return true
 	})
+}
+
+// setField is the one form of CEL rule the document states: a field of a
+// message-typed field must be set (a number other than 0).
+var setField = regexp.MustCompile(`^this\.([a-z][a-z0-9_]*) != 0$`)
+
+// readCEL reads a field's list of buf.validate.Rule (id, message,
+// expression).
+func (r *rules) readCEL(l protoreflect.List) {
+	for i := 0; i < l.Len(); i++ {
+		m := l.Get(i).Message()
+		expr := strings.TrimSpace(m.Get(m.Descriptor().Fields().ByName("expression")).String())
+		if sub := setField.FindStringSubmatch(expr); sub != nil {
+			r.set = append(r.set, sub[1])
+		} else {
+			r.unstated = append(r.unstated, expr)
+		}
+	}
 }
 
 func (r *rules) readNumber(m protoreflect.Message) {
@@ -68,17 +99,24 @@ func (r *rules) readNumber(m protoreflect.Message) {
 		if !ok {
 			return true
 		}
+		var exact *int64
+		switch f.Kind() {
+		case protoreflect.Int32Kind, protoreflect.Int64Kind, protoreflect.Sint32Kind, protoreflect.Sint64Kind,
+			protoreflect.Sfixed32Kind, protoreflect.Sfixed64Kind:
+			i := v.Int()
+			exact = &i
+		}
 		switch f.Name() {
 		case "gt":
-			r.min, r.exclMin = &n, true
+			r.min, r.exclMin, r.intMin = &n, true, exact
 		case "gte":
-			r.min = &n
+			r.min, r.intMin = &n, exact
 		case "lt":
-			r.max, r.exclMax = &n, true
+			r.max, r.exclMax, r.intMax = &n, true, exact
 		case "lte":
-			r.max = &n
+			r.max, r.intMax = &n, exact
 		case "const":
-			r.min, r.max = &n, &n
+			r.min, r.max, r.intMin, r.intMax = &n, &n, exact, exact
 		}
 		return true
 	})
@@ -152,7 +190,7 @@ func (r rules) apply(s *openapi3.Schema) {
 	if r.pattern != "" {
 		s.Pattern = r.pattern
 	}
-	if p := int64StringPattern(s, r); p != "" && s.Pattern == "" {
+	if p := int64StringPattern(s, r, inJSON); p != "" && s.Pattern == "" {
 		s.Pattern = p
 	}
 	if r.minItems != nil {
@@ -170,16 +208,107 @@ func exclusive() openapi3.ExclusiveBound {
 	return openapi3.ExclusiveBound{Bool: &t}
 }
 
-// int64StringPattern returns the pattern that states a lower bound of 0 on
-// an int64 written as a JSON string (the proto3 JSON mapping), where
-// minimum does not apply: digits only for ">= 0", and at least one digit
-// other than 0 for "> 0". It returns "" for any other field or bound.
-func int64StringPattern(s *openapi3.Schema, r rules) string {
-	if !s.Type.Is(openapi3.TypeString) || (s.Format != "int64" && s.Format != "uint64") || r.min == nil || *r.min != 0 {
+// numberForm is where an integer is written as a string, which decides the
+// forms the gateway reads besides plain decimal digits.
+type numberForm int
+
+const (
+	// inJSON is a JSON string in a body, read by protojson as a JSON number:
+	// no leading zeros, no sign but "-".
+	inJSON numberForm = iota
+	// inURL is a path or query parameter, read by strconv.ParseInt: leading
+	// zeros and a "+" allowed.
+	inURL
+)
+
+// int64StringPattern returns the pattern that states the bounds of an int64
+// written as a string (the proto3 JSON mapping in a body, or a path or query
+// parameter), where minimum and maximum do not apply: the decimal numbers
+// from the lower bound (0, or 1 for "> 0") up to the upper bound (the
+// rule's, else the int64 maximum), in the forms the gateway reads there
+// ("-0" is 0 in both). A longer number is refused by the gateway, so the
+// pattern must exclude it. It returns "" for any other field, or a lower
+// bound other than 0 or 1.
+func int64StringPattern(s *openapi3.Schema, r rules, form numberForm) string {
+	if !s.Type.Is(openapi3.TypeString) || s.Format != "int64" || r.intMin == nil {
 		return ""
 	}
+	lo := *r.intMin
 	if r.exclMin {
-		return "^[0-9]*[1-9][0-9]*$"
+		lo++
 	}
-	return "^[0-9]+$"
+	hi := int64(math.MaxInt64)
+	if r.intMax != nil {
+		hi = *r.intMax
+		if r.exclMax {
+			hi--
+		}
+	}
+	return decimalPattern(lo, hi, form)
+}
+
+// decimalPattern returns the pattern of the integers from lo to hi written
+// as a string in form (see int64StringPattern), or "" unless lo is 0 or 1
+// and hi is not below it.
+func decimalPattern(lo, hi int64, form numberForm) string {
+	if (lo != 0 && lo != 1) || hi < lo {
+		return ""
+	}
+	numbers := strings.Join(decimalsUpTo(uint64(hi)), "|")
+	switch {
+	case form == inJSON && lo == 0:
+		return "^(-?0|" + numbers + ")$"
+	case form == inJSON:
+		return "^(" + numbers + ")$"
+	case lo == 0:
+		return `^(\+?0*(0|` + numbers + ")|-0+)$"
+	}
+	return `^\+?0*(` + numbers + ")$"
+}
+
+// decimalsUpTo returns regular expressions that together match the decimal
+// numbers from 1 to hi without leading zeros: every number with fewer digits
+// than hi, then, for each digit of hi, hi's digits before it followed by a
+// smaller digit and any digits, then hi itself.
+func decimalsUpTo(hi uint64) []string {
+	if hi == 0 {
+		return nil
+	}
+	digits := strconv.FormatUint(hi, 10)
+	n := len(digits)
+	var alts []string
+	if n > 1 {
+		alts = append(alts, "[1-9]"+anyDigits(0, n-2))
+	}
+	for i := 0; i < n; i++ {
+		low := byte('0')
+		if i == 0 {
+			low = '1'
+		}
+		if digits[i] > low {
+			alts = append(alts, digits[:i]+digitClass(low, digits[i]-1)+anyDigits(n-i-1, n-i-1))
+		}
+	}
+	return append(alts, digits)
+}
+
+// digitClass matches one digit from a to b.
+func digitClass(a, b byte) string {
+	if a == b {
+		return string(a)
+	}
+	return "[" + string(a) + "-" + string(b) + "]"
+}
+
+// anyDigits matches from min to max digits.
+func anyDigits(min, max int) string {
+	switch {
+	case max == 0:
+		return ""
+	case min == max && max == 1:
+		return "[0-9]"
+	case min == max:
+		return "[0-9]{" + strconv.Itoa(max) + "}"
+	}
+	return "[0-9]{" + strconv.Itoa(min) + "," + strconv.Itoa(max) + "}"
 }

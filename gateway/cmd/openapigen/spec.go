@@ -80,6 +80,7 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 	}
 	seen := map[string]bool{}
 	omit := shadowedAliases(svcs)
+	bodies := newRequestBodies(doc)
 	for _, sd := range svcs {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
@@ -104,8 +105,14 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 					primary = op
 				}
 				completeOperation(op, md, b)
+				if err := bodies.body(op, md, b); err != nil {
+					return nil, err
+				}
 			}
 		}
+	}
+	if err := bodies.unstated(svcs); err != nil {
+		return nil, err
 	}
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
@@ -227,6 +234,9 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 		if fd := fieldByPath(md.Input(), p.Value.Name); fd != nil && p.Value.Schema != nil && p.Value.Schema.Value != nil {
 			r := fieldRules(fd)
 			r.apply(p.Value.Schema.Value)
+			if pat := int64StringPattern(p.Value.Schema.Value, r, inURL); pat != "" {
+				p.Value.Schema.Value.Pattern = pat
+			}
 			if r.required {
 				p.Value.Required = true
 			}

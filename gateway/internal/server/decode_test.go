@@ -29,6 +29,7 @@ func TestRESTStrictBody(t *testing.T) {
 		{"null by JSON name", "PUT", "/stock/1", `{"productName":null,"quantity":1,"price_cents":1}`, nil, 400, "product_name: must not be null"},
 		{"null list element", "POST", "/order/process_stock", `{"items":[{"product_id":1,"quantity":1},null]}`, nil, 400, "items[1]: must not be null"},
 		{"required key missing", "PUT", "/stock/1", `{"product_name":"x","quantity":1}`, nil, 400, "price_cents: is required"},
+		{"required id missing", "POST", "/stock/update", `{"quantity":1}`, nil, 400, "product_id: is required"},
 		{"required key missing in a line", "POST", "/order/process_stock", `{"items":[{"product_id":1}]}`, nil, 400, "items[0].quantity: is required"},
 		{"malformed", "POST", "/cart/add", `{"user_id":`, nil, 400, "malformed JSON"},
 		{"unknown field", "POST", "/cart/add", `{"user_id":1,"product_id":2,"quantity":3,"x":1}`, nil, 400, `unknown field "x"`},

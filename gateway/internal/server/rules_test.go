@@ -91,6 +91,12 @@ func TestProtovalidateRules(t *testing.T) {
 			"/shop.stock.v1.StockService/SetStockLevel", &stockv1.SetStockLevelRequest{ProductId: 1, Quantity: -1}, "quantity"},
 		{"set stock level product_id 0", "POST", "/stock/update", `{"product_id":0,"quantity":1}`,
 			"/shop.stock.v1.StockService/SetStockLevel", &stockv1.SetStockLevelRequest{ProductId: 0, Quantity: 1}, "product_id"},
+		{"create stock product_id 0", "POST", "/stock", `{"product_id":0,"product_name":"tea","quantity":1,"price_cents":1}`,
+			"/shop.stock.v1.StockService/CreateStock", &stockv1.CreateStockRequest{Item: &stockv1.StockItem{ProductId: 0, ProductName: "tea", Quantity: 1, PriceCents: 1}}, "item"},
+		{"create stock product_id missing", "POST", "/stock", `{"product_name":"tea","quantity":1,"price_cents":1}`,
+			"/shop.stock.v1.StockService/CreateStock", &stockv1.CreateStockRequest{Item: item("tea", 1, 1)}, "item"},
+		{"list stock page_token not digits", "GET", "/stock?page_token=c3RvY2s6Mw", "",
+			"/shop.stock.v1.StockService/ListStock", &stockv1.ListStockRequest{PageToken: "c3RvY2s6Mw"}, "page_token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

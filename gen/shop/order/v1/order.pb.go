@@ -575,7 +575,8 @@ func (x *StockLine) GetQuantity() int32 {
 // ProcessOrderStockRequest lists the stock to take for one order.
 type ProcessOrderStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Products and quantities; a product may appear once.
+	// Products and quantities; the lines of one product are taken as one
+	// line for the sum of their quantities.
 	Items         []*StockLine `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -30,7 +30,9 @@ const (
 // StockItem is a product with its stock level and price.
 type StockItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Product id, chosen by the client on creation; positive.
+	// Product id, chosen by the client on creation, where it must be given
+	// and positive; in an update it may be left out (0), and when given it
+	// must equal the id in the path.
 	ProductId int64 `protobuf:"varint,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// Human-readable product name; not empty. Required: an update replaces
 	// the whole item, so every field is given.
@@ -108,7 +110,8 @@ type ListStockRequest struct {
 	// default (50).
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token; empty for the first
-	// page.
+	// page. A token is the product id that the previous page ended with, in
+	// decimal digits: any such number is a valid place to continue from.
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -308,7 +311,8 @@ func (x *GetStockResponse) GetItem() *StockItem {
 // CreateStockRequest carries the product to create.
 type CreateStockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new stock item; product_id must not exist yet.
+	// The new stock item; its product_id is required, positive and must not
+	// exist yet.
 	Item          *StockItem `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -703,12 +707,12 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\fproduct_name\x18\x02 \x01(\tB\x12\xe2A\x01\x02\xbaH\vr\t\x10\x01\x18\xf4\x032\x02\\SR\vproductName\x12'\n" +
 	"\bquantity\x18\x03 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\x12,\n" +
 	"\vprice_cents\x18\x04 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02(\x00R\n" +
-	"priceCents\"d\n" +
+	"priceCents\"n\n" +
 	"\x10ListStockRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x121\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"k\n" +
+	"page_token\x18\x02 \x01(\tB\x12\xbaH\x0fr\r\x18\x80\x042\b^[0-9]*$R\tpageToken\"k\n" +
 	"\x11ListStockResponse\x12.\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
@@ -716,9 +720,10 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"@\n" +
 	"\x10GetStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"H\n" +
-	"\x12CreateStockRequest\x122\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"\x95\x01\n" +
+	"\x12CreateStockRequest\x12\x7f\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemBQ\xe2A\x01\x02\xbaHJ\xba\x01G\n" +
+	"\x17create_stock.product_id\x12\x16must have a product_id\x1a\x14this.product_id != 0R\x04item\"C\n" +
 	"\x13CreateStockResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"p\n" +
 	"\x12UpdateStockRequest\x12&\n" +
@@ -731,10 +736,10 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"C\n" +
 	"\x13DeleteStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"g\n" +
-	"\x14SetStockLevelRequest\x12&\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"k\n" +
+	"\x14SetStockLevelRequest\x12*\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
+	"product_id\x18\x01 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
 	"\bquantity\x18\x02 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\xe7\b\n" +
