@@ -121,14 +121,18 @@ class ProcessStockRequest(_Model):
     reservation_id: ReservationId | None = None
 
     @model_validator(mode="after")
-    def _check_items(self) -> ProcessStockRequest:
+    def _merge_items(self) -> ProcessStockRequest:
+        """Lines of one product become one line for the sum of their units, in
+        the place of the first: taking 1 and then 1 more is taking 2."""
         if not self.items:
             raise ValueError("items must not be empty")
-        seen: set[int] = set()
+        merged: dict[int, int] = {}
         for line in self.items:
-            if line.product_id in seen:
-                raise ValueError(f"product {line.product_id} appears more than once in items")
-            seen.add(line.product_id)
+            merged[line.product_id] = merged.get(line.product_id, 0) + line.quantity
+        if len(merged) < len(self.items):
+            # model_construct: a sum may pass the bound of one line's units;
+            # the stock check refuses it as more than there is.
+            self.items = [StockLine.model_construct(product_id=p, quantity=q) for p, q in merged.items()]
         return self
 
 

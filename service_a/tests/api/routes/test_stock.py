@@ -116,7 +116,9 @@ async def test_list_default_page_size_is_50(client: AsyncClient) -> None:
     "params",
     [
         pytest.param({"page_token": "garbage!"}, id="garbage token"),
-        pytest.param({"page_token": "c3RvY2s6eA"}, id="token with non-numeric id"),
+        pytest.param({"page_token": "c3RvY2s6eA"}, id="token not decimal digits"),
+        pytest.param({"page_token": "-1"}, id="negative token"),
+        pytest.param({"page_token": "\u0663"}, id="non-ASCII digit"),
         pytest.param({"page_size": "-1"}, id="negative size"),
         pytest.param({"page_size": "ten"}, id="non-numeric size"),
     ],
@@ -168,3 +170,21 @@ async def test_set_stock_level(client: AsyncClient) -> None:
         await client.post("/stock/update", json={"product_id": 3}), 422, "INVALID_ARGUMENT", contains="quantity"
     )
     assert (await client.get("/stock/3")).json()["quantity"] == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "want"),
+    [
+        pytest.param("2", [3, 4], id="after an id"),
+        pytest.param("0002", [3, 4], id="leading zeros"),
+        pytest.param("0", [1, 2, 3, 4], id="zero: from the start"),
+        pytest.param("99", [], id="past the last id"),
+        pytest.param("9" * 40, [], id="past the int64 range"),
+    ],
+)
+async def test_list_any_decimal_token_continues_after_that_id(client: AsyncClient, token: str, want: list[int]) -> None:
+    for pid in range(1, 5):
+        await create_stock(client, pid)
+    resp = await client.get("/stock", params={"page_token": token})
+    assert resp.status_code == 200, resp.text
+    assert [i["product_id"] for i in resp.json()["items"]] == want
