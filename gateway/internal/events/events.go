@@ -52,9 +52,13 @@ import (
 )
 
 // MaxIdempotencyKeyLen is the longest Idempotency-Key accepted, in bytes; a
-// longer one is INVALID_ARGUMENT. The key travels as reqinfo.IdempotencyKey
+// longer one, or one sent empty, is INVALID_ARGUMENT. The key travels as reqinfo.IdempotencyKey
 // and a replayed answer is marked with reqinfo.ReplayedKey.
 const MaxIdempotencyKeyLen = 255
+
+// errEmptyKey refuses an Idempotency-Key that is sent with no value.
+var errEmptyKey = apierr.New(codes.InvalidArgument, "Idempotency-Key must not be empty").
+	WithViolations(apierr.FieldViolation{Field: "Idempotency-Key", Description: "must not be empty"})
 
 // Defaults for Config, applied by New to every zero field.
 const (
@@ -256,6 +260,11 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	key := reqinfo.First(md, reqinfo.IdempotencyKey)
+	if key == "" && len(md.Get(reqinfo.IdempotencyKey)) > 0 {
+		// Sent but empty: a client that meant to send a key and lost it
+		// must not get a change that a retry would make again.
+		return nil, errEmptyKey
+	}
 	if key == "" && e.intents != nil {
 		// The service keeps the key with the change, which is how a
 		// left-over intent learns later whether the change was made.

@@ -270,6 +270,10 @@ func TestRefusals(t *testing.T) {
 // store with idempotency-replayed, without a second call or event; a
 // different request under the same key is INVALID_ARGUMENT; failures are not
 // stored; keys are per method.
+// sentEmpty marks a step that sends the Idempotency-Key header with no
+// value.
+const sentEmpty = "(sent empty)"
+
 func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	type step struct {
@@ -315,6 +319,9 @@ func TestIdempotency(t *testing.T) {
 		{"key too long", []step{
 			{setStockLevel, strings.Repeat("k", events.MaxIdempotencyKeyLen+1), 5, nil, codes.InvalidArgument, false},
 		}, 0, 0},
+		{"key sent empty", []step{
+			{setStockLevel, sentEmpty, 5, nil, codes.InvalidArgument, false},
+		}, 0, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -326,7 +333,11 @@ func TestIdempotency(t *testing.T) {
 			for i, st := range tc.steps {
 				h := &fakeHandler{resp: &stockv1.SetStockLevelResponse{Item: &stockv1.StockItem{ProductId: 7, Quantity: st.quantity + int32(i)*100}}, err: st.handlerErr}
 				var md []string
-				if st.key != "" {
+				switch st.key {
+				case "":
+				case sentEmpty:
+					md = []string{"idempotency-key", ""}
+				default:
 					md = []string{"idempotency-key", st.key}
 				}
 				resp, err, hs := call(t, em, st.method, setLevelReq(st.quantity), h, md...)
