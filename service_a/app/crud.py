@@ -52,7 +52,11 @@ def decode_page_token(token: str) -> int:
     A number past the largest id continues after every product: an empty page."""
     if not (token.isascii() and token.isdigit()):
         raise errors.invalid_argument("page_token must be a next_page_token: decimal digits", "query", "page_token")
-    return min(int(token), INT64_MAX)
+    digits = token.lstrip("0")
+    if len(digits) > len(str(INT64_MAX)):
+        # Past every id; and int() refuses strings over 4,300 digits.
+        return INT64_MAX
+    return min(int(digits or "0"), INT64_MAX)
 
 
 async def list_stock(session: AsyncSession, page_size: int, page_token: str) -> tuple[list[Stock], str]:

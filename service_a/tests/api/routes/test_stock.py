@@ -112,6 +112,19 @@ async def test_list_default_page_size_is_50(client: AsyncClient) -> None:
     assert [i["product_id"] for i in rest["items"]] == [51, 52] and rest["next_page_token"] == ""
 
 
+async def test_list_long_tokens(client: AsyncClient) -> None:
+    for product_id in (1, 2, 3):
+        await create_stock(client, product_id)
+    # Leading zeros are the same place; a number past every id, however
+    # long (int() alone refuses over 4,300 digits), is an empty page.
+    resp = await client.get("/stock", params={"page_token": "0" * 5000 + "1"})
+    assert resp.status_code == 200, resp.text
+    assert [i["product_id"] for i in resp.json()["items"]] == [2, 3]
+    for token in ("9" * 20, "9" * 5000):
+        resp = await client.get("/stock", params={"page_token": token})
+        assert (resp.status_code, resp.json()["items"]) == (200, []), resp.text
+
+
 @pytest.mark.parametrize(
     "params",
     [
