@@ -17,13 +17,14 @@ from app.models import (
     CartItemCreate,
     CartItemPublic,
     ProcessStockRequest,
+    ProcessStockResponse,
     StockCreate,
     StockLine,
     StockPublic,
     StockUpdate,
 )
 from app.settings import Settings
-from shopkit import errors
+from shopkit import errors, idempotency
 from shopkit.events import CART_ITEM_ADDED, CART_ITEM_REMOVED, ORDER_PAID, Event
 from shopkit.kafka import add_cart_event
 from shopkit.wire import INT64_MAX, utcnow
@@ -128,6 +129,8 @@ async def create_stock(session: AsyncSession, data: StockCreate) -> Stock:
             if await session.get(Stock, data.product_id) is not None:
                 raise errors.already_exists(f"product {data.product_id} already exists")
             session.add(item)
+            await session.flush()
+            idempotency.answer(StockPublic.model_validate(item), 201)
     except sqlalchemy.exc.IntegrityError as exc:
         raise errors.already_exists(f"product {data.product_id} already exists") from exc
     return item
@@ -146,6 +149,7 @@ async def replace_stock(session: AsyncSession, product_id: int, data: StockUpdat
         item.product_name = data.product_name
         item.quantity = data.quantity
         item.price_cents = data.price_cents
+        idempotency.answer(StockPublic.model_validate(item))
     return item
 
 
@@ -157,6 +161,7 @@ async def delete_stock(session: AsyncSession, product_id: int) -> StockPublic:
         item = await get_stock(session, product_id)
         before = StockPublic.model_validate(item)
         await session.delete(item)
+        idempotency.answer(before)
     return before
 
 
@@ -165,6 +170,7 @@ async def set_stock_level(session: AsyncSession, product_id: int, quantity: int)
     async with session.begin():
         item = await get_stock(session, product_id)
         item.quantity = quantity
+        idempotency.answer(StockPublic.model_validate(item))
     return item
 
 
@@ -202,6 +208,7 @@ async def add_cart_item(session: AsyncSession, settings: Settings, data: CartIte
             added_at=added_at,
         )
         add_cart_event(session, source=SOURCE, topic=settings.cart_changes_topic, type_=CART_ITEM_ADDED, item=item)
+        idempotency.answer(item, 201)
     return item
 
 
@@ -303,6 +310,7 @@ async def _process_stock_once(session: AsyncSession, request: ProcessStockReques
                 )
             )
             await session.flush()
+        idempotency.answer(ProcessStockResponse(items=items))
     return items
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import CartItem, Checkout, Order, OrderItem
 from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
-from shopkit import errors
+from shopkit import errors, idempotency
 from shopkit.auth import Caller
 from shopkit.events import CART_ITEM_ADDED, CART_ITEM_REMOVED, Event
 from shopkit.kafka import add_cart_event
@@ -40,6 +40,7 @@ async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: i
         removed = CartItemPublic.model_validate(item)
         await session.delete(item)
         add_cart_event(session, source=SOURCE, topic=settings.order_events_topic, type_=CART_ITEM_REMOVED, item=removed)
+        idempotency.answer(removed)
     return removed
 
 

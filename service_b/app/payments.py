@@ -53,7 +53,7 @@ from app.models import (
     StockLine,
 )
 from app.settings import Settings
-from shopkit import errors, logs, telemetry
+from shopkit import errors, idempotency, logs, telemetry
 from shopkit.cart import cart_lines
 from shopkit.events import ORDER_PAID
 from shopkit.kafka import KafkaBridge, add_event
@@ -280,6 +280,7 @@ class Payments:
                 data={"order": public.model_dump(mode="json"), "item_ids": item_ids, "reservation_id": reservation_id},
                 subject=public.order_id,
             )
+            idempotency.answer(public)
         return public
 
     async def _abandon(self, reservation_id: str, *, release: bool) -> None:

@@ -187,7 +187,7 @@ type eventPipeline struct {
 // newEvents opens the outbox, starts the relay in the background (Kafka may
 // be down: the gateway serves and fills the outbox meanwhile) and builds
 // the emitter. It returns nil when events are off.
-func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, resolveAfter time.Duration, tr *telemetry.Tracing, log *slog.Logger) (eventsRunner, error) {
+func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, callTimeout time.Duration, tr *telemetry.Tracing, log *slog.Logger) (eventsRunner, error) {
 	if len(cfg.Brokers) == 0 {
 		log.Warn("events off: no Kafka brokers configured")
 		return nil, nil
@@ -217,7 +217,7 @@ func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, 
 	em, err := events.New(events.Config{
 		Intents:           il,
 		Lookup:            lookup,
-		ResolveAfter:      resolveAfter,
+		CallTimeout:       callTimeout,
 		Services:          Services(),
 		Outbox:            ob,
 		Source:            cfg.Source,

@@ -117,9 +117,16 @@ type Config struct {
 	Intents IntentLog
 	// Lookup asks a service what became of a keyed mutation, for Intents.
 	Lookup LookupFunc
-	// ResolveAfter is how old an open intent must be before its service is
-	// asked about it. Default 10s (DefaultResolveAfter).
+	// ResolveAfter is how long after an open intent's deadline its service
+	// is asked about it. Default 5s (DefaultResolveAfter).
 	ResolveAfter time.Duration
+	// CallTimeout is the deadline of a mutation whose caller set none (the
+	// forwarder's). Default 10s (DefaultCallTimeout).
+	CallTimeout time.Duration
+	// CompactAfter is how long an intent may stay open (its service
+	// unreachable) before it is written again at the intent log's tail, so
+	// that the log is acknowledged past it. Default 30s.
+	CompactAfter time.Duration
 	// Logger receives failures to store an event and outbox-full changes.
 	// Default: discard.
 	Logger *slog.Logger
@@ -135,6 +142,8 @@ func (c *Config) setDefaults() {
 	c.IdempotencyMaxBytes = cmp.Or(c.IdempotencyMaxBytes, DefaultIdempotencyMaxBytes)
 	c.AppendTimeout = cmp.Or(c.AppendTimeout, DefaultAppendTimeout)
 	c.ResolveAfter = cmp.Or(c.ResolveAfter, DefaultResolveAfter)
+	c.CallTimeout = cmp.Or(c.CallTimeout, DefaultCallTimeout)
+	c.CompactAfter = cmp.Or(c.CompactAfter, defaultCompactAfter)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -166,6 +175,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ResolveAfter < 0 {
 		errs = append(errs, fmt.Errorf("resolve after %s is negative", c.ResolveAfter))
+	}
+	if c.CompactAfter < 0 {
+		errs = append(errs, fmt.Errorf("compact after %s is negative", c.CompactAfter))
+	}
+	if c.CallTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s is negative", c.CallTimeout))
 	}
 	if c.AppendTimeout < 0 {
 		errs = append(errs, fmt.Errorf("append timeout %s is negative", c.AppendTimeout))
@@ -214,7 +229,7 @@ func New(cfg Config) (*Emitter, error) {
 		e.store = newStore(cfg.IdempotencyWindow, cfg.IdempotencyMaxBytes, cfg.Now)
 	}
 	if cfg.Intents != nil {
-		e.intents = newIntents(cfg.Intents, cfg.Lookup, cfg.ResolveAfter, cfg.Logger)
+		e.intents = newIntents(cfg.Intents, cfg.Lookup, cfg.ResolveAfter, cfg.CallTimeout, cfg.CompactAfter, cfg.Logger)
 	}
 	return e, nil
 }
@@ -293,7 +308,7 @@ func (e *Emitter) intercept(ctx context.Context, req any, info *grpc.UnaryServer
 	}
 	// The key is the caller's: one user's Idempotency-Key never replays
 	// another user's answer (which the service would have refused them).
-	ent, v := e.store.begin(s.method, callerKey(ctx, key), &digest)
+	ent, v := e.store.begin(s.method, scopedKey(reqinfo.CallerFrom(ctx), key), &digest)
 	switch v {
 	case verdictMismatch:
 		return nil, apierr.New(codes.InvalidArgument, "Idempotency-Key was already used for a different request")
@@ -351,7 +366,7 @@ func (e *Emitter) run(ctx context.Context, s *spec, req any, handler grpc.UnaryH
 	if !ok {
 		return nil, apierr.New(codes.Internal, "response is not a proto message")
 	}
-	id := eventID(s.method, key, digest)
+	id := eventID(s.method, scopedKey(reqinfo.CallerFrom(ctx), key), digest)
 	meta.id, meta.time = id, e.now()
 	recs, keyed, err := e.build(s, msg, meta)
 	if err != nil {
@@ -470,10 +485,13 @@ func digestOf(req any) ([sha256.Size]byte, error) {
 	return sha256.Sum256(b), nil
 }
 
-// callerKey scopes an Idempotency-Key to the authenticated caller, if any.
-func callerKey(ctx context.Context, key string) string {
-	if c := reqinfo.CallerFrom(ctx); c != nil {
-		return strconv.FormatInt(c.UserID, 10) + " " + key
+// scopedKey scopes an Idempotency-Key to its caller (nil: anonymous), as
+// the services scope theirs: one caller's key is never another's, in the
+// idempotency store and in the ce_id derived from it. An empty key stays
+// empty (an event id of its own).
+func scopedKey(c *reqinfo.Caller, key string) string {
+	if c == nil || key == "" {
+		return key
 	}
-	return key
+	return strconv.FormatInt(c.UserID, 10) + " " + key
 }

@@ -55,6 +55,9 @@ var passHeaders = []struct{ md, http string }{
 const (
 	// UserIDHeader is the caller's user id, a decimal int64.
 	UserIDHeader = "X-User-Id"
+	// DeadlineHeader is the call's deadline in Unix milliseconds; a service
+	// does not commit a mutation after it.
+	DeadlineHeader = "X-Request-Deadline"
 	// ScopesHeader is the caller's scopes, space-separated.
 	ScopesHeader = "X-Auth-Scopes"
 )
@@ -249,6 +252,13 @@ func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp pro
 	if !ok {
 		return apierr.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Every call has a deadline, and the service is told it
+		// (DeadlineHeader): a mutation commits before it or not at all.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.opts.Timeout)
+		defer cancel()
+	}
 	if r.fallback == nil {
 		return r.call(ctx, req, resp)
 	}
@@ -382,6 +392,12 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 		ureq.Header[UserIDHeader] = []string{strconv.FormatInt(c.UserID, 10)}
 		ureq.Header[ScopesHeader] = []string{c.Scopes}
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		if ureq.Header == nil {
+			ureq.Header = make(http.Header, len(passHeaders)+1)
+		}
+		ureq.Header[DeadlineHeader] = []string{strconv.FormatInt(dl.UnixMilli(), 10)}
+	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, h := range passHeaders {
 			if v := md.Get(h.md); len(v) > 0 && v[0] != "" {
@@ -407,23 +423,32 @@ func writeQuery(b *strings.Builder, sep byte, fd protoreflect.FieldDescriptor, v
 const (
 	// LookupApplied: the change was made; resp holds its answer.
 	LookupApplied = "applied"
-	// LookupCommitted: the change was made but its answer was not recorded
-	// (the service died in between), so no event can be built from it.
-	LookupCommitted = "committed"
-	// LookupPending: the service is still running it.
-	LookupPending = "pending"
-	// LookupUnknown: no record: never applied (or its window is over).
+	// LookupUnknown: no record of that request from that caller: not
+	// applied (or its window is over). Asked after the request's deadline,
+	// it never will be.
 	LookupUnknown = "unknown"
 )
 
 // lookupPath is the services' read-only lookup of their idempotency
 // records (shopkit.idempotency).
-const lookupPath = "/internal/idempotency"
+const lookupPath = "/internal/idempotency/lookup"
+
+// lookupRequest describes a mutation as it was sent, for the lookup.
+type lookupRequest struct {
+	Caller string `json:"caller"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query"`
+	Key    string `json:"key"`
+	Body   string `json:"body"`
+}
 
 // Lookup asks the service that owns fullMethod what became of req sent with
-// Idempotency-Key key, without running anything: one of the Lookup states.
-// For LookupApplied it fills resp, an empty response message, from the
-// stored answer as Handle would have.
+// Idempotency-Key key by the caller in ctx (reqinfo.CallerFrom; none:
+// anonymous), without running anything: one of the Lookup states. The
+// service answers "applied" only for the same caller, key and request. For
+// LookupApplied it fills resp, an empty response message, from the stored
+// answer as Handle would have.
 func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Message, key string, resp proto.Message) (string, error) {
 	r, ok := f.routes[fullMethod]
 	if !ok {
@@ -433,9 +458,16 @@ func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Mes
 	if err != nil {
 		return "", err
 	}
-	path, _, _ := strings.Cut(ureq.Path, "?")
-	q := url.Values{"method": {ureq.Method}, "path": {path}, "key": {key}}
-	uresp, err := r.doer.Do(ctx, &upstream.Request{Method: http.MethodGet, Path: lookupPath + "?" + q.Encode()})
+	path, query, _ := strings.Cut(ureq.Path, "?")
+	sent := lookupRequest{Method: ureq.Method, Path: path, Query: query, Key: key, Body: string(ureq.Body)}
+	if c := reqinfo.CallerFrom(ctx); c != nil {
+		sent.Caller = strconv.FormatInt(c.UserID, 10)
+	}
+	body, err := json.Marshal(sent)
+	if err != nil {
+		return "", apierr.Errorf(codes.Internal, "encoding the idempotency lookup: %v", err)
+	}
+	uresp, err := r.doer.Do(ctx, &upstream.Request{Method: http.MethodPost, Path: lookupPath, Body: body})
 	if err != nil {
 		return "", err
 	}
@@ -455,7 +487,7 @@ func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Mes
 		if err := unmarshalOpts.Unmarshal(answer.Body, target); err != nil {
 			return "", apierr.Errorf(codes.Internal, "%s stored an answer that does not match %s", r.upstream, r.method.Output().FullName())
 		}
-	case LookupCommitted, LookupPending, LookupUnknown:
+	case LookupUnknown:
 	default:
 		return "", apierr.Errorf(codes.Internal, "%s answered the idempotency lookup with state %q", r.upstream, answer.State)
 	}

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on the services' mutations, kept in their own database.
+"""Exactly once at a service: ``Idempotency-Key``, in the transaction of the change.
 
 A client (or the gateway on its behalf) that sends a mutation with an
 ``Idempotency-Key`` header and sends it again gets the first answer back and
@@ -7,48 +7,62 @@ memory: after a gateway restart, or when the gateway died between the
 service's commit and its own bookkeeping, the retry reaches the service, and
 the service is the one place that knows whether the change was made.
 
-How a request with a key runs (scope: method, path and key):
+A key belongs to its caller. A record's scope is (caller, method, path,
+key), the caller being the ``X-User-Id`` the request came with (none for an
+internal call): the same key sent by another caller is a different key, so
+it is never refused, never blocked and never tells whether it exists.
 
-1. A claim row is committed in a transaction of its own: the key is now in
-   flight. The same key in flight answers 409 ABORTED; the same key used for
-   another request (another query, body or ``X-User-Id``) answers 400
-   INVALID_ARGUMENT, so one user never gets another user's stored answer.
-2. The mutation runs as always. Its first commit also marks the claim as
-   committed, in the same transaction (a SQLAlchemy ``before_commit`` hook),
-   so the row tells whether the change was made even if the process dies.
-3. A 2xx answer of a request that committed is stored in the row and
-   replayed to every repeat within the window (with
-   ``Idempotency-Replayed: true``). Any other answer deletes the row: a failed
-   mutation changed nothing, so a retry may run again, and a read sent by
-   POST (``/cart/fallback``) commits nothing, so it is answered fresh.
+How a request with a key runs:
 
-A claim whose mutation never committed and that is older than the claim
-timeout (the process died before it) is taken over by the next request. A
-claim that committed without a stored answer (the process died in between)
-answers 409 ABORTED until the window ends: the change was made, and running
-it again would make it twice.
+1. The record of its scope is read (no transaction, on the read pool). A
+   record within the window is replayed (``Idempotency-Replayed: true``) when
+   its request digest (query, body by value, caller) matches; the same caller
+   reusing the key for another request gets 400 INVALID_ARGUMENT.
+2. Otherwise the mutation runs as always. Its code hands its answer to
+   :func:`answer` inside the transaction that makes the change; that
+   transaction's commit inserts the record with the answer (a SQLAlchemy
+   ``before_commit`` hook). The change, its outbox rows and its record
+   commit together or not at all: there is no claim that can outlive a dead
+   process, and no change without its record.
+3. A concurrent duplicate finds the record at commit (PostgreSQL: it waits
+   on the key's unique index until the first commits; SQLite: writers are
+   serialised): its transaction is rolled back and it is answered with the
+   first request's stored answer instead.
 
-``GET /internal/idempotency?method=&path=&key=`` (:data:`router`) reads a
-key's record without touching it: the gateway asks it, after a restart,
-whether the mutations it had sent but not seen answered were applied, and
-emits their events from the stored answer. It is for the gateway only
-(the services are reachable from the gateway's network alone, and the
-gateway routes no public path to it).
+A failed mutation commits nothing and stores nothing, so a retry runs again;
+a read sent by POST (``/cart/fallback``) never calls :func:`answer` and is
+answered fresh.
+
+Deadline: a mutation sent with ``X-Request-Deadline`` (Unix time in
+milliseconds, as the gateway sends it) refuses to commit once that time has
+passed: 504 DEADLINE_EXCEEDED and the transaction rolled back. The gateway
+asks what became of a mutation only after its deadline, so "no record" is
+then final: it was not applied and never will be.
+
+``POST /internal/idempotency/lookup`` (:data:`router`) answers, read-only,
+whether the request described in its body (caller, method, path, query, key,
+body) was applied: ``applied`` with the stored answer, only when the scope
+and the request digest both match; ``unknown`` otherwise. It is for the
+gateway, which routes no public path to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import DateTime, Integer, String, Text, delete, event, update
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import DateTime, Integer, String, Text, delete, event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shopkit.auth import USER_ID_HEADER
@@ -60,59 +74,115 @@ log = logging.getLogger(__name__)
 
 HEADER = b"idempotency-key"
 REPLAYED_HEADER = b"idempotency-replayed"
+DEADLINE_HEADER = b"x-request-deadline"
 MAX_KEY_LENGTH = 255
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _USER_ID = USER_ID_HEADER.lower().encode()
+_PRUNE_EVERY_SECONDS = 600.0
 
 
 class IdempotencyRecord(Base):
-    """One mutation sent with an Idempotency-Key: its claim, and its answer once it succeeded."""
+    """One mutation sent with an Idempotency-Key that committed, with its answer."""
 
     __tablename__ = "idempotency"
 
+    caller: Mapped[str] = mapped_column(String(32), primary_key=True)
     method: Mapped[str] = mapped_column(String(10), primary_key=True)
     path: Mapped[str] = mapped_column(String(512), primary_key=True)
     key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    committed: Mapped[bool] = mapped_column(default=False)
-    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
 
 
 @dataclass
-class _Claim:
-    method: str
-    path: str
-    key: str
-    committed: bool = False
+class _Mutation:
+    """The keyed mutation (or the deadline) of the request being served."""
 
-    def row(self) -> tuple[Any, ...]:
-        """The WHERE clause of the claim's row."""
-        return (
-            IdempotencyRecord.method == self.method,
-            IdempotencyRecord.path == self.path,
-            IdempotencyRecord.key == self.key,
-        )
+    deadline_ms: int | None
+    caller: str = ""
+    method: str = ""
+    path: str = ""
+    key: str = ""
+    digest: str = ""
+    window: timedelta = timedelta(0)
+    answer: tuple[int, str] | None = None
+    duplicate: bool = False
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.key)
 
 
-# The claim of the request being served, for the before_commit hook.
-_current: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar("idempotency_claim", default=None)
+_current: contextvars.ContextVar[_Mutation | None] = contextvars.ContextVar("idempotent_mutation", default=None)
+
+
+def answer(result: BaseModel | dict[str, Any], status_code: int = 200) -> None:
+    """Hand the answer of the mutation being served to the transaction that
+    makes the change: call it inside that transaction, before it commits.
+
+    For a keyed request the commit stores the answer with the change; with a
+    deadline the commit is refused once it has passed. Outside a request (or
+    for a request with neither) it does nothing."""
+    m = _current.get()
+    if m is None:
+        return
+    body = result.model_dump_json() if isinstance(result, BaseModel) else json.dumps(result, separators=(",", ":"))
+    m.answer = (status_code, body)
+
+
+class _Duplicate(ApiError):
+    """A concurrent request with the same scope committed first."""
+
+    def __init__(self) -> None:
+        super().__init__("ABORTED", "a request with this Idempotency-Key was applied meanwhile")
 
 
 @event.listens_for(Session, "before_commit")
-def _mark_committed(session: Session) -> None:
-    claim = _current.get()
-    if claim is None or claim.committed:
+def _commit_with_record(session: Session) -> None:
+    m = _current.get()
+    if m is None or m.answer is None:
         return
-    claim.committed = True
-    session.execute(update(IdempotencyRecord).where(*claim.row()).values(committed=True))
+    status_code, body = m.answer
+    m.answer = None  # one commit carries the answer
+    if m.deadline_ms is not None and time.time() * 1000 > m.deadline_ms:
+        raise ApiError("DEADLINE_EXCEEDED", "the request's deadline passed before its change was committed")
+    if not m.keyed:
+        return
+    now = utcnow()
+    scope = _scope(m)
+    # An expired record of the scope makes room for this one.
+    session.execute(delete(IdempotencyRecord).where(*scope, IdempotencyRecord.created_at < now - m.window))
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {
+        "caller": m.caller,
+        "method": m.method,
+        "path": m.path,
+        "key": m.key,
+        "digest": m.digest,
+        "created_at": now,
+        "status_code": status_code,
+        "body": body,
+    }
+    result = session.execute(insert(IdempotencyRecord).values(**values).on_conflict_do_nothing())
+    if getattr(result, "rowcount", 1) == 0:
+        m.duplicate = True
+        raise _Duplicate()
 
 
-def request_digest(query: bytes, body: bytes, user_id: bytes = b"") -> str:
+def _scope(m: _Mutation) -> tuple[Any, ...]:
+    return (
+        IdempotencyRecord.caller == m.caller,
+        IdempotencyRecord.method == m.method,
+        IdempotencyRecord.path == m.path,
+        IdempotencyRecord.key == m.key,
+    )
+
+
+def request_digest(query: bytes, body: bytes, caller: str) -> str:
     """A digest of what makes two requests the same: the query, the body and
-    the caller's X-User-Id (empty for an internal call).
+    the caller ("" for an internal call).
 
     A JSON body is compared by value (key order and spacing do not matter),
     anything else byte for byte."""
@@ -120,133 +190,142 @@ def request_digest(query: bytes, body: bytes, user_id: bytes = b"") -> str:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
     except (ValueError, UnicodeDecodeError):
         canonical = b"raw:" + body
-    # An internal call (no X-User-Id) is digested by its query and body alone.
-    caller = b"user:" + user_id + b"\n" if user_id else b""
-    return hashlib.sha256(caller + query + b"\n" + canonical).hexdigest()
+    return hashlib.sha256(b"caller:" + caller.encode() + b"\n" + query + b"\n" + canonical).hexdigest()
 
 
-def _aborted(message: str) -> ApiError:
-    return ApiError("ABORTED", message)
+def _parse_deadline(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    text = raw.decode("latin-1").strip()
+    if not (0 < len(text) <= 16 and text.isascii() and text.isdigit()):
+        raise invalid_argument("X-Request-Deadline must be Unix time in milliseconds (1 to 16 digits)")
+    return int(text)
 
 
 class IdempotencyMiddleware:
-    """Honours Idempotency-Key on mutating requests (see the module doc).
+    """Honours Idempotency-Key and X-Request-Deadline on mutating requests
+    (see the module doc). window is how long an answer is replayed. The
+    sessions come from ``app.state.sessions`` (writes) and
+    ``app.state.read_sessions`` (the look-up before the call)."""
 
-    window is how long an answer is replayed; claim_timeout is how long an
-    uncommitted claim blocks its key before a retry may take it over. The
-    sessions come from ``app.state.sessions``."""
-
-    def __init__(self, app: Any, window: timedelta, claim_timeout: timedelta) -> None:
+    def __init__(self, app: Any, window: timedelta) -> None:
         self.app = app
         self.window = window
-        self.claim_timeout = claim_timeout
+        self._pruned = 0.0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in MUTATING_METHODS:
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, HEADER)
-        if raw is None:
-            await self.app(scope, receive, send)
-            return
-        key = raw.decode("latin-1").strip()
-        if not key or len(key) > MAX_KEY_LENGTH:
-            await self._error(
-                scope, send, invalid_argument(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
-            )
+        raw_key = _header(scope, HEADER)
+        try:
+            deadline = _parse_deadline(_header(scope, DEADLINE_HEADER))
+            if raw_key is None:
+                if deadline is None:
+                    await self.app(scope, receive, send)
+                    return
+                token = _current.set(_Mutation(deadline_ms=deadline))
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    _current.reset(token)
+                return
+            key = raw_key.decode("latin-1").strip()
+            if not key or len(key) > MAX_KEY_LENGTH:
+                raise invalid_argument(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        except ApiError as exc:
+            await _error(scope, send, exc)
             return
 
         body, receive = await _buffer(receive)
-        claim = _Claim(scope["method"], scope["path"], key)
-        sessions = scope["app"].state.sessions
+        caller = (_header(scope, _USER_ID) or b"").decode("latin-1")
+        m = _Mutation(
+            deadline_ms=deadline,
+            caller=caller,
+            method=scope["method"],
+            path=scope["path"],
+            key=key,
+            digest=request_digest(scope.get("query_string", b""), body, caller),
+            window=self.window,
+        )
+        app_state = scope["app"].state
+        self._maybe_prune(app_state.sessions)
         try:
-            digest = request_digest(scope.get("query_string", b""), body, _header(scope, _USER_ID) or b"")
-            stored = await self._claim(sessions, claim, digest)
+            stored = await self._stored(app_state.read_sessions, m)
         except ApiError as exc:
-            await self._error(scope, send, exc)
+            await _error(scope, send, exc)
             return
         if stored is not None:
             await _replay(stored, send)
             return
 
-        status: list[int] = []
-        content_type: list[str] = []
-        chunks: list[bytes] = []
+        messages: list[dict[str, Any]] = []
 
         async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-                for name, value in message.get("headers") or []:
-                    if name.lower() == b"content-type":
-                        content_type.append(value.decode("latin-1"))
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+            messages.append(message)
 
-        token = _current.set(claim)
-        failed = True
+        token = _current.set(m)
         try:
             await self.app(scope, receive, capture)
-            failed = False
         finally:
             _current.reset(token)
-            answer = None if failed or not status else status[0]
-            await self._settle(sessions, claim, answer, content_type[0] if content_type else None, b"".join(chunks))
-
-    async def _claim(self, sessions: Any, claim: _Claim, digest: str) -> IdempotencyRecord | None:
-        """Claim the key, or return the stored answer to replay."""
-        now = utcnow()
-        async with sessions() as session, session.begin():
-            await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now - self.window))
-            row: IdempotencyRecord | None = await session.get(IdempotencyRecord, (claim.method, claim.path, claim.key))
-            if row is not None:
-                if row.digest != digest:
-                    raise invalid_argument("Idempotency-Key was already used for a different request")
-                if row.status_code is not None:
-                    return row
-                if row.committed:
-                    raise _aborted(
-                        "a request with this Idempotency-Key was applied but its answer was not recorded; "
-                        "it is not applied again"
-                    )
-                if row.created_at > now - self.claim_timeout:
-                    raise _aborted("a request with this Idempotency-Key is in progress; retry later")
-                log.warning(
-                    "taking over the stale claim of Idempotency-Key %r on %s %s", claim.key, claim.method, claim.path
-                )
-                row.created_at = now
-                return None
-            session.add(
-                IdempotencyRecord(method=claim.method, path=claim.path, key=claim.key, digest=digest, created_at=now)
-            )
+        if m.duplicate:
             try:
-                await session.flush()
-            except IntegrityError:
-                raise _aborted("a request with this Idempotency-Key is in progress; retry later") from None
-        return None
+                stored = await self._stored(app_state.sessions, m)
+            except ApiError as exc:
+                await _error(scope, send, exc)
+                return
+            if stored is not None:
+                await _replay(stored, send)
+                return
+        for message in messages:
+            await send(message)
 
-    async def _settle(
-        self, sessions: Any, claim: _Claim, status: int | None, content_type: str | None, body: bytes
-    ) -> None:
-        """Store the answer of a success that changed something; forget the
-        claim of anything else (a failure, or a read such as
-        ``POST /cart/fallback``, which commits nothing and must stay fresh)."""
+    async def _stored(self, sessions: Any, m: _Mutation) -> IdempotencyRecord | None:
+        """The record to replay, None when there is none in the window;
+        INVALID_ARGUMENT when the caller used the key for another request."""
+        async with sessions() as session:
+            row: IdempotencyRecord | None = (
+                await session.execute(select(IdempotencyRecord).where(*_scope(m)))
+            ).scalar_one_or_none()
+        if row is None or row.created_at < utcnow() - self.window:
+            return None
+        if row.digest != m.digest:
+            raise invalid_argument("Idempotency-Key was already used for a different request")
+        return row
+
+    def _maybe_prune(self, sessions: Any) -> None:
+        """Delete records past the window, at most once per ten minutes, in the background."""
+        now = time.monotonic()
+        if now - self._pruned < _PRUNE_EVERY_SECONDS:
+            return
+        self._pruned = now
+        task = asyncio.get_running_loop().create_task(prune(sessions, self.window))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[int]] = set()
+
+
+async def prune(sessions: Any, window: timedelta) -> int:
+    """Delete the records older than window; return how many went."""
+    try:
         async with sessions() as session, session.begin():
-            if status is not None and 200 <= status < 300 and claim.committed:
-                await session.execute(
-                    update(IdempotencyRecord)
-                    .where(*claim.row())
-                    .values(committed=True, status_code=status, content_type=content_type, body=body.decode("utf-8"))
-                )
-            else:
-                await session.execute(delete(IdempotencyRecord).where(*claim.row()))
+            result = await session.execute(
+                delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - window)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+    except Exception as exc:  # a busy database: the next round prunes
+        log.warning("idempotency prune failed: %r", exc)
+        return 0
 
-    @staticmethod
-    async def _error(scope: dict[str, Any], send: Any, exc: ApiError) -> None:
-        async def no_body() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
 
-        await exc.to_response()(scope, no_body, send)
+async def _error(scope: dict[str, Any], send: Any, exc: ApiError) -> None:
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await exc.to_response()(scope, no_body, send)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
@@ -279,10 +358,12 @@ async def _buffer(receive: Any) -> tuple[bytes, Any]:
 
 
 async def _replay(row: IdempotencyRecord, send: Any) -> None:
-    body = (row.body or "").encode("utf-8")
-    headers = [(b"content-length", str(len(body)).encode()), (REPLAYED_HEADER, b"true")]
-    if row.content_type:
-        headers.append((b"content-type", row.content_type.encode("latin-1")))
+    body = row.body.encode("utf-8")
+    headers = [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+        (REPLAYED_HEADER, b"true"),
+    ]
     await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -290,26 +371,38 @@ async def _replay(row: IdempotencyRecord, send: Any) -> None:
 router = APIRouter(tags=["internal"])
 
 
-@router.get("/internal/idempotency", include_in_schema=False)
-async def lookup(
-    request: Request,
-    method: str = Query(min_length=1, max_length=10),
-    path: str = Query(min_length=1, max_length=512),
-    key: str = Query(min_length=1, max_length=MAX_KEY_LENGTH),
-) -> dict[str, Any]:
-    """What became of the mutation ``method path`` sent with Idempotency-Key
-    ``key``, read-only: ``applied`` (with the stored answer's
-    ``status_code`` and ``body``), ``committed`` (applied, answer not
-    recorded), ``pending`` (in flight, not committed yet) or ``unknown`` (no
-    record: never applied, or its window is over)."""
-    async with request.app.state.sessions() as session:
-        row = await session.get(IdempotencyRecord, (method.upper(), path, key))
-    if row is None:
+class LookupRequest(BaseModel):
+    """A mutation as it was sent: who sent it, where, with which key and body."""
+
+    caller: str = Field(default="", max_length=32, description="The X-User-Id it was sent with; empty for none.")
+    method: str = Field(min_length=1, max_length=10)
+    path: str = Field(min_length=1, max_length=512)
+    query: str = Field(default="", max_length=8192)
+    key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
+    body: str = Field(default="", max_length=4 << 20, description="The request body as sent.")
+
+
+@router.post("/internal/idempotency/lookup", include_in_schema=False)
+async def lookup(request: Request, sent: LookupRequest) -> dict[str, Any]:
+    """Whether the mutation described was applied, read-only: ``applied``
+    with the stored answer's ``status_code`` and ``body`` when a record of
+    its scope exists and was made by the same request; ``unknown`` for
+    anything else (never sent, refused, rolled back, another request, or
+    past the window)."""
+    m = _Mutation(
+        deadline_ms=None,
+        caller=sent.caller,
+        method=sent.method.upper(),
+        path=sent.path,
+        key=sent.key,
+        digest=request_digest(sent.query.encode(), sent.body.encode(), sent.caller),
+    )
+    async with request.app.state.read_sessions() as session:
+        row = (await session.execute(select(IdempotencyRecord).where(*_scope(m)))).scalar_one_or_none()
+    if row is None or row.digest != m.digest:
         return {"state": "unknown"}
-    if row.status_code is not None:
-        try:
-            body: Any = json.loads(row.body or "null")
-        except ValueError:
-            body = row.body
-        return {"state": "applied", "status_code": row.status_code, "body": body}
-    return {"state": "committed" if row.committed else "pending"}
+    try:
+        body: Any = json.loads(row.body)
+    except ValueError:
+        body = row.body
+    return {"state": "applied", "status_code": row.status_code, "body": body}

@@ -185,6 +185,48 @@ def drop_shared_tables_0001() -> None:
         op.drop_table(table)
 
 
+def replace_idempotency_table_0002() -> None:
+    """Give ``idempotency`` its one-transaction form: keyed by the caller
+    too, holding only committed mutations with their answers (no claim, no
+    ``committed`` flag). Its rows are short-lived answers to replay, not
+    data; the old ones cannot be given a caller, so they are dropped."""
+    op.drop_index("ix_idempotency_created_at", table_name="idempotency")
+    op.drop_table("idempotency")
+    op.create_table(
+        "idempotency",
+        sa.Column("caller", sa.String(length=32), nullable=False),
+        sa.Column("method", sa.String(length=10), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("caller", "method", "path", "key"),
+    )
+    op.create_index("ix_idempotency_created_at", "idempotency", ["created_at"])
+
+
+def restore_idempotency_table_0001() -> None:
+    """Undo :func:`replace_idempotency_table_0002` (the records are dropped again)."""
+    op.drop_index("ix_idempotency_created_at", table_name="idempotency")
+    op.drop_table("idempotency")
+    op.create_table(
+        "idempotency",
+        sa.Column("method", sa.String(length=10), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("committed", sa.Boolean(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("content_type", sa.String(length=255), nullable=True),
+        sa.Column("body", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("method", "path", "key"),
+    )
+    op.create_index("ix_idempotency_created_at", "idempotency", ["created_at"])
+
+
 def head_revision(script_location: Path) -> str | None:
     """The head revision of the migrations in script_location."""
     return ScriptDirectory.from_config(alembic_config(script_location)).get_current_head()

@@ -28,7 +28,7 @@ def build_app(
     version: str = "1.0.0",
 ) -> FastAPI:
     """An app serving ``/healthz``, ``/readyz``, the gateway's idempotency
-    lookup (``/internal/idempotency``) and then routers.
+    lookup (``/internal/idempotency/lookup``) and then routers.
 
     Every error answers ``{"code", "message"}`` (see :mod:`shopkit.errors`),
     X-Request-Id and traceparent are kept for logs and onward calls, a
@@ -63,7 +63,6 @@ def build_app(
     app.add_middleware(
         IdempotencyMiddleware,
         window=timedelta(hours=settings.idempotency_window_hours),
-        claim_timeout=timedelta(seconds=settings.idempotency_claim_timeout_seconds),
     )
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, idempotency.router, *routers):

@@ -67,12 +67,6 @@ class ServiceSettings(BaseSettings):
     idempotency_window_hours: float = Field(
         24.0, gt=0, description="How long the answer to a mutation sent with an Idempotency-Key is replayed."
     )
-    idempotency_claim_timeout_seconds: float = Field(
-        300.0,
-        gt=0,
-        description="How long a mutation with an Idempotency-Key that never committed blocks its key "
-        "(longer than any request takes).",
-    )
     log_level: str = Field("INFO", description="Logging level.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
 
