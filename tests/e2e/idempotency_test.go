@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,4 +81,97 @@ func TestIdempotencyKeyAcrossGatewayRestart(t *testing.T) {
 			t.Errorf("%s: the repeat's event has ce_id %s, the first %s; want one id", key, evs[1].Headers["ce_id"], evs[0].Headers["ce_id"])
 		}
 	}
+}
+
+// TestAnotherUsersKeyIsADifferentKey: user B sending user A's
+// Idempotency-Key, with a deadline too short to finish (so the gateway
+// must later ask the service what became of it), makes no event for A's
+// change, for an add or a payment; sent normally, the key is B's own and
+// B's request is applied as B's. Every add and payment has one event once
+// deduplicated by ce_id.
+func TestAnotherUsersKeyIsADifferentKey(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	r := harness.NewEventReader(t, harness.TopicCart, harness.TopicOrder)
+	product := createProduct(t, s, "contested tea", 100, 300)
+	victim, attacker := newID(), newID()
+	asVictim := []string{"Authorization", harness.Bearer(s.Token(t, victim, ""))}
+	asAttacker := []string{"Authorization", harness.Bearer(s.Token(t, attacker, ""))}
+	addKey, payKey := fmt.Sprintf("victim-add-%d", victim), fmt.Sprintf("victim-pay-%d", victim)
+	add := func(q int) string { return fmt.Sprintf(`{"product_id":%d,"quantity":%d}`, product, q) }
+
+	_, mine := do(t, s, http.StatusOK, "POST", "/cart/add", add(1), append(asVictim, "Idempotency-Key", addKey)...)
+	victimItem := mine["item_id"]
+	waitCart(t, s, victim, 1)
+	_, order := do(t, s, http.StatusOK, "POST", "/order/pay", "{}", append(asVictim, "Idempotency-Key", payKey)...)
+	victimOrder := order["order_id"]
+
+	// The attacker's cart must not be empty, or a payment is refused at once.
+	do(t, s, http.StatusOK, "POST", "/cart/add", add(1), asAttacker...)
+	waitCart(t, s, attacker, 1)
+	for q := 1; q <= 4; q++ {
+		for _, call := range []struct{ path, body, key string }{{"/cart/add", add(q), addKey}, {"/order/pay", "{}", payKey}} {
+			st, _, body := s.Do(t, "POST", call.path, call.body, append(asAttacker, "Idempotency-Key", call.key, "Grpc-Timeout", "1n")...)
+			if st == http.StatusOK || st == http.StatusBadRequest {
+				t.Fatalf("%s with another user's key and a 1ns deadline: %d %v, want it cut short", call.path, st, body)
+			}
+		}
+	}
+	// Sent normally, the key is the attacker's own: applied as theirs.
+	h, theirs := do(t, s, http.StatusOK, "POST", "/cart/add", add(2), append(asAttacker, "Idempotency-Key", addKey)...)
+	item := theirs
+	if h.Get("Idempotency-Replayed") != "" || item["item_id"] == victimItem || item["user_id"] != str(attacker) {
+		t.Errorf("another user's key: answered %v (replayed %q), want a new line of user %d", theirs, h.Get("Idempotency-Replayed"), attacker)
+	}
+
+	// Every intent resolved and every event published, then: one event per change.
+	eventually(t, 60*time.Second, func() string {
+		_, _, ready := s.Do(t, "GET", "/readyz", "")
+		if n := findNumber(ready, "intents"); n != 0 {
+			return fmt.Sprintf("%v intents still open", n)
+		}
+		if n := findNumber(ready, "depth"); n != 0 {
+			return fmt.Sprintf("%v events not yet published", n)
+		}
+		return ""
+	})
+	time.Sleep(2 * time.Second) // the reader catches up with what was published
+	evs := r.Events()
+	for _, c := range []struct {
+		typ     string
+		subject any
+	}{{"shop.events.v1.CartItemAdded", victimItem}, {"shop.events.v1.OrderPaid", victimOrder}, {"shop.events.v1.CartItemAdded", item["item_id"]}} {
+		got := harness.Filter(evs, func(e harness.Event) bool {
+			return e.Type() == c.typ && e.Headers["ce_subject"] == fmt.Sprint(c.subject)
+		})
+		ids := map[string]bool{}
+		for _, e := range got {
+			ids[e.Headers["ce_id"]] = true
+		}
+		if len(ids) != 1 {
+			t.Errorf("%s of %v: %d events with %d ce_ids, want one ce_id: %v", c.typ, c.subject, len(got), len(ids), got)
+		}
+	}
+}
+
+// findNumber returns the first number under key anywhere in m, -1 when none.
+func findNumber(m any, key string) float64 {
+	switch v := m.(type) {
+	case map[string]any:
+		if n, ok := v[key].(float64); ok {
+			return n
+		}
+		for _, x := range v {
+			if n := findNumber(x, key); n >= 0 {
+				return n
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if n := findNumber(x, key); n >= 0 {
+				return n
+			}
+		}
+	}
+	return -1
 }
