@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import CartItem
 from shopkit.db import Inbox, Outbox
+from shopkit.events import Event
 from shopkit.testing import event_record
+from shopkit.wire import CartItemPublic
 from tests.support import create_stock
 
 
@@ -101,3 +108,84 @@ async def test_malformed_and_unknown_events_are_skipped(client: AsyncClient, app
     await bridge._apply(*event("something.new", {}), "test")
     assert len((await client.get("/cart/fallback/5")).json()["items"]) == 1
     assert items
+
+
+def records(*events: tuple[bytes, list[tuple[str, bytes]]]) -> list[SimpleNamespace]:
+    """Consumer records of one partition fetch, at offsets 0, 1, ..."""
+    return [SimpleNamespace(value=value, headers=headers, offset=i) for i, (value, headers) in enumerate(events)]
+
+
+def handled_ids(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the events that bridge's handler is called with from now on."""
+    handled: list[str] = []
+    handler = bridge._handler
+
+    async def recording(session: AsyncSession, event: Event) -> None:
+        handled.append(event.id)
+        await handler(session, event)
+
+    monkeypatch.setattr(bridge, "_handler", recording)
+    return handled
+
+
+async def restore_lines(app: FastAPI, items: list[dict]) -> None:
+    """Put cart lines back under their old ids: the one state in which a
+    repeated removal would change the cart, so only the inbox can stop it."""
+    async with app.state.sessions() as session, session.begin():
+        session.add_all(CartItem(**CartItemPublic.model_validate(item).model_dump()) for item in items)
+
+
+async def cart_of(client: AsyncClient, user_id: int) -> list[dict]:
+    """The lines of user_id's master cart."""
+    return list((await client.get(f"/cart/fallback/{user_id}")).json()["items"])
+
+
+async def test_a_batch_redelivered_after_its_lines_return_removes_nothing(
+    client: AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch of order.paid and cart.item_removed delivered again after its
+    lines are back under the same ids is dropped by the batch's own inbox
+    lookup: the lines stay, no removal is published twice, and the handler
+    never sees the repeated events."""
+    items = await fill_cart(client, 5, 3)
+    ids = [i["item_id"] for i in items]
+    batch = records(
+        event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": ids[:2]}, "paid-1"),
+        event("cart.item_removed", {"item": items[2]}, "removed-1"),
+    )
+    bridge = app.state.bridge
+    handled = handled_ids(bridge, monkeypatch)
+    await bridge._apply_batch("topic", 0, batch)
+    assert await cart_of(client, 5) == []
+    await restore_lines(app, items)
+    await bridge._apply_batch("topic", 0, batch)
+    assert await cart_of(client, 5) == items, "the redelivered batch removed the returned lines again"
+    removed = [e["data"]["item"]["item_id"] for e in await removal_events(app)]
+    assert sorted(removed) == sorted(ids), "a removal was published twice"
+    assert handled == ["paid-1", "removed-1"], "the redelivered batch reached the handler"
+
+
+@pytest.mark.parametrize("type_", ["order.paid", "cart.item_removed"])
+async def test_an_event_redelivered_after_its_line_returns_removes_nothing(
+    client: AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, type_: str
+) -> None:
+    """An event applied one at a time and delivered again after its line is
+    back under the same id is dropped by the inbox: the line stays, its
+    removal is published once, and the handler sees the event once."""
+    items = await fill_cart(client, 5, 1)
+    data = (
+        {"order": {"order_id": 1, "user_id": 5}, "item_ids": [items[0]["item_id"]]}
+        if type_ == "order.paid"
+        else {"item": items[0]}
+    )
+    raw = event(type_, data, "once-1")
+    bridge = app.state.bridge
+    handled = handled_ids(bridge, monkeypatch)
+    await bridge._apply(*raw, "test")
+    assert await cart_of(client, 5) == []
+    await restore_lines(app, items)
+    await bridge._apply(*raw, "test")
+    assert await cart_of(client, 5) == items, "the redelivered event removed the returned line again"
+    removed = [e["data"]["item"]["item_id"] for e in await removal_events(app)]
+    assert removed == [items[0]["item_id"]], "a removal was published twice"
+    assert handled == ["once-1"], "the redelivered event reached the handler"

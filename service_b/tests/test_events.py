@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkit.db import Inbox
+from shopkit.events import Event
 from tests.conftest import cart_event
 
 ITEM = {"item_id": 11, "user_id": 3, "product_id": 4, "quantity": 2, "added_at": "2026-11-25T17:40:00.123456Z"}
@@ -161,3 +164,38 @@ async def test_a_batch_with_a_bad_event_applies_the_rest(client: AsyncClient, ap
     )
     await bridge._apply_batch("topic", 0, batch)
     assert [i["item_id"] for i in (await client.get("/cart/3")).json()["items"]] == [11, 12]
+
+
+def handled_ids(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the events that bridge's handler is called with from now on."""
+    handled: list[str] = []
+    handler = bridge._handler
+
+    async def recording(session: AsyncSession, event: Event) -> None:
+        handled.append(event.id)
+        await handler(session, event)
+
+    monkeypatch.setattr(bridge, "_handler", recording)
+    return handled
+
+
+async def test_a_batch_of_adds_redelivered_after_its_removes_stays_removed(
+    client: AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch of adds delivered again after a fetch of their removes is
+    dropped by the batch's own inbox lookup: the lines stay removed and the
+    handler never sees the repeated events."""
+    bridge = app.state.bridge
+    handled = handled_ids(bridge, monkeypatch)
+    other = {**ITEM, "item_id": 12}
+    adds = records(cart_event("cart.item_added", ITEM, "add-11"), cart_event("cart.item_added", other, "add-12"))
+    removes = records(
+        cart_event("cart.item_removed", ITEM, "remove-11"), cart_event("cart.item_removed", other, "remove-12")
+    )
+    await bridge._apply_batch("topic", 0, adds)
+    assert [i["item_id"] for i in (await client.get("/cart/3")).json()["items"]] == [11, 12]
+    await bridge._apply_batch("topic", 0, removes)
+    assert (await client.get("/cart/3")).json()["items"] == []
+    await bridge._apply_batch("topic", 0, adds)
+    assert (await client.get("/cart/3")).json()["items"] == [], "the redelivered adds brought the removed lines back"
+    assert handled == ["add-11", "add-12", "remove-11", "remove-12"], "the redelivered batch reached the handler"

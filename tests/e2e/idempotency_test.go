@@ -175,3 +175,60 @@ func findNumber(m any, key string) float64 {
 	}
 	return -1
 }
+
+// TestIntentOfAKilledServiceIsResolved: a payment sent to a service_b that
+// hangs and is then killed mid-request has an unknown outcome at the
+// gateway. Once B is back, the gateway's intent is resolved (not applied:
+// the change never committed) within the request's deadline plus the
+// resolve delay, the intent log is acknowledged to the end, and the
+// client's retry with the same key is applied normally, once.
+func TestIntentOfAKilledServiceIsResolved(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	r := harness.NewEventReader(t, harness.TopicOrder)
+	product := createProduct(t, s, "interrupted tea", 10, 300)
+	user := newID()
+	as := []string{"Authorization", harness.Bearer(s.Token(t, user, ""))}
+	do(t, s, http.StatusOK, "POST", "/cart/add", fmt.Sprintf(`{"product_id":%d,"quantity":1}`, product), as...)
+	waitCart(t, s, user, 1)
+	key := fmt.Sprintf("pay-%d", user)
+
+	s.PauseServiceB()
+	start := time.Now()
+	st, _, body := s.Do(t, "POST", "/order/pay", "{}", append(as, "Idempotency-Key", key, "Grpc-Timeout", "2S")...)
+	if st != http.StatusGatewayTimeout {
+		t.Fatalf("pay to a hung service_b: %d %v, want 504", st, body)
+	}
+	s.KillServiceB()
+	s.StartServiceB()
+
+	const deadline, resolveAfter, slack = 2 * time.Second, 5 * time.Second, 5 * time.Second
+	eventually(t, 60*time.Second, func() string {
+		_, _, ready := s.Do(t, "GET", "/readyz", "")
+		if n := findNumber(ready, "intents"); n != 0 {
+			return fmt.Sprintf("%v intents still open", n)
+		}
+		if n := findNumber(ready, "intent_log"); n != 0 {
+			return fmt.Sprintf("%v intent log records not acknowledged", n)
+		}
+		return ""
+	})
+	if took := time.Since(start); took > deadline+resolveAfter+slack {
+		t.Errorf("the intent was settled %v after the request, want within its deadline %v plus the resolve delay %v (and %v of slack)", took, deadline, resolveAfter, slack)
+	}
+	if stockOf(t, s, product) != 10 {
+		t.Errorf("stock taken by a payment that never committed")
+	}
+
+	h, order := do(t, s, http.StatusOK, "POST", "/order/pay", "{}", append(as, "Idempotency-Key", key)...)
+	if h.Get("Idempotency-Replayed") != "" {
+		t.Errorf("the retry was answered as a replay of a payment that never committed: %v", order)
+	}
+	evs := r.WaitMatching(t, 1, eventTimeout, func(e harness.Event) bool {
+		return e.Type() == "shop.events.v1.OrderPaid" && e.Headers["ce_subject"] == fmt.Sprint(order["order_id"])
+	})
+	time.Sleep(time.Second)
+	if n := len(harness.Filter(r.Events(), func(e harness.Event) bool { return e.Type() == "shop.events.v1.OrderPaid" && e.Key == str(user) })); n != 1 {
+		t.Errorf("%d OrderPaid events for user %d, want 1 (first: %v)", n, user, evs[0])
+	}
+}

@@ -216,6 +216,13 @@ func (s *Stack) StartServiceB() {
 	s.waitReady(nameServiceB, s.ServiceBURL()+"/readyz")
 }
 
+// KillServiceB kills service_b with SIGKILL (whatever it was doing is
+// lost; a paused one dies too) and waits until it has exited.
+func (s *Stack) KillServiceB() {
+	s.tb.Helper()
+	s.stop(nameServiceB, true)
+}
+
 // PauseServiceB freezes service_b with SIGSTOP: its port still accepts
 // connections (the kernel queues them) but nothing answers, the way a hung
 // process looks to its callers. ResumeServiceB (or the Stack's cleanup)

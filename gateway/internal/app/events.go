@@ -320,6 +320,7 @@ func (p *eventPipeline) Checks() []server.Check {
 				"acked_id":   uint64(st.AckedID),
 				"idempotent": p.emitter.Stats().IdempotencyEntries,
 				"intents":    p.emitter.OpenIntents(),
+				"intent_log": p.emitter.IntentLogDepth(),
 			}
 			if err := p.ob.Admit(); err != nil {
 				return d, err

@@ -435,3 +435,12 @@ func (e *Emitter) OpenIntents() int {
 	defer e.intents.mu.Unlock()
 	return len(e.intents.open)
 }
+
+// IntentLogDepth is the number of records in the intent log not yet
+// acknowledged (intents and done markers); 0 when intents are off.
+func (e *Emitter) IntentLogDepth() int64 {
+	if e.intents == nil {
+		return 0
+	}
+	return e.intents.log.Stats().Depth
+}

@@ -77,6 +77,10 @@ type Options struct {
 	// NoSync skips every fsync. Records then survive a process crash but not
 	// a machine crash. For tests and benchmarks only. Default false.
 	NoSync bool
+
+	// onSync, when set, is called after each fdatasync of a segment by the
+	// writer: a test seam that counts them.
+	onSync func()
 }
 
 func (o *Options) setDefaults() {

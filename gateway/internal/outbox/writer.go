@@ -131,7 +131,7 @@ func (o *Outbox) writeChunk(buf []byte, count int) error {
 	case o.opts.SyncInterval > 0:
 		o.dirty = true // synced by the writer's ticker, at most SyncInterval later
 	default:
-		if err := datasync(o.wf); err != nil {
+		if err := o.syncActive(); err != nil {
 			// After a failed fsync the page cache may no longer hold what
 			// was written; nothing written since can be trusted.
 			return o.fail(fmt.Errorf("outbox: sync %s: %w", o.active.path, err))
@@ -159,9 +159,18 @@ func (o *Outbox) syncDirty() {
 		return
 	}
 	o.dirty = false
-	if err := datasync(o.wf); err != nil {
+	if err := o.syncActive(); err != nil {
 		_ = o.fail(fmt.Errorf("outbox: sync %s: %w", o.active.path, err))
 	}
+}
+
+// syncActive fdatasyncs the active segment file.
+func (o *Outbox) syncActive() error {
+	err := datasync(o.wf)
+	if o.opts.onSync != nil {
+		o.opts.onSync()
+	}
+	return err
 }
 
 // reject fails requests, giving back what they reserved.
