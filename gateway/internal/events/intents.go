@@ -174,8 +174,8 @@ func intentOf(e outbox.Entry, callTimeout time.Duration) *intent {
 
 // intents is the set of open intents and the log behind it.
 type intents struct {
-	log         IntentLog
-	lookup      LookupFunc
+	log          IntentLog
+	lookup       LookupFunc
 	after        time.Duration
 	callTimeout  time.Duration
 	compactAfter time.Duration
