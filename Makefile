@@ -103,7 +103,7 @@ chromium: ## Install Debian's chromium (root) for the API explorer's browser tes
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 .PHONY: bench
-bench: ## Benchmarks: gateway REST and gRPC vs a reverse proxy, outbox, relay.
+bench: ## Benchmarks: gateway REST and gRPC vs a reverse proxy, outbox, relay, events; refuses at a 1-minute load above 1.5; env: scripts/bench.sh.
 	bash scripts/bench.sh
 
 ## ---- run ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001
 	cd $(ROOT)/service_b && exec $(PY) -m app
 
 .PHONY: bench-services
-bench-services: venv ## Services vs a hello-world FastAPI (wrk): GET /stock, add-to-cart direct and through the gateway, growth; env: scripts/bench-services.sh.
+bench-services: venv ## Services vs a hello-world FastAPI (wrk), SQLite and PostgreSQL: GET /stock, add-to-cart and pay direct vs through the gateway (auth, events, outbox sync always), growth; refuses at a 1-minute load above 1.5; env: scripts/bench-services.sh.
 	PY=$(PY) bash $(ROOT)/scripts/bench-services.sh
 
 PY_SOURCES := shopkit/src service_a service_b tests/compose $(wildcard scripts/*.py)

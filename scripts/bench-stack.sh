@@ -13,19 +13,31 @@
 # this script starts) PG_PORT [5432] (PostgreSQL is started when it is not
 # running, and stopped again). Extra environment for the services:
 # STACK_SERVICE_ENV, e.g. "WEB_CONCURRENCY=2".
+#
+# Load guard (scripts/lib/load.sh): the 1-minute load average is printed at
+# the start and at the end; above 1.5 at the start the script waits up to
+# BENCH_LOAD_WAIT s (120) and then refuses to measure (exit 3).
+# BENCH_IGNORE_LOAD=1 runs anyway with every output line marked NOT A FIGURE.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
+# shellcheck source=scripts/lib/load.sh
+source "${ROOT}/scripts/lib/load.sh"
+load_guard bench-stack
+started=0
+cleanup() {
+  if ((started)); then bash scripts/kafka.sh stop || true; fi
+  load_at_end
+}
+trap cleanup EXIT
 
 make -s venv
 mkdir -p bin
 go build -o bin/gateway ./gateway/cmd/gateway
-started=0
 if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
-  bash scripts/kafka.sh start
   started=1
+  bash scripts/kafka.sh start
 fi
-trap '((started)) && bash scripts/kafka.sh stop || true' EXIT
 
 GATEWAY_BIN="${ROOT}/bin/gateway" STACK_BENCH=1 \
   go test -count=1 -v -timeout 60m -run '^TestClusterJourney$' ./tests/stack |

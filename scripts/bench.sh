@@ -14,14 +14,30 @@
 #   3. go test -bench: the REST path in process, the upstream pool against
 #      http.DefaultClient, token verification (cached, first-seen RS256 and
 #      ES256), outbox appends (fsync vs none), relay drain to the real broker.
+#   4. gwbench -events (when the gwbench built has the flag): mutations with
+#      events on against off.
+# Load guard (scripts/lib/load.sh): the 1-minute load average is printed at
+# the start and at the end; above 1.5 at the start the script waits up to
+# BENCH_LOAD_WAIT s (120) and then refuses to measure (exit 3).
+# BENCH_IGNORE_LOAD=1 runs anyway with every output line marked NOT A FIGURE.
 # Env: BENCH_DURATION (3s), BENCH_ROUNDS (3), BENCH_CLIENTS (64), BENCH_RATE
-# (3000 requests/s, the offered load of the latency run); the broker
-# of scripts/kafka.sh on KAFKA_PORT (9092), started when it is not running.
+# (3000 requests/s, the offered load of the latency run), BENCH_BENCHTIME
+# (2s, go test -benchtime of step 3); the broker of scripts/kafka.sh on
+# KAFKA_PORT (9092), started when it is not running and stopped again.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
+# shellcheck source=scripts/lib/load.sh
+source "${ROOT}/scripts/lib/load.sh"
+load_guard bench
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+started=0
+cleanup() {
+  if ((started)); then bash scripts/kafka.sh stop || true; fi
+  load_at_end
+}
+trap cleanup EXIT
 
 mkdir -p bin
 go build -o bin/gwbench ./gateway/cmd/gwbench
@@ -44,15 +60,13 @@ bin/gwbench -auth -duration "${BENCH_DURATION:-3s}" -rounds "${BENCH_ROUNDS:-3}"
 
 echo
 echo "==> go benchmarks (in process)"
-go test -run '^$' -bench . -benchtime 2s -count 1 \
+go test -run '^$' -bench . -benchtime "${BENCH_BENCHTIME:-2s}" -count 1 \
   ./gateway/internal/server ./gateway/internal/upstream ./gateway/internal/auth ./gateway/internal/outbox ./gateway/internal/logbuf
 
-started=0
 if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
-  bash scripts/kafka.sh start
   started=1
+  bash scripts/kafka.sh start
 fi
-trap '((started)) && bash scripts/kafka.sh stop || true' EXIT
 echo
 echo "==> relay drain to the real broker"
 go test -run '^$' -bench BenchmarkRelayDrain -benchtime 1x -count 3 ./gateway/internal/relay

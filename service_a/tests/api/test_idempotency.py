@@ -214,6 +214,10 @@ async def test_answers_expire_after_the_window(client: AsyncClient, app: FastAPI
     resp = await client.post("/cart/add", json=body, headers={"Idempotency-Key": "k"})
     assert resp.status_code == 201 and "idempotency-replayed" not in resp.headers
     assert len(await cart_lines(client, 1)) == 2
+    # The new answer replaced the expired record: it is the one replayed now.
+    again = await client.post("/cart/add", json=body, headers={"Idempotency-Key": "k"})
+    assert again.headers.get("idempotency-replayed") == "true" and again.json() == resp.json()
+    assert len(await cart_lines(client, 1)) == 2
 
 
 async def test_delete_replays_its_answer(client: AsyncClient) -> None:

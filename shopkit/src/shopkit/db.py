@@ -14,11 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, Text, event, text
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, Text, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shopkit import sqlite
 from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,19 @@ def _sqlite_connect_events(engine: AsyncEngine, *, begin: str | None, query_only
             conn.exec_driver_sql(begin)
 
 
+def _sqlite_connector(url: str, *, writer: bool) -> Callable[[], Awaitable[Any]]:
+    """Connections of shopkit.sqlite (one trip to the connection's thread per
+    statement) to the SQLite file of url. A writer's transactions take the
+    database's writer file lock (``<file>.writer-lock``) before BEGIN
+    IMMEDIATE, so the writers of several processes wait for each other in
+    the kernel instead of in SQLite's sleeping busy handler (which stays, at
+    30 s, for anything else that writes)."""
+    path = make_url(url).database or ":memory:"
+    in_memory = path == ":memory:" or path.startswith("file:")
+    lock = f"{path}.writer-lock" if writer and not in_memory else None
+    return sqlite.connector(path, write_lock=lock, timeout=30)
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An engine for url (already normalised to an async driver).
 
@@ -129,9 +144,9 @@ def make_engine(url: str) -> AsyncEngine:
             pool_size=1,
             max_overflow=0,
             pool_timeout=60,
-            connect_args={"timeout": 30},
+            async_creator=_sqlite_connector(url, writer=True),
         )
-        _sqlite_connect_events(engine, begin="BEGIN IMMEDIATE", query_only=False)
+        _sqlite_connect_events(engine, begin=sqlite.BEGIN_WRITE, query_only=False)
         return engine
     return create_async_engine(url, pool_size=PG_POOL_SIZE, max_overflow=0, pool_timeout=10)
 
@@ -154,7 +169,7 @@ async def open_readers(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSes
         pool_size=READ_POOL_SIZE,
         max_overflow=0,
         pool_timeout=60,
-        connect_args={"timeout": 30},
+        async_creator=_sqlite_connector(engine.url.render_as_string(hide_password=False), writer=False),
     )
     _sqlite_connect_events(readers, begin=None, query_only=True)
     return make_session_factory(readers), readers.dispose
