@@ -52,7 +52,7 @@
 # Every Python process runs with the same WEB_CONCURRENCY (uvicorn workers).
 # Env (defaults in brackets): BENCH_DURATION [5s] BENCH_ROUNDS [3]
 # BENCH_CONNECTIONS [32] WEB_CONCURRENCY [2] BENCH_PG [1] BENCH_GROWTH [1]
-# BENCH_PORT [18100] (uses BENCH_PORT..+8) BENCH_PAY_GUESS [1000] (pays/s)
+# BENCH_PORT [18100] (uses BENCH_PORT..+8) BENCH_PAY_GUESS [100] (pays/s)
 # BENCH_SETTLE_MAX [30] (s to wait for idle processes) BENCH_LOAD_WAIT [120]
 # BENCH_IGNORE_LOAD [0]; KAFKA_BROKERS [none: the broker of scripts/kafka.sh
 # on KAFKA_PORT [9092], started when it is not running and stopped again];
@@ -76,7 +76,7 @@ CONNS="${BENCH_CONNECTIONS:-32}"
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
 BENCH_PG="${BENCH_PG:-1}"
 PORT="${BENCH_PORT:-18100}"
-PAY_GUESS="${BENCH_PAY_GUESS:-1000}"
+PAY_GUESS="${BENCH_PAY_GUESS:-100}"
 SETTLE_MAX="${BENCH_SETTLE_MAX:-30}"
 PROFILE="${BENCH_PROFILE:-}"
 read -ra SPY_FLAGS <<<"${BENCH_PROFILE_FLAGS:---nonblocking}"

@@ -42,11 +42,21 @@ async def fill(args: argparse.Namespace) -> None:
 
         async def add(user: int) -> None:
             body = {"user_id": user, "product_id": 1 + user % args.products, "quantity": 1}
+            # A key per cart, so that an add sent again (503/504, or a
+            # keep-alive connection the server closed under the request)
+            # is applied once.
+            key = {"Idempotency-Key": f"bench-cart-{user}"}
+            resp: httpx.Response | None = None
             for attempt in range(8):
-                resp = await client.post(f"{args.a}/cart/add", json=body)
-                if resp.status_code not in (503, 504):
+                try:
+                    resp = await client.post(f"{args.a}/cart/add", json=body, headers=key)
+                except httpx.TransportError:
+                    resp = None
+                if resp is not None and resp.status_code not in (503, 504):
                     break
                 await asyncio.sleep(min(0.2 * 2**attempt, 3))
+            if resp is None:
+                raise SystemExit(f"carts.py: add for user {user}: no answer after 8 attempts")
             if resp.status_code >= 300:
                 raise SystemExit(f"carts.py: add for user {user}: HTTP {resp.status_code} {resp.text[:300]}")
 
@@ -57,7 +67,11 @@ async def fill(args: argparse.Namespace) -> None:
         still: list[int] = []
 
         async def check(user: int) -> None:
-            resp = await client.get(f"{args.b}/cart/{user}")
+            try:
+                resp = await client.get(f"{args.b}/cart/{user}")
+            except httpx.TransportError:
+                still.append(user)  # asked again in the next pass
+                return
             if resp.status_code != 200 or not resp.json().get("items"):
                 still.append(user)
 
