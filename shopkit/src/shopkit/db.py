@@ -105,7 +105,7 @@ def _sqlite_connect_events(engine: AsyncEngine, *, begin: str | None, query_only
             conn.exec_driver_sql(begin)
 
 
-def _sqlite_connector(url: str, *, writer: bool) -> Callable[[], Awaitable[Any]]:
+def _sqlite_writer(url: str) -> Callable[[], Awaitable[Any]]:
     """Connections of shopkit.sqlite (one trip to the connection's thread per
     statement) to the SQLite file of url. A writer's transactions take the
     database's writer file lock (``<file>.writer-lock``) before BEGIN
@@ -114,7 +114,7 @@ def _sqlite_connector(url: str, *, writer: bool) -> Callable[[], Awaitable[Any]]
     30 s, for anything else that writes)."""
     path = make_url(url).database or ":memory:"
     in_memory = path == ":memory:" or path.startswith("file:")
-    lock = f"{path}.writer-lock" if writer and not in_memory else None
+    lock = None if in_memory else f"{path}.writer-lock"
     return sqlite.connector(path, write_lock=lock, timeout=30)
 
 
@@ -144,7 +144,7 @@ def make_engine(url: str) -> AsyncEngine:
             pool_size=1,
             max_overflow=0,
             pool_timeout=60,
-            async_creator=_sqlite_connector(url, writer=True),
+            async_creator=_sqlite_writer(url),
         )
         _sqlite_connect_events(engine, begin=sqlite.BEGIN_WRITE, query_only=False)
         return engine
@@ -169,7 +169,11 @@ async def open_readers(engine: AsyncEngine) -> tuple[async_sessionmaker[AsyncSes
         pool_size=READ_POOL_SIZE,
         max_overflow=0,
         pool_timeout=60,
-        async_creator=_sqlite_connector(engine.url.render_as_string(hide_password=False), writer=False),
+        # The stock aiosqlite driver, not shopkit.sqlite: with one-trip
+        # statements a returned connection goes back to the pool without a
+        # pause, and new requests took it ahead of those already waiting
+        # (GET /stock/1 p99 1-1.7 s against 0.1 s, at 1.15x the req/s).
+        connect_args={"timeout": 30},
     )
     _sqlite_connect_events(readers, begin=None, query_only=True)
     return make_session_factory(readers), readers.dispose

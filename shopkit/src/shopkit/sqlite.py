@@ -15,7 +15,11 @@ statement, read all its rows and close the ``sqlite3`` cursor in one trip,
 and whose commit and rollback make no trip when no transaction is open. The
 adapter sees the same interface (``cursor()`` as an async context manager,
 ``execute``, ``fetchall``, ``description``, ``rowcount``, ``lastrowid``);
-the add now makes 4 trips without a key and 6 with one.
+an add's write transaction now makes 4 trips (BEGIN, the line, the outbox
+row, COMMIT), 5 with a key. Only the writer uses it: on the read pool, a
+connection given back without a trip to its thread was taken again at once
+by a new request ahead of the requests already waiting for one, and the
+slowest reads took seconds (see shopkit.db).
 
 Rows are read whole in that trip: fine for the short results of these
 services, not for streaming a large table (nothing here streams).
