@@ -18,4 +18,6 @@ class Settings(ServiceSettings):
 
     port: Port = 8002
     database_url: DatabaseUrl = str(SERVICE_DIR / "service_a.db")
+    identity_audience: str = Field("service_a", description="The audience assertions for this service name.")
+    identity_issuer: str = Field("service_a", description="The name this service signs its own calls as.")
     kafka_group_id: str = Field("service-a", description="Consumer group of the order-events consumer.")

@@ -12,13 +12,17 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.settings import Settings
 from shopkit.testing import (
+    TEST_IDENTITY,
+    bare_client,  # noqa: F401 - the same without an identity of its own
     client,  # noqa: F401 - the fixture of an in-process HTTP client of app
     database_backends,
     fresh_database_url,
     started,
+    use_audience,
 )
 
 PG_ENV = "TEST_DATABASE_URL_A"
+use_audience("service_a")
 
 
 @pytest.fixture(params=database_backends(PG_ENV))
@@ -36,7 +40,7 @@ async def database_url(backend: str, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """Settings of an app without Kafka on the test's database."""
-    return Settings(database_url=database_url, kafka_enabled=False)
+    return Settings(database_url=database_url, kafka_enabled=False, **TEST_IDENTITY.settings())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from app import db as _tables  # noqa: F401
 from app.api.routes import cart, order
 from app.payments import Payments, StockClient
 from app.settings import Settings
-from shopkit import migrations
+from shopkit import identity, migrations
 from shopkit.events import Event
 from shopkit.kafka import KafkaBridge
 from shopkit.service import build_app
@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, a_transport: httpx.AsyncBaseTra
     (waiting up to 30 s for the database) and starts the Kafka bridge, which
     does not wait for the broker."""
     settings = settings or Settings()
+    # B's own identity for its calls to A; a key that cannot be read stops the start.
+    signer = identity.Signer(settings.identity_signing_key, settings.identity_issuer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +54,13 @@ def create_app(settings: Settings | None = None, a_transport: httpx.AsyncBaseTra
             handler=handle,
             sessions=sessions,
         )
-        stock = StockClient(settings.service_a_url, settings.service_a_timeout_seconds, transport=a_transport)
+        stock = StockClient(
+            settings.service_a_url,
+            settings.service_a_timeout_seconds,
+            signer,
+            audience=settings.service_a_audience,
+            transport=a_transport,
+        )
         payments = Payments(settings, sessions, stock, bridge)
         app.state.engine, app.state.sessions = engine, sessions
         app.state.bridge, app.state.payments = bridge, payments

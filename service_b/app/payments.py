@@ -53,7 +53,7 @@ from app.models import (
     StockLine,
 )
 from app.settings import Settings
-from shopkit import errors, idempotency, logs, telemetry
+from shopkit import errors, idempotency, identity, logs, telemetry
 from shopkit.cart import cart_lines
 from shopkit.events import ORDER_PAID
 from shopkit.kafka import KafkaBridge, add_event
@@ -81,7 +81,16 @@ class StockOutcomeUnknown(Exception):
 class StockClient:
     """HTTP client of service A's order endpoints."""
 
-    def __init__(self, base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        signer: identity.Signer,
+        audience: str = "service_a",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._signer = signer
+        self._audience = audience
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout),
@@ -98,7 +107,7 @@ class StockClient:
         """Take the stock of lines under reservation_id; see the exception types."""
         body = {"items": [line.model_dump() for line in lines], "reservation_id": reservation_id}
         try:
-            resp = await self._http.post("/order/process_stock", json=body, headers=_trace_headers())
+            resp = await self._http.post("/order/process_stock", json=body, headers=self._headers())
         except httpx.ConnectError as exc:
             raise StockUnreachable(f"service A unreachable: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -124,10 +133,17 @@ class StockClient:
     async def release_stock(self, reservation_id: str) -> bool:
         """Give back what reservation_id took; raises httpx.HTTPError on failure."""
         resp = await self._http.post(
-            "/order/release_stock", json={"reservation_id": reservation_id}, headers=_trace_headers()
+            "/order/release_stock", json={"reservation_id": reservation_id}, headers=self._headers()
         )
         resp.raise_for_status()
         return bool(resp.json().get("released"))
+
+    def _headers(self) -> dict[str, str]:
+        """B's own identity for A (scope shop:service), and the incoming
+        request's id and trace context."""
+        headers = _trace_headers()
+        headers[identity.ASSERTION_HEADER] = self._signer.assertion(self._audience)
+        return headers
 
 
 def _trace_headers() -> dict[str, str]:

@@ -19,8 +19,11 @@ class Settings(ServiceSettings):
 
     port: Port = 8001
     database_url: DatabaseUrl = str(SERVICE_DIR / "service_b.db")
+    identity_audience: str = Field("service_b", description="The audience assertions for this service name.")
+    identity_issuer: str = Field("service_b", description="The name this service signs its own calls as.")
     kafka_group_id: str = Field("service-b", description="Consumer group of the cart-changes consumer.")
     service_a_url: str = Field("http://127.0.0.1:8002", description="Base URL of service A.")
+    service_a_audience: str = Field("service_a", description="The audience of B's assertions for service A.")
     service_a_timeout_seconds: float = Field(
         5.0, gt=0, description="Timeout of one call to service A (connect, read, write)."
     )
@@ -39,6 +42,13 @@ class Settings(ServiceSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _signs_its_calls(self) -> Settings:
+        # B calls A for stock, and A trusts no caller without an assertion.
+        if not self.identity_signing_key:
+            raise ValueError("identity_signing_key is required: B signs its calls to service A")
+        return self
 
     @model_validator(mode="after")
     def _checkout_outlives_calls(self) -> Settings:

@@ -19,18 +19,23 @@ from httpx import AsyncClient
 from app.main import create_app
 from app.settings import Settings
 from shopkit.testing import (
+    TEST_IDENTITY,
     Server,
+    as_service,
+    bare_client,  # noqa: F401 - the same without an identity of its own
     client,  # noqa: F401 - the fixture of an in-process HTTP client of app
     database_backends,
     event_record,
     fresh_database_url,
     start_server,
     started,
+    use_audience,
 )
 from tests.support import SERVICE_A_DIR
 
 PG_ENV_A = "TEST_DATABASE_URL_A"
 PG_ENV_B = "TEST_DATABASE_URL_B"
+use_audience("service_b")
 
 # Product and user ids unique within the session: service A's database lives as long as the session.
 _ids = itertools.count(int(time.time()) % 100_000 * 1000 + 1)
@@ -93,7 +98,11 @@ def settings(database_url: str, service_a: Server) -> Settings:
     """Settings of an app without Kafka on the test's database, calling the real A."""
     # The release task runs once at start; tests drive it by hand after that.
     return Settings(
-        database_url=database_url, kafka_enabled=False, service_a_url=service_a.url, release_retry_seconds=3600
+        database_url=database_url,
+        kafka_enabled=False,
+        service_a_url=service_a.url,
+        release_retry_seconds=3600,
+        **TEST_IDENTITY.settings(),
     )
 
 
@@ -142,5 +151,5 @@ class Shop:
 @pytest.fixture
 async def shop(service_a: Server, app: FastAPI) -> AsyncIterator[Shop]:
     """A Shop on the test's A and B."""
-    async with httpx.AsyncClient(base_url=service_a.url, timeout=10) as a:
+    async with httpx.AsyncClient(base_url=service_a.url, timeout=10, headers=as_service(audience="service_a")) as a:
         yield Shop(a, app)

@@ -15,7 +15,7 @@ from app.db import CartItem
 from app.main import MIGRATIONS
 from app.models import CartItemPublic
 from shopkit import db, migrations
-from shopkit.testing import Server, running
+from shopkit.testing import Server, as_service, running
 from tests.conftest import next_id
 from tests.support import SERVICE_A_DIR, SERVICE_DIR
 
@@ -54,7 +54,7 @@ async def test_fifty_pays_race_for_ten_units(
 
 
 async def _fifty_pays_race(database_url: str, service_a: Server, workers: int, tmp_path: Path) -> None:
-    async with httpx.AsyncClient(base_url=service_a.url, timeout=30) as a:
+    async with httpx.AsyncClient(base_url=service_a.url, timeout=30, headers=as_service(audience="service_a")) as a:
         pid = next_id()
         created = await a.post(
             "/stock", json={"product_id": pid, "product_name": "scarce", "quantity": 10, "price_cents": 500}
@@ -81,7 +81,7 @@ async def _fifty_pays_race(database_url: str, service_a: Server, workers: int, t
         "WEB_CONCURRENCY": str(workers),
     }
     with running(SERVICE_DIR, env, tmp_path / "b.log", WORKERS_START_TIMEOUT) as b_server:
-        async with httpx.AsyncClient(base_url=b_server.url, timeout=60) as b:
+        async with httpx.AsyncClient(base_url=b_server.url, timeout=60, headers=as_service()) as b:
             results = await asyncio.gather(*(b.post("/order/pay", json={"user_id": u}) for u in users))
             codes = [r.status_code for r in results]
             assert (codes.count(200), codes.count(400)) == (10, 40), f"{codes}\n{b_server.log_tail()}"
@@ -89,7 +89,7 @@ async def _fifty_pays_race(database_url: str, service_a: Server, workers: int, t
             paid = [r.json() for r in results if r.status_code == 200]
             assert all(o["status"] == "ORDER_STATUS_PAID" and o["total_cents"] == 500 for o in paid)
 
-            async with httpx.AsyncClient(base_url=service_a.url) as a:
+            async with httpx.AsyncClient(base_url=service_a.url, headers=as_service(audience="service_a")) as a:
                 assert (await a.get(f"/stock/{pid}")).json()["quantity"] == 0
             paid_users = {o["user_id"] for o in paid}
             for user in users:

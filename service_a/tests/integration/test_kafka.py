@@ -14,7 +14,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import event_record, eventually
+from shopkit.testing import as_service, event_record, eventually
 from tests.support import create_stock
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ async def kafka_client(kafka_settings: Settings) -> AsyncIterator[tuple[FastAPI,
     app = create_app(kafka_settings)
     async with (
         app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client,
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://a", headers=as_service()) as client,
     ):
         yield app, client
 

@@ -14,6 +14,7 @@ import pytest
 
 from shopkit.testing import (
     Server,
+    as_service,
     eventually,
     fresh_database_url,
     local_kafka_script_env,
@@ -85,8 +86,8 @@ async def stack(backend: str, database_url: str, kafka: str, run_id: str, tmp_pa
         b_server = start_server(SERVICE_DIR, b_env, tmp_path / "b.log")
         try:
             async with (
-                httpx.AsyncClient(base_url=a_server.url, timeout=30) as a,
-                httpx.AsyncClient(base_url=b_server.url, timeout=30) as b,
+                httpx.AsyncClient(base_url=a_server.url, timeout=30, headers=as_service(audience="service_a")) as a,
+                httpx.AsyncClient(base_url=b_server.url, timeout=30, headers=as_service()) as b,
             ):
                 stack = Stack(a, b, a_server, b_server)
 

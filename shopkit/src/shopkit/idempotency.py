@@ -8,9 +8,10 @@ service's commit and its own bookkeeping, the retry reaches the service, and
 the service is the one place that knows whether the change was made.
 
 A key belongs to its caller. A record's scope is (caller, method, path,
-key), the caller being the ``X-User-Id`` the request came with (none for an
-internal call): the same key sent by another caller is a different key, so
-it is never refused, never blocked and never tells whether it exists.
+key), the caller being the subject of the request's verified identity
+assertion (a user id or ``svc:<name>``, see :mod:`shopkit.identity`): the
+same key sent by another caller is a different key, so it is never refused,
+never blocked and never tells whether it exists.
 
 How a request with a key runs:
 
@@ -65,9 +66,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shopkit.auth import USER_ID_HEADER
+from shopkit.auth import ServiceDep
 from shopkit.db import Base
 from shopkit.errors import ApiError, invalid_argument
+from shopkit.identity import caller_of
 from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,6 @@ REPLAYED_HEADER = b"idempotency-replayed"
 DEADLINE_HEADER = b"x-request-deadline"
 MAX_KEY_LENGTH = 255
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_USER_ID = USER_ID_HEADER.lower().encode()
 _PRUNE_EVERY_SECONDS = 600.0
 
 
@@ -253,7 +254,8 @@ class IdempotencyMiddleware:
             return
 
         body, receive = await _buffer(receive)
-        caller = (_header(scope, _USER_ID) or b"").decode("latin-1")
+        who = caller_of(scope)
+        caller = who.subject if who is not None else ""
         m = _Mutation(
             deadline_ms=deadline,
             caller=caller,
@@ -387,7 +389,9 @@ router = APIRouter(tags=["internal"])
 class LookupRequest(BaseModel):
     """A mutation as it was sent: who sent it, where, with which key and body."""
 
-    caller: str = Field(default="", max_length=32, description="The X-User-Id it was sent with; empty for none.")
+    caller: str = Field(
+        default="", max_length=32, description="The subject of the identity assertion it was sent with."
+    )
     method: str = Field(min_length=1, max_length=10)
     path: str = Field(min_length=1, max_length=512)
     query: str = Field(default="", max_length=8192)
@@ -396,12 +400,12 @@ class LookupRequest(BaseModel):
 
 
 @router.post("/internal/idempotency/lookup", include_in_schema=False)
-async def lookup(request: Request, sent: LookupRequest) -> dict[str, Any]:
+async def lookup(request: Request, sent: LookupRequest, _: ServiceDep) -> dict[str, Any]:
     """Whether the mutation described was applied, read-only: ``applied``
     with the stored answer's ``status_code`` and ``body`` when a record of
     its scope exists and was made by the same request; ``unknown`` for
     anything else (never sent, refused, rolled back, another request, or
-    past the window)."""
+    past the window). Only services (``shop:service``) may ask."""
     m = _Mutation(
         deadline_ms=None,
         caller=sent.caller,

@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
-from shopkit import db, health, idempotency, telemetry
-from shopkit.auth import get_caller
+from shopkit import db, health, idempotency, identity, telemetry
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
 from shopkit.logs import RequestContextMiddleware
@@ -33,8 +32,8 @@ def build_app(
     Every error answers ``{"code", "message"}`` (see :mod:`shopkit.errors`),
     X-Request-Id and traceparent are kept for logs and onward calls, a
     mutation sent with an Idempotency-Key is applied once (see
-    :mod:`shopkit.idempotency`), the caller's X-User-Id and X-Auth-Scopes
-    are validated on every route (see :mod:`shopkit.auth`), and settings is
+    :mod:`shopkit.idempotency`), every route but the probes needs a valid
+    identity assertion (see :mod:`shopkit.identity`), and settings is
     kept in ``app.state.settings``. With an OTLP endpoint in the OTEL_*
     variables, requests are traced (see :mod:`shopkit.telemetry`). lifespan must set
     ``app.state.engine``, ``.sessions`` and ``.bridge``, which the health
@@ -56,7 +55,6 @@ def build_app(
         summary=summary,
         version=version,
         lifespan=lifespan_with_readers,
-        dependencies=[Depends(get_caller)],
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -64,6 +62,9 @@ def build_app(
         IdempotencyMiddleware,
         window=timedelta(hours=settings.idempotency_window_hours),
     )
+    verifier = identity.Verifier(settings.trusted_issuers, settings.identity_audience, settings.user_issuers)
+    verifier.load()  # a key file that cannot be read stops the start, loudly
+    app.add_middleware(identity.IdentityMiddleware, verifier=verifier)
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, idempotency.router, *routers):
         app.include_router(router)

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkit.db import normalize_database_url
+from shopkit.identity import parse_trust
 
 # Fields whose defaults are each service's own: a service gives the default
 # (``port: Port = 8002``) and keeps the constraints and description.
@@ -67,6 +68,18 @@ class ServiceSettings(BaseSettings):
     idempotency_window_hours: float = Field(
         24.0, gt=0, description="How long the answer to a mutation sent with an Idempotency-Key is replayed."
     )
+    identity_keys: str = Field(
+        description="Who the service trusts: comma-separated issuer=location pairs, location a JWKS file or an "
+        "http(s) URL serving one (see shopkit.identity). Required: a service without it does not start."
+    )
+    identity_audience: str = Field(description="The audience this service's identity assertions must name.")
+    identity_user_issuers: str = Field(
+        "shop-gateway", description="Comma-separated issuers whose assertions may name users (the gateway)."
+    )
+    identity_issuer: str = Field(description="The name this service signs its own calls' assertions as.")
+    identity_signing_key: str = Field(
+        "", description="Private JWK (EdDSA or ES256) this service signs its calls to other services with."
+    )
     log_level: str = Field("INFO", description="Logging level.")
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
 
@@ -76,6 +89,22 @@ class ServiceSettings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return normalize_database_url(value)
+
+    @field_validator("identity_keys")
+    @classmethod
+    def _identity_keys(cls, value: str) -> str:
+        parse_trust(value)
+        return value
+
+    @property
+    def trusted_issuers(self) -> dict[str, str]:
+        """IDENTITY_KEYS as issuer -> location."""
+        return parse_trust(self.identity_keys)
+
+    @property
+    def user_issuers(self) -> list[str]:
+        """IDENTITY_USER_ISSUERS as a list."""
+        return [i.strip() for i in self.identity_user_issuers.split(",") if i.strip()]
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app import crud
 from app.api.deps import SessionDep
 from app.models import ProcessStockRequest, ProcessStockResponse, ReleaseStockRequest, ReleaseStockResponse
+from shopkit.auth import require_service
 
-router = APIRouter(prefix="/order", tags=["order"])
+# Internal routes: service B (or an admin) takes and gives back stock.
+router = APIRouter(prefix="/order", tags=["order"], dependencies=[Depends(require_service)])
 
 
 @router.post("/process_stock", response_model=ProcessStockResponse)

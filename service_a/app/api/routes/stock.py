@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from app import crud
 from app.api.deps import ProductIdPath, ReadSessionDep, SessionDep
 from app.models import StockCreate, StockLevelUpdate, StockPage, StockPublic, StockUpdate
 from shopkit import errors
+from shopkit.auth import require_admin
 
 router = APIRouter(prefix="/stock", tags=["stock"])
 
@@ -41,25 +42,25 @@ async def get_stock(product_id: ProductIdPath, session: ReadSessionDep) -> Stock
     return await crud.read_stock(session, product_id)
 
 
-@router.post("", response_model=StockPublic, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=StockPublic, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_admin)])
 async def create_stock(body: StockCreate, session: SessionDep) -> StockPublic:
     """CreateStock: add a product; 409 ALREADY_EXISTS when its id is taken."""
     return StockPublic.model_validate(await crud.create_stock(session, body))
 
 
-@router.put("/{product_id}", response_model=StockPublic)
+@router.put("/{product_id}", response_model=StockPublic, dependencies=[Depends(require_admin)])
 async def update_stock(product_id: ProductIdPath, body: StockUpdate, session: SessionDep) -> StockPublic:
     """UpdateStock: replace name, quantity and price."""
     return StockPublic.model_validate(await crud.replace_stock(session, product_id, body))
 
 
-@router.delete("/{product_id}", response_model=StockPublic)
+@router.delete("/{product_id}", response_model=StockPublic, dependencies=[Depends(require_admin)])
 async def delete_stock(product_id: ProductIdPath, session: SessionDep) -> StockPublic:
     """DeleteStock: remove a product and return it as it was."""
     return await crud.delete_stock(session, product_id)
 
 
-@router.post("/update", response_model=StockPublic)
+@router.post("/update", response_model=StockPublic, dependencies=[Depends(require_admin)])
 async def set_stock_level(body: StockLevelUpdate, session: SessionDep) -> StockPublic:
     """SetStockLevel: set the quantity on hand; a negative one is 400 INVALID_ARGUMENT."""
     if body.quantity < 0:

@@ -8,7 +8,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import assert_error, free_port
+from shopkit.testing import TEST_IDENTITY, as_service, assert_error, free_port
 from tests.support import create_stock
 
 
@@ -35,7 +35,7 @@ async def test_readyz_broker_down_keeps_serving(settings: Settings) -> None:
     app = create_app(down)
     async with (
         app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://a") as client,
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://a", headers=as_service()) as client,
     ):
         await create_stock(client, 1)
         resp = await client.post("/cart/add", json={"user_id": 1, "product_id": 1, "quantity": 1})
@@ -47,13 +47,13 @@ async def test_readyz_broker_down_keeps_serving(settings: Settings) -> None:
 
 
 async def test_readyz_database_down(tmp_path) -> None:
-    app = create_app(Settings(database_url=f"{tmp_path}/a.db", kafka_enabled=False))
+    app = create_app(Settings(database_url=f"{tmp_path}/a.db", kafka_enabled=False, **TEST_IDENTITY.settings()))
     async with app.router.lifespan_context(app):
         await app.state.engine.dispose()
         (tmp_path / "a.db").unlink()
         (tmp_path / "a.db").mkdir()  # a directory where the database file was: cannot open
         async with AsyncClient(
-            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://a"
+            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://a", headers=as_service()
         ) as client:
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.json()["database"]) == (503, "unreachable")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpx import AsyncClient
 
-from shopkit.testing import assert_error, running
+from shopkit.testing import as_service, assert_error, running
 from tests.support import SERVICE_DIR, create_stock
 
 
@@ -118,7 +118,7 @@ async def test_concurrent_in_process(client: AsyncClient) -> None:
 async def test_concurrent_against_uvicorn(database_url: str, tmp_path: Path) -> None:
     """50 concurrent decrements of one unit race for 10 units on a real server."""
     with running(SERVICE_DIR, {"DATABASE_URL": database_url, "KAFKA_ENABLED": "false"}, tmp_path / "a.log") as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=as_service()) as http:
             await create_stock(http, 1, quantity=10)
             await create_stock(http, 2, quantity=1000)
             # Each call takes one unit of product 1 and one of product 2, in both orders,

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.payments import Payments
 from app.settings import Settings
 from shopkit.db import Outbox
-from shopkit.testing import assert_error, free_port
+from shopkit.testing import as_service, assert_error, free_port
 from shopkit.wire import utcnow
 from tests.conftest import Shop, next_id
 
@@ -145,7 +145,7 @@ async def test_pay_with_service_a_down(settings: Settings, shop: Shop) -> None:
         user, pid = next_id(), await shop.product()
         item = await Shop(shop.a, app).add(user, pid)
         async with AsyncClient(
-            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b"
+            transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b", headers=as_service()
         ) as client:
             assert_error(await client.post("/order/pay", json={"user_id": user}), 503, "UNAVAILABLE")
             await assert_nothing_written(app)
@@ -208,7 +208,9 @@ async def test_pay_timeout_releases_reservation(fake_a_app: tuple[FastAPI, FakeA
     app, fake = fake_a_app
     user, pid = next_id(), await shop.product()
     item = await Shop(shop.a, app).add(user, pid)
-    async with AsyncClient(transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b") as client:
+    async with AsyncClient(
+        transport=ASGITransport(app=app, raise_app_exceptions=False), base_url="http://b", headers=as_service()
+    ) as client:
         assert_error(await client.post("/order/pay", json={"user_id": user}), 503, "UNAVAILABLE")
         assert (await client.get(f"/cart/{user}")).json()["items"] == [item]
     # The first release attempt failed: it is queued, and the background task finishes it.
