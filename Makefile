@@ -121,6 +121,14 @@ token: ## Print an access token for the make run stack: make -s token SUB=7 [SCO
 	@$(GO) build -o bin/devtoken ./gateway/cmd/devtoken
 	@bin/devtoken -key "$(RUN_DIR)/dev-key.json" -sub "$(SUB)" -scope "$(SCOPE)"
 
+SVC ?=
+
+.PHONY: service-header
+service-header: ## Print an identity header the make run services accept for 10 min: make -s service-header SVC=service_a [SUB=7] [SCOPE=shop:admin]; no SUB: the gateway itself.
+	@test -n "$(SVC)" || { echo "usage: make -s service-header SVC=service_a|service_b [SUB=7] [SCOPE=shop:admin]" >&2; exit 2; }
+	@$(GO) build -o bin/devtoken ./gateway/cmd/devtoken
+	@bin/devtoken -assertion -key "$(RUN_DIR)/service-signing-key.json" -aud "$(SVC)" $(if $(filter command line,$(origin SUB)),-sub "$(SUB)") $(if $(SCOPE),-scope "$(SCOPE)")
+
 .PHONY: clean
 clean: ## Remove build output, local tools, venv, Kafka data and jars.
 	-bash scripts/kafka.sh stop

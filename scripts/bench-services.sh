@@ -34,8 +34,10 @@
 # Authentication is on, set up as `make run` does it: bin/devtoken makes a
 # signing key and JWKS in a temporary directory, the gateway gets its
 # -auth-* flags, and wrk sends one administrator's token (scope shop:admin,
-# which may act for any user_id). Direct calls send what the gateway sends
-# the services for that token: X-User-Id and X-Auth-Scopes.
+# which may act for any user_id). The services trust the gateway's and B's
+# identity keys (made the same way); direct calls send an identity header for
+# that administrator from `make -s service-header` (a fresh one per run: they
+# live 10 minutes), as the gateway would for the token.
 #
 # Then a summary: req/s (pays/s for the pay targets), p50, p99, errors, the
 # ratios gw-add / a-add, a-add / hello, gw-pay / b-pay per backend and the
@@ -166,7 +168,16 @@ fi
 mapfile -t AUTH_FLAGS < <("${BIN}/devtoken" -gateway-flags -key "${WORK}/dev-key.json" -jwks "${WORK}/jwks.json")
 TOKEN="$("${BIN}/devtoken" -key "${WORK}/dev-key.json" -sub "${ADMIN_USER}" -scope shop:admin)"
 GW_HEADERS=(-H "Authorization: Bearer ${TOKEN}")
-DIRECT_HEADERS=(-H "X-User-Id: ${ADMIN_USER}" -H "X-Auth-Scopes: shop:admin")
+# The identity keys behind the gateway, as make run makes them.
+"${BIN}/devtoken" -init -alg EdDSA -key "${WORK}/service-signing-key.json" -jwks "${WORK}/service-signing.jwks.json"
+"${BIN}/devtoken" -init -alg EdDSA -key "${WORK}/service_b-signing-key.json" -jwks "${WORK}/service_b-signing.jwks.json"
+IDENTITY_KEYS="shop-gateway=${WORK}/service-signing.jwks.json,service_b=${WORK}/service_b-signing.jwks.json"
+
+# direct_header SERVICE: the identity header line of the administrator for a
+# direct call to SERVICE (service_a or service_b).
+direct_header() {
+  make -s --no-print-directory service-header RUN_DIR="${WORK}" SVC="$1" SUB="${ADMIN_USER}" SCOPE=shop:admin
+}
 
 # ---- processes -------------------------------------------------------------------
 
@@ -193,7 +204,8 @@ wait_ready() {
 # service_env BACKEND SERVICE DATABASE_URL: the environment of one service.
 service_env() {
   echo "DATABASE_URL=$3" "KAFKA_BROKERS=${BROKERS}" "KAFKA_GROUP_ID=${RUN}-$2-$1" \
-    "CART_CHANGES_TOPIC=${RUN}.$1.cart-changes" "ORDER_EVENTS_TOPIC=${RUN}.$1.order-events" "LOG_LEVEL=WARNING"
+    "CART_CHANGES_TOPIC=${RUN}.$1.cart-changes" "ORDER_EVENTS_TOPIC=${RUN}.$1.order-events" "LOG_LEVEL=WARNING" \
+    "IDENTITY_KEYS=${IDENTITY_KEYS}" "IDENTITY_SIGNING_KEY=${WORK}/service_b-signing-key.json"
 }
 
 # database BACKEND SERVICE: sets DB_URL to a SQLite file in WORK, or to a new
@@ -230,15 +242,17 @@ for i in "${!BACKENDS[@]}"; do
   start "gw-${b}" "${ROOT}" "${BIN}/gateway" -http-addr "127.0.0.1:$((base + 2))" -grpc-addr "127.0.0.1:$((base + 3))" \
     -service-a "${URL[a-${b}]}" -service-b "${URL[b-${b}]}" -kafka-brokers "${BROKERS}" \
     -kafka-topics "shop.cart.v1=${RUN}.${b}.cart,shop.order.v1=${RUN}.${b}.order,shop.stock.v1=${RUN}.${b}.stock" \
-    -outbox-dir "${WORK}/outbox-${b}" -outbox-sync always -log-level warn "${AUTH_FLAGS[@]}" "${GATEWAY_FLAGS[@]}"
+    -outbox-dir "${WORK}/outbox-${b}" -outbox-sync always -log-level warn "${AUTH_FLAGS[@]}" \
+    -service-signing-key "${WORK}/service-signing-key.json" "${GATEWAY_FLAGS[@]}"
 done
 
 wait_ready hello "${URL[hello]}/stock/1"
 for b in "${BACKENDS[@]}"; do
   wait_ready "a-${b}" "${URL[a-${b}]}/readyz"
   wait_ready "b-${b}" "${URL[b-${b}]}/readyz"
+  a_header="$(direct_header service_a)"
   for p in $(seq "${PRODUCTS}"); do
-    curl -fsS -o /dev/null -X POST "${URL[a-${b}]}/stock" -H 'content-type: application/json' "${DIRECT_HEADERS[@]}" \
+    curl -fsS -o /dev/null -X POST "${URL[a-${b}]}/stock" -H 'content-type: application/json' -H "${a_header}" \
       -d "{\"product_id\":${p},\"product_name\":\"product ${p}\",\"quantity\":1000000000,\"price_cents\":350}"
   done
   wait_ready "gw-${b}" "${URL[gw-${b}]}/readyz"
@@ -354,7 +368,8 @@ pay_carts() {
   have=$((POOL_END[${b}] - CURSOR[${b}] + 1))
   ((have >= need)) && return 0
   "${PY}" scripts/bench/carts.py --a "${URL[a-${b}]}" --b "${URL[b-${b}]}" --first "$((POOL_END[${b}] + 1))" \
-    --count "$((need - have))" --products "${PRODUCTS}" --admin-user "${ADMIN_USER}" --concurrency "${CONNS}"
+    --count "$((need - have))" --products "${PRODUCTS}" --concurrency "${CONNS}" \
+    --a-header "$(direct_header service_a)" --b-header "$(direct_header service_b)"
   POOL_END[${b}]=$((POOL_END[${b}] + need - have))
 }
 
@@ -365,12 +380,12 @@ measure() {
   b="$(backend_of "${target}")"
   case "${target}" in
     hello) url="${URL[hello]}/stock/1" ;;
-    a-get-*) url="${URL[a-${b}]}/stock/1" headers=("${DIRECT_HEADERS[@]}") ;;
+    a-get-*) url="${URL[a-${b}]}/stock/1" headers=(-H "$(direct_header service_a)") ;;
     gw-get-*) url="${URL[gw-${b}]}/stock/1" headers=("${GW_HEADERS[@]}") ;;
-    a-add-*) url="${URL[a-${b}]}/cart/add" headers=("${DIRECT_HEADERS[@]}") script=(-s scripts/bench/add.lua) ;;
-    a-keyadd-*) url="${URL[a-${b}]}/cart/add" headers=("${DIRECT_HEADERS[@]}") script=(-s scripts/bench/add.lua) keys=1 ;;
+    a-add-*) url="${URL[a-${b}]}/cart/add" headers=(-H "$(direct_header service_a)") script=(-s scripts/bench/add.lua) ;;
+    a-keyadd-*) url="${URL[a-${b}]}/cart/add" headers=(-H "$(direct_header service_a)") script=(-s scripts/bench/add.lua) keys=1 ;;
     gw-add-*) url="${URL[gw-${b}]}/cart/add" headers=("${GW_HEADERS[@]}") script=(-s scripts/bench/add.lua) ;;
-    b-pay-*) url="${URL[b-${b}]}/order/pay" headers=("${DIRECT_HEADERS[@]}") script=(-s scripts/bench/pay.lua) ;;
+    b-pay-*) url="${URL[b-${b}]}/order/pay" headers=(-H "$(direct_header service_b)") script=(-s scripts/bench/pay.lua) ;;
     gw-pay-*) url="${URL[gw-${b}]}/order/pay" headers=("${GW_HEADERS[@]}") script=(-s scripts/bench/pay.lua) ;;
     *) die "unknown target ${target}" ;;
   esac

@@ -13,6 +13,11 @@
 # RUN_DIR (bin/devtoken -init; kept across runs, ignored by git), gives the
 # gateway its JWKS, issuer and audience, and prints ready tokens for the demo
 # user (DEMO_USER) and an administrator. `make -s token SUB=7` prints more.
+# It also creates the identity keys the services trust (EdDSA, in RUN_DIR):
+# the gateway's (service-signing-key.json; its public half
+# service-signing.jwks.json) and service B's own for its calls to A
+# (service_b-signing-key.json). `make -s service-header SVC=service_a`
+# prints a header that lets a person call a service directly.
 #
 # On the first start (an empty stock list, or no .run/.seeded marker) it
 # seeds five products (ids 1 to 5) through the gateway's REST API, so that
@@ -52,6 +57,10 @@ readonly GATEWAY_BIN="${ROOT}/bin/gateway"
 readonly DEVTOKEN="${ROOT}/bin/devtoken"
 readonly DEV_KEY="${RUN_DIR}/dev-key.json"
 readonly DEV_JWKS="${RUN_DIR}/jwks.json"
+readonly SVC_KEY="${RUN_DIR}/service-signing-key.json"
+readonly SVC_JWKS="${RUN_DIR}/service-signing.jwks.json"
+readonly B_KEY="${RUN_DIR}/service_b-signing-key.json"
+readonly B_JWKS="${RUN_DIR}/service_b-signing.jwks.json"
 DEMO_USER="${DEMO_USER:-7}"
 readonly REST="http://${HOST}:${HTTP_PORT}"
 
@@ -210,6 +219,11 @@ log "prepared in $((SECONDS - STARTED)) s"
 [[ -f "${DEV_KEY}" ]] || log "creating a development signing key in ${DEV_KEY}"
 "${DEVTOKEN}" -init -key "${DEV_KEY}" -jwks "${DEV_JWKS}" || die "creating the development signing key failed"
 mapfile -t AUTH_FLAGS < <("${DEVTOKEN}" -gateway-flags -key "${DEV_KEY}" -jwks "${DEV_JWKS}")
+# The identity keys behind the gateway: the services trust the gateway's
+# public key for users and itself, and service B's for B alone.
+"${DEVTOKEN}" -init -alg EdDSA -key "${SVC_KEY}" -jwks "${SVC_JWKS}" || die "creating the gateway's service signing key failed"
+"${DEVTOKEN}" -init -alg EdDSA -key "${B_KEY}" -jwks "${B_JWKS}" || die "creating service B's signing key failed"
+readonly IDENTITY_KEYS="shop-gateway=${SVC_JWKS},service_b=${B_JWKS}"
 token() { "${DEVTOKEN}" -key "${DEV_KEY}" -sub "$1" ${2:+-scope "$2"}; }
 ADMIN_TOKEN="$(token 1 shop:admin)"
 DEMO_TOKEN="$(token "${DEMO_USER}")"
@@ -223,17 +237,19 @@ KAFKA_TAIL=$!
 
 start service_a "${ROOT}/service_a" env HOST="${HOST}" PORT="${SERVICE_A_PORT}" \
   DATABASE_URL="${SERVICE_A_DATABASE_URL:-${RUN_DIR}/service_a.db}" KAFKA_BROKERS="${BROKER}" \
-  PYTHONUNBUFFERED=1 "${PY}" -m app
+  IDENTITY_KEYS="${IDENTITY_KEYS}" PYTHONUNBUFFERED=1 "${PY}" -m app
 start service_b "${ROOT}/service_b" env HOST="${HOST}" PORT="${SERVICE_B_PORT}" \
   DATABASE_URL="${SERVICE_B_DATABASE_URL:-${RUN_DIR}/service_b.db}" KAFKA_BROKERS="${BROKER}" \
-  SERVICE_A_URL="http://${HOST}:${SERVICE_A_PORT}" PYTHONUNBUFFERED=1 "${PY}" -m app
+  SERVICE_A_URL="http://${HOST}:${SERVICE_A_PORT}" IDENTITY_KEYS="${IDENTITY_KEYS}" IDENTITY_SIGNING_KEY="${B_KEY}" \
+  PYTHONUNBUFFERED=1 "${PY}" -m app
 wait_ready service_a "http://${HOST}:${SERVICE_A_PORT}/readyz"
 wait_ready service_b "http://${HOST}:${SERVICE_B_PORT}/readyz"
 
 start gateway "${ROOT}" "${GATEWAY_BIN}" \
   -http-addr "${HOST}:${HTTP_PORT}" -grpc-addr "${HOST}:${GRPC_PORT}" \
   -service-a "http://${HOST}:${SERVICE_A_PORT}" -service-b "http://${HOST}:${SERVICE_B_PORT}" \
-  -kafka-brokers "${BROKER}" -outbox-dir "${RUN_DIR}/outbox" -log-format text "${AUTH_FLAGS[@]}"
+  -kafka-brokers "${BROKER}" -outbox-dir "${RUN_DIR}/outbox" -log-format text "${AUTH_FLAGS[@]}" \
+  -service-signing-key "${SVC_KEY}"
 wait_ready gateway "${REST}/readyz"
 
 # ---- seed ---------------------------------------------------------------------
@@ -268,6 +284,7 @@ cat <<EOF
 [run]   gateway REST  ${REST}         (/healthz, /readyz)
 [run]   gateway gRPC  ${HOST}:${GRPC_PORT}          (reflection and grpc.health.v1 on)
 [run]   service_a     http://${HOST}:${SERVICE_A_PORT}    service_b  http://${HOST}:${SERVICE_B_PORT}
+[run]                 (they answer 401 without a signed identity; make -s service-header SVC=service_a prints one)
 [run]   Kafka         ${BROKER}          data in ${RUN_DIR}, raw logs in ${RUN_DIR}/logs
 [run] Tokens (valid 24 h; make -s token SUB=7 [SCOPE=shop:admin] prints a new one):
 [run]   export TOKEN=${DEMO_TOKEN}

@@ -2,7 +2,7 @@
 -- product 1 for a random user among 100,000 (users 1 to 100000). No
 -- Idempotency-Key, unless ADD_KEYS=1 (environment): then every request
 -- carries a key of its own. The caller's headers come from wrk -H: a bearer
--- token through the gateway, X-User-Id and X-Auth-Scopes on a direct call.
+-- token through the gateway, an identity assertion on a direct call.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 

@@ -3,8 +3,8 @@
 For each user in FIRST .. FIRST+COUNT-1, adds one unit of one product
 (product 1 + user % PRODUCTS, so that the payments do not all take the stock
 of one row) to the master cart on service A with POST /cart/add, called
-directly with the caller headers the gateway sends for an administrator's
-token. Then waits until service B, which builds its carts from A's cart
+directly with an identity header for an administrator (make -s
+service-header). Then waits until service B, which builds its carts from A's cart
 events over Kafka, shows every one of these carts non-empty: a payment of
 such a user on B finds exactly one line to pay.
 
@@ -33,12 +33,18 @@ async def each(users: Iterable[int], concurrency: int, job: Callable[[int], Awai
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def header(line: str) -> dict[str, str]:
+    """A "Name: value" header line as a dict."""
+    name, _, value = line.partition(":")
+    return {name.strip(): value.strip()}
+
+
 async def fill(args: argparse.Namespace) -> None:
-    headers = {"X-User-Id": str(args.admin_user), "X-Auth-Scopes": "shop:admin"}
+    a_headers, b_headers = header(args.a_header), header(args.b_header)
     users = range(args.first, args.first + args.count)
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     start = time.perf_counter()
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
         async def add(user: int) -> None:
             body = {"user_id": user, "product_id": 1 + user % args.products, "quantity": 1}
@@ -49,7 +55,7 @@ async def fill(args: argparse.Namespace) -> None:
             resp: httpx.Response | None = None
             for attempt in range(8):
                 try:
-                    resp = await client.post(f"{args.a}/cart/add", json=body, headers=key)
+                    resp = await client.post(f"{args.a}/cart/add", json=body, headers={**a_headers, **key})
                 except httpx.TransportError:
                     resp = None
                 if resp is not None and resp.status_code not in (503, 504):
@@ -68,7 +74,7 @@ async def fill(args: argparse.Namespace) -> None:
 
         async def check(user: int) -> None:
             try:
-                resp = await client.get(f"{args.b}/cart/{user}")
+                resp = await client.get(f"{args.b}/cart/{user}", headers=b_headers)
             except httpx.TransportError:
                 still.append(user)  # asked again in the next pass
                 return
@@ -100,7 +106,8 @@ def main() -> None:
     parser.add_argument("--first", type=int, required=True, help="first user id")
     parser.add_argument("--count", type=int, required=True, help="number of users (carts)")
     parser.add_argument("--products", type=int, default=100, help="products 1..PRODUCTS exist with enough stock")
-    parser.add_argument("--admin-user", type=int, default=1, help="X-User-Id sent (with scope shop:admin)")
+    parser.add_argument("--a-header", required=True, help="identity header line for A (make -s service-header)")
+    parser.add_argument("--b-header", required=True, help="identity header line for B (make -s service-header)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for B")
     args = parser.parse_args()

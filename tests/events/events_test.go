@@ -458,7 +458,9 @@ func waitCartInB(tb testing.TB, s *harness.Stack, user, item int64) {
 	defer cancel()
 	want := regexp.MustCompile(`"item_id":\s*` + strconv.FormatInt(item, 10) + `\b`)
 	for {
-		resp, err := httpClient.Get(fmt.Sprintf("%s/cart/%d", s.ServiceBURL(), user))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/cart/%d", s.ServiceBURL(), user), nil)
+		req.Header.Set(s.ServiceHeader("service_b", user, ""))
+		resp, err := httpClient.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -219,7 +219,9 @@ func TestOutboxCap(t *testing.T) {
 // the gateway.
 func stockLevel(tb testing.TB, s *harness.Stack, product int64) int64 {
 	tb.Helper()
-	resp, err := httpClient.Get(fmt.Sprintf("%s/stock/%d", s.ServiceAURL(), product))
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/stock/%d", s.ServiceAURL(), product), nil)
+	req.Header.Set(s.ServiceHeader("service_a", 0, ""))
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		tb.Fatalf("GET service_a /stock/%d: %v", product, err)
 	}

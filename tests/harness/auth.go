@@ -96,15 +96,84 @@ func (e env) writeJWKS() {
 }
 
 // authArgs are the gateway flags that make it verify the harness's tokens
-// (-auth-disabled when disabled), or none for a gateway that predates them.
+// (-auth-disabled when disabled), or none for a gateway that predates them,
+// and sign its service calls with the environment's service key.
 func (e env) authArgs(disabled bool) []string {
+	var args []string
+	if gatewayHasFlag(e.gatewayBin, "service-signing-key") {
+		args = []string{"-service-signing-key", e.serviceKeyPath(nameGateway)}
+	}
 	switch {
 	case !gatewayHasFlag(e.gatewayBin, "auth-jwks"):
-		return nil
+		return args
 	case disabled:
-		return []string{"-auth-disabled"}
+		return append(args, "-auth-disabled")
 	}
-	return []string{"-auth-jwks", e.jwksPath(), "-auth-issuer", TokenIssuer, "-auth-audience", TokenAudience}
+	return append(args, "-auth-jwks", e.jwksPath(), "-auth-issuer", TokenIssuer, "-auth-audience", TokenAudience)
+}
+
+// Identity keys behind the gateway: the gateway's and service B's private
+// keys and public JWKS files in the environment's directory.
+func (e env) serviceKeyPath(signer string) string {
+	return filepath.Join(e.dir, signer+"-signing-key.json")
+}
+
+func (e env) serviceJWKSPath(signer string) string {
+	return filepath.Join(e.dir, signer+"-signing.jwks.json")
+}
+
+// gatewayIssuer is the gateway's name in its identity assertions (its
+// -service-issuer default), which the services trust for users.
+const gatewayIssuer = "shop-gateway"
+
+// writeServiceKeys makes the identity keys of the gateway and of service B.
+func (e env) writeServiceKeys() {
+	e.tb.Helper()
+	for _, signer := range []string{nameGateway, nameServiceB} {
+		k, err := devkeys.Generate("EdDSA", "harness-"+signer)
+		if err == nil {
+			err = k.Save(e.serviceKeyPath(signer))
+		}
+		if err == nil {
+			err = devkeys.WriteJWKS(e.serviceJWKSPath(signer), k)
+		}
+		if err != nil {
+			e.tb.Fatalf("harness: writing the %s identity key: %v", signer, err)
+		}
+	}
+}
+
+// identityEnv is what a service needs to trust the gateway and B, and (B)
+// to sign its own calls.
+func (e env) identityEnv() []string {
+	return []string{
+		"IDENTITY_KEYS=shop-gateway=" + e.serviceJWKSPath(nameGateway) + ",service_b=" + e.serviceJWKSPath(nameServiceB),
+		"IDENTITY_SIGNING_KEY=" + e.serviceKeyPath(nameServiceB),
+	}
+}
+
+// ServiceHeader is an identity header (name, value) that the stack's
+// services accept, for a test that calls a service directly: for user sub
+// (0: the gateway itself) with scope, for service (service_a or service_b).
+func (e env) ServiceHeader(service string, sub int64, scope string) (string, string) {
+	e.tb.Helper()
+	s, err := devkeys.Load(e.serviceKeyPath(nameGateway))
+	if err != nil {
+		e.tb.Fatalf("harness: %v", err)
+	}
+	subject := "svc:" + gatewayIssuer
+	if sub != 0 {
+		subject = strconv.FormatInt(sub, 10)
+	}
+	now := time.Now()
+	tok, err := s.Token(devkeys.Claims{
+		Subject: subject, Scope: scope, Issuer: gatewayIssuer, Audience: service,
+		IssuedAt: now, Expiry: now.Add(10 * time.Minute),
+	})
+	if err != nil {
+		e.tb.Fatalf("harness: %v", err)
+	}
+	return "X-Identity-Assertion", tok
 }
 
 // Bearer is the Authorization header value of a token.

@@ -100,7 +100,7 @@ func StartCluster(tb testing.TB, opts ClusterOptions) *Cluster {
 		} {
 			name := fmt.Sprintf("%s-%d", svc.name, i+1)
 			// B's instance i calls A's instance i (B takes one URL of A).
-			env := serviceEnv(svc.port, svc.db, svc.group, c.id, brokers, c.a[i], opts.ServiceEnv)
+			env := serviceEnv(svc.port, svc.db, svc.group, c.id, brokers, c.a[i], append(c.identityEnv(), opts.ServiceEnv...))
 			p := c.start(name, filepath.Join(root, svc.name), env, c.python, "-m", "app")
 			services = append(services, started{p, serviceURL(svc.port) + "/readyz"})
 		}

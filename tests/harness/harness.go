@@ -116,6 +116,7 @@ func newEnv(tb testing.TB) env {
 	}
 	e := env{tb: tb, id: newID(), dir: tb.TempDir(), root: root, brokers: brokers, gatewayBin: bin, python: python}
 	e.writeJWKS()
+	e.writeServiceKeys()
 	return e
 }
 
@@ -328,7 +329,7 @@ func (s *Stack) serviceEnv(name string) []string {
 			db = filepath.Join(s.dir, "service_b.db")
 		}
 	}
-	return serviceEnv(port, db, group, s.id, s.brokers, s.ServiceAURL(), extra)
+	return serviceEnv(port, db, group, s.id, s.brokers, s.ServiceAURL(), append(s.identityEnv(), extra...))
 }
 
 // serviceEnv is the environment of a service process of the stack or

@@ -27,6 +27,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/svcid"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
@@ -135,6 +136,8 @@ func run(fs *flag.FlagSet, args []string) error {
 		authDisabled     = fs.Bool("auth-disabled", envBool("GATEWAY_AUTH_DISABLED", false), "turn authentication and authorization off, for local development only (env GATEWAY_AUTH_DISABLED)")
 		authLeeway       = fs.Duration("auth-leeway", envDuration("GATEWAY_AUTH_LEEWAY", auth.DefaultLeeway), "clock skew allowed on exp and nbf (env GATEWAY_AUTH_LEEWAY)")
 		authRefresh      = fs.Duration("auth-jwks-refresh", envDuration("GATEWAY_AUTH_JWKS_REFRESH", auth.DefaultRefreshInterval), "how often a JWKS URL is fetched again; an unknown kid also triggers a fetch, at most every 10s (env GATEWAY_AUTH_JWKS_REFRESH)")
+		svcKey           = fs.String("service-signing-key", env("GATEWAY_SERVICE_SIGNING_KEY", ""), "private JWK (EdDSA or ES256) the identity assertion of every service call is signed with; the services trust its public half; required (env GATEWAY_SERVICE_SIGNING_KEY)")
+		svcIssuer        = fs.String("service-issuer", env("GATEWAY_SERVICE_ISSUER", svcid.DefaultIssuer), "the gateway's name (iss) in the identity assertions; the services must list it as a user issuer (env GATEWAY_SERVICE_ISSUER)")
 		rateLimit        = fs.Float64("rate-limit", envFloat("GATEWAY_RATE_LIMIT", 0), "requests per second per client (token subject, else client IP); 0 turns rate limiting off (env GATEWAY_RATE_LIMIT)")
 		rateBurst        = fs.Int64("rate-burst", envInt("GATEWAY_RATE_BURST", 0), "requests a client may send at once; 0 means the rate rounded up (env GATEWAY_RATE_BURST)")
 		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
@@ -222,6 +225,8 @@ func run(fs *flag.FlagSet, args []string) error {
 			Replication:        int16(*kafkaReplication),
 			IdempotencyWindow:  *idempotencyWindow,
 		},
+		ServiceSigningKey: *svcKey,
+		ServiceIssuer:     *svcIssuer,
 		Auth: app.AuthConfig{
 			Disabled:        *authDisabled,
 			JWKS:            *authJWKS,

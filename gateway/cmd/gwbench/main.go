@@ -18,6 +18,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"sort"
@@ -34,6 +35,7 @@ import (
 
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
+	"github.com/shopgateway/shop/gateway/devkeys"
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/restchan"
 )
@@ -455,6 +457,14 @@ func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upUR
 	if cfg.Auth.JWKS == "" {
 		cfg.Auth.Disabled = true
 	}
+	if cfg.ServiceSigningKey == "" {
+		// The bench upstream verifies nothing, but the gateway signs every
+		// call as it would in production: that cost is measured too.
+		if cfg.ServiceSigningKey, err = benchServiceKey(); err != nil {
+			cancel()
+			return "", "", nil, err
+		}
+	}
 	var g *app.Gateway
 	// Labelled from the start: goroutines the gateway starts while it is
 	// built (gRPC stream workers, health probers) are its own too.
@@ -569,3 +579,18 @@ func median(rs []result) result {
 	sort.Slice(s, func(i, j int) bool { return s[i].rps < s[j].rps })
 	return s[len(s)/2]
 }
+
+// benchServiceKey writes a new service signing key to a temporary file
+// (once per run) and returns its path.
+var benchServiceKey = sync.OnceValues(func() (string, error) {
+	s, err := devkeys.Generate("EdDSA", "bench-service")
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "gwbench-key-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "service-signing-key.json")
+	return path, s.Save(path)
+})

@@ -28,6 +28,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/svcid"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
@@ -83,6 +84,13 @@ type Config struct {
 	Events EventsConfig
 	// Auth configures authentication; see AuthConfig.
 	Auth AuthConfig
+	// ServiceSigningKey is the private JWK (EdDSA or ES256) the gateway
+	// signs the identity assertion of every service call with. Required:
+	// the services refuse calls without one.
+	ServiceSigningKey string
+	// ServiceIssuer is the gateway's name in those assertions. Default
+	// svcid.DefaultIssuer ("shop-gateway").
+	ServiceIssuer string
 	// RateLimit is the requests per second allowed per client (the token's
 	// subject, else the client address). Default 0: off.
 	RateLimit float64
@@ -155,6 +163,10 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ServiceSigningKey == "" {
+		errs = append(errs, errors.New("no service signing key: set -service-signing-key (env GATEWAY_SERVICE_SIGNING_KEY) "+
+			"to the private JWK whose public half the services trust (make run creates one in .run/)"))
 	}
 	return errors.Join(errs...)
 }
@@ -249,7 +261,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		pools[name] = p
 		doers[name] = p
 	}
-	fwd, err := forward.New(Services(), forward.DefaultTable, doers, forward.Options{FallbackFraction: cfg.FallbackFraction, FallbackMax: cfg.FallbackMax, Timeout: cfg.UpstreamTimeout})
+	signer, err := svcid.Load(cfg.ServiceSigningKey, cfg.ServiceIssuer, 0)
+	if err != nil {
+		return nil, err
+	}
+	fwd, err := forward.New(Services(), forward.DefaultTable, doers, forward.Options{
+		FallbackFraction: cfg.FallbackFraction, FallbackMax: cfg.FallbackMax, Timeout: cfg.UpstreamTimeout, Asserter: signer,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func TestSecureByDefault(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			g, err := New(context.Background(), Config{Auth: tt.auth, Events: EventsConfig{Brokers: []string{}}}, slog.New(slog.DiscardHandler))
+			g, err := New(context.Background(), Config{Auth: tt.auth, ServiceSigningKey: serviceKey(t), Events: EventsConfig{Brokers: []string{}}}, slog.New(slog.DiscardHandler))
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("New: %v, want a gateway", err)
@@ -52,5 +52,31 @@ func TestSecureByDefault(t *testing.T) {
 				t.Errorf("New: %v, want it to contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// serviceKey writes a service signing key for a test gateway and returns its path.
+func serviceKey(tb testing.TB) string {
+	tb.Helper()
+	s, err := devkeys.Generate("EdDSA", "svc-test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "service-signing-key.json")
+	if err := s.Save(path); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// TestNoServiceKeyNoStart: without a service signing key the gateway does
+// not start (the services would refuse every call), and says how to fix it.
+func TestNoServiceKeyNoStart(t *testing.T) {
+	t.Parallel()
+	for name, path := range map[string]string{"unset": "", "missing": filepath.Join(t.TempDir(), "none.json")} {
+		_, err := New(context.Background(), Config{Auth: AuthConfig{Disabled: true}, ServiceSigningKey: path, Events: EventsConfig{Brokers: []string{}}}, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), "service") {
+			t.Errorf("%s: New = %v, want an error about the service signing key", name, err)
+		}
 	}
 }

@@ -72,7 +72,8 @@ func eventsGateway(tb testing.TB, maxBytes int64) (http.Handler, *atomic.Int64) 
 		ServiceA: []string{up.URL},
 		ServiceB: []string{up.URL},
 		// These tests are about events; the edge checks have their own.
-		Auth: AuthConfig{Disabled: true},
+		Auth:              AuthConfig{Disabled: true},
+		ServiceSigningKey: serviceKey(tb),
 		Events: EventsConfig{
 			Brokers:        []string{"127.0.0.1:1"},
 			OutboxDir:      tb.TempDir(),

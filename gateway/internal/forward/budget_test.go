@@ -51,7 +51,7 @@ func TestFallbackBudget(t *testing.T) {
 			t.Parallel()
 			b := &hungDoer{given: make(chan time.Duration, 1)}
 			a := &fakeDoer{name: "a", body: `{"user_id":"3","items":[]}`}
-			f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b}, tc.opts)
+			f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b}, withAsserter(tc.opts))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,4 +82,9 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("New with %+v: no error, want one", o)
 		}
 	}
+}
+
+func withAsserter(o forward.Options) forward.Options {
+	o.Asserter = testAsserter
+	return o
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/protofields"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
+	"github.com/shopgateway/shop/gateway/internal/svcid"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
@@ -49,18 +50,18 @@ var passHeaders = []struct{ md, http string }{
 	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
 
-// Identity headers sent to the services on every call of an authenticated
-// caller. The services trust them, so they must only be reachable from the
-// gateway.
-const (
-	// UserIDHeader is the caller's user id, a decimal int64.
-	UserIDHeader = "X-User-Id"
-	// DeadlineHeader is the call's deadline in Unix milliseconds; a service
-	// does not commit a mutation after it.
-	DeadlineHeader = "X-Request-Deadline"
-	// ScopesHeader is the caller's scopes, space-separated.
-	ScopesHeader = "X-Auth-Scopes"
-)
+// DeadlineHeader is the call's deadline in Unix milliseconds; a service
+// does not commit a mutation after it.
+const DeadlineHeader = "X-Request-Deadline"
+
+// Asserter signs the identity assertion sent with every upstream call
+// (svcid.Signer): the services trust nothing else about who is calling.
+type Asserter interface {
+	// Assertion is a signed assertion for audience naming sub with scope.
+	Assertion(audience, sub, scope string) (string, error)
+	// Self is the gateway's own subject, for calls made on no user's behalf.
+	Self() string
+}
 
 var (
 	marshalOpts   = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
@@ -81,6 +82,7 @@ type route struct {
 	fallback     *route
 	fallbackReq  protoreflect.MessageType
 	fallbackResp protoreflect.MessageType
+	asserter     Asserter
 }
 
 // Defaults of Options.
@@ -109,6 +111,8 @@ type Options struct {
 	// Timeout is the deadline of a call whose caller set none. Default
 	// DefaultTimeout (10s).
 	Timeout time.Duration
+	// Asserter signs the identity assertion of every call. Required.
+	Asserter Asserter
 }
 
 func (o *Options) setDefaults() {
@@ -128,6 +132,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", o.Timeout))
+	}
+	if o.Asserter == nil {
+		errs = append(errs, errors.New("no identity asserter: the services refuse calls without an assertion"))
 	}
 	return errors.Join(errs...)
 }
@@ -163,6 +170,7 @@ func New(services []protoreflect.ServiceDescriptor, table Table, doers map[strin
 				errs = append(errs, err.Error())
 				continue
 			}
+			r.asserter = opts.Asserter
 			f.routes[httprule.FullMethod(md)] = r
 			byName[md.FullName()] = r
 		}
@@ -384,31 +392,36 @@ func (r *route) build(ctx context.Context, req proto.Message) (*upstream.Request
 	if err != nil {
 		return nil, apierr.Errorf(codes.InvalidArgument, "encoding the request: %v", err)
 	}
-	// The caller's identity comes only from the authorizer, never from the
-	// client's metadata: client-sent X-User-Id and X-Auth-Scopes are not
-	// among the passed headers.
-	if c := reqinfo.CallerFrom(ctx); c != nil {
-		ureq.Header = make(http.Header, len(passHeaders)+2)
-		ureq.Header[UserIDHeader] = []string{strconv.FormatInt(c.UserID, 10)}
-		ureq.Header[ScopesHeader] = []string{c.Scopes}
+	// The caller's identity comes only from the authorizer, signed for this
+	// service; nothing the client sent names a caller upstream.
+	sub, scope := r.subject(ctx)
+	assertion, err := r.asserter.Assertion(r.upstream, sub, scope)
+	if err != nil {
+		return nil, apierr.Errorf(codes.Internal, "signing the identity assertion: %v", err)
 	}
+	ureq.Header = make(http.Header, len(passHeaders)+2)
+	ureq.Header[svcid.Header] = []string{assertion}
 	if dl, ok := ctx.Deadline(); ok {
-		if ureq.Header == nil {
-			ureq.Header = make(http.Header, len(passHeaders)+1)
-		}
 		ureq.Header[DeadlineHeader] = []string{strconv.FormatInt(dl.UnixMilli(), 10)}
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, h := range passHeaders {
 			if v := md.Get(h.md); len(v) > 0 && v[0] != "" {
-				if ureq.Header == nil {
-					ureq.Header = make(http.Header, len(passHeaders))
-				}
 				ureq.Header[h.http] = v[:1]
 			}
 		}
 	}
 	return ureq, nil
+}
+
+// subject is who a call to the service is made for: the authenticated
+// caller's user id and scopes, else the gateway itself with no scope (a
+// public read by an anonymous client).
+func (r *route) subject(ctx context.Context) (sub, scope string) {
+	if c := reqinfo.CallerFrom(ctx); c != nil {
+		return strconv.FormatInt(c.UserID, 10), c.Scopes
+	}
+	return r.asserter.Self(), ""
 }
 
 func writeQuery(b *strings.Builder, sep byte, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
@@ -460,14 +473,20 @@ func (f *Forwarder) Lookup(ctx context.Context, fullMethod string, req proto.Mes
 	}
 	path, query, _ := strings.Cut(ureq.Path, "?")
 	sent := lookupRequest{Method: ureq.Method, Path: path, Query: query, Key: key, Body: string(ureq.Body)}
-	if c := reqinfo.CallerFrom(ctx); c != nil {
-		sent.Caller = strconv.FormatInt(c.UserID, 10)
-	}
+	sent.Caller, _ = r.subject(ctx)
 	body, err := json.Marshal(sent)
 	if err != nil {
 		return "", apierr.Errorf(codes.Internal, "encoding the idempotency lookup: %v", err)
 	}
-	uresp, err := r.doer.Do(ctx, &upstream.Request{Method: http.MethodPost, Path: lookupPath, Body: body})
+	// The lookup is the gateway's own call: internal, scope shop:service.
+	assertion, err := r.asserter.Assertion(r.upstream, r.asserter.Self(), svcid.ServiceScope)
+	if err != nil {
+		return "", apierr.Errorf(codes.Internal, "signing the identity assertion: %v", err)
+	}
+	uresp, err := r.doer.Do(ctx, &upstream.Request{
+		Method: http.MethodPost, Path: lookupPath, Body: body,
+		Header: http.Header{svcid.Header: []string{assertion}},
+	})
 	if err != nil {
 		return "", err
 	}

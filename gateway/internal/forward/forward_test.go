@@ -22,6 +22,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/httprule"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
+	"github.com/shopgateway/shop/gateway/internal/svcid"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
@@ -57,12 +58,21 @@ func (d *fakeDoer) last(tb testing.TB) *upstream.Request {
 
 func newForwarder(tb testing.TB, a, b *fakeDoer) *forward.Forwarder {
 	tb.Helper()
-	f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b}, forward.Options{})
+	f, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: a, forward.ServiceB: b}, forward.Options{Asserter: testAsserter})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return f
 }
+
+// testAsserter signs the forwarded calls' identity assertions.
+var testAsserter = func() *svcid.Signer {
+	s, _, err := svcid.Generate("shop-gateway")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // seedOwner is the seed gateway's routing by path: /cart/add, /stock*,
 // /cart/fallback and /order/process_stock to A, the rest of /cart and /order
@@ -113,7 +123,7 @@ func TestTableCoversEveryRPCAndMatchesSeedRouting(t *testing.T) {
 func TestNewReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	table := forward.Table{"shop.stock.v1.StockService.Nope": {Upstream: forward.ServiceA}}
-	_, err := forward.New(app.Services(), table, map[string]forward.Doer{}, forward.Options{})
+	_, err := forward.New(app.Services(), table, map[string]forward.Doer{}, forward.Options{Asserter: testAsserter})
 	if err == nil {
 		t.Fatal("want error")
 	}

@@ -96,8 +96,8 @@ func FromContext(ctx context.Context) *Info {
 	return info
 }
 
-// Caller is the authenticated caller of a request, passed to the services
-// as X-User-Id and X-Auth-Scopes.
+// Caller is the authenticated caller of a request, named to the services in
+// the signed identity assertion of each call (see package svcid).
 type Caller struct {
 	// UserID is the caller's user id (the token's subject).
 	UserID int64

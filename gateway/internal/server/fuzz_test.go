@@ -13,6 +13,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/server"
+	"github.com/shopgateway/shop/gateway/internal/svcid"
 	"github.com/shopgateway/shop/gateway/internal/upstream"
 )
 
@@ -34,7 +35,7 @@ func (d echoDoer) Do(_ context.Context, r *upstream.Request) (*upstream.Response
 func newFuzzHandler(tb testing.TB) http.Handler {
 	tb.Helper()
 	doer := echoDoer{body: []byte(`{}`)}
-	fwd, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: doer, forward.ServiceB: doer}, forward.Options{})
+	fwd, err := forward.New(app.Services(), forward.DefaultTable, map[string]forward.Doer{forward.ServiceA: doer, forward.ServiceB: doer}, forward.Options{Asserter: fuzzAsserter(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -106,4 +107,13 @@ func FuzzRESTForward(f *testing.F) {
 			t.Fatalf("%s %q: body is not JSON: %q", req.Method, path, w.Body.String())
 		}
 	})
+}
+
+func fuzzAsserter(tb testing.TB) *svcid.Signer {
+	tb.Helper()
+	s, _, err := svcid.Generate("shop-gateway")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

@@ -98,6 +98,13 @@ func statusFromHTTP(service string, httpStatus int, body []byte, bodyField strin
 	if !ok {
 		code = codeFromHTTP(httpStatus)
 	}
+	if code == codes.Unauthenticated {
+		// The service refused the gateway's identity assertion, not the
+		// client's token (that is checked here first): a misconfigured key,
+		// never the client's fault, and never passed on as a 401 that would
+		// send the client to fetch a new token.
+		return apierr.New(codes.Internal, service+" did not accept the gateway's identity assertion")
+	}
 	msg := strings.TrimSpace(eb.Message)
 	if msg == "" {
 		msg = detailMessage(eb.Detail)

@@ -73,7 +73,10 @@ var httpStatusCases = []struct {
 	{"not JSON is never echoed", 502, `<html>bad gateway at 10.0.0.7</html>`, codes.Unavailable, "service_b answered HTTP 502"},
 	// By HTTP status alone.
 	{"400", 400, ``, codes.InvalidArgument, "service_b answered HTTP 400"},
-	{"401", 401, ``, codes.Unauthenticated, "service_b answered HTTP 401"},
+	// A 401 is the service refusing the gateway's own identity assertion:
+	// never passed on as the client's 401.
+	{"401", 401, ``, codes.Internal, "service_b did not accept the gateway's identity assertion"},
+	{"401 service form", 401, `{"code":"UNAUTHENTICATED","message":"caller not authenticated: no key"}`, codes.Internal, "service_b did not accept the gateway's identity assertion"},
 	{"403", 403, ``, codes.PermissionDenied, "service_b answered HTTP 403"},
 	{"404", 404, ``, codes.NotFound, "service_b answered HTTP 404"},
 	{"405", 405, ``, codes.Unimplemented, "service_b answered HTTP 405"},

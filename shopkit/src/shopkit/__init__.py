@@ -10,8 +10,11 @@ One module per job:
 - :mod:`shopkit.db`: the declarative ``Base`` of a service's tables, the
   ``outbox`` and ``inbox`` tables, engines for SQLite and PostgreSQL, schema
   creation.
-- :mod:`shopkit.auth`: the caller (``X-User-Id``, ``X-Auth-Scopes``) and
-  the ownership checks built on it.
+- :mod:`shopkit.identity`: the signed identity assertion every call carries
+  (verified by a middleware; 401 without one), and the signer of a service's
+  own calls.
+- :mod:`shopkit.auth`: the caller that assertion names and the ownership and
+  scope checks built on it.
 - :mod:`shopkit.errors`: :class:`~shopkit.errors.ApiError` and the handlers
   that answer every error as ``{"code", "message"}``.
 - :mod:`shopkit.logs`: logging setup (text or JSON lines) and the middleware

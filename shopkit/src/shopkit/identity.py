@@ -271,10 +271,14 @@ class Verifier:
                 audience=self.audience,
                 issuer=iss,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"], "strict_aud": True},
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"assertion refused: {exc}") from exc
+        # One audience only, as a string or a list of one (how jwx writes it):
+        # an assertion good for several services is good for none.
+        if claims["aud"] not in (self.audience, [self.audience]):
+            raise Unauthenticated("assertion must name this service as its only audience")
         exp, iat = claims["exp"], claims["iat"]
         if not isinstance(exp, int | float) or not isinstance(iat, int | float):
             raise Unauthenticated("exp and iat must be numbers")

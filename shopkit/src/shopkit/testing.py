@@ -402,6 +402,7 @@ def forged_assertions(audience: str = "") -> list[tuple[str, list[tuple[str, str
         ("not a JWT", [(header, "not-a-jwt")]),
         ("identity headers only", [("X-User-Id", "10"), ("X-Auth-Scopes", "shop:admin shop:service")]),
         ("other audience", [(header, signed(gw, claims(aud="another-service")))]),
+        ("two audiences", [(header, signed(gw, claims(aud=[aud, "another-service"])))]),
         ("expired", [(header, signed(gw, claims(iat=int(now) - 600, exp=int(now) - 60)))]),
         ("too long-lived", [(header, signed(gw, claims(exp=int(now) + 3600)))]),
         ("no exp", [(header, signed(gw, {k: v for k, v in claims().items() if k != "exp"}))]),
