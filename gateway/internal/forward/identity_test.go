@@ -102,4 +102,3 @@ func TestEveryCallCarriesASignedIdentity(t *testing.T) {
 		t.Errorf("lookup body %s does not name the caller (%s)", lookup.Body, want)
 	}
 }
-
