@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -462,5 +463,76 @@ func TestKeyRotation(t *testing.T) {
 	})
 	if got, want := get(newTok), http.StatusOK; got != want {
 		t.Errorf("the remaining key's token: %d, want %d", got, want)
+	}
+}
+
+// TestServicesTrustNoOneByPosition: calls straight to a service's port, as a
+// neighbour on the gateway's network would make them. Without a signed
+// identity assertion every one is 401, whatever X-User-Id and X-Auth-Scopes
+// say, and nothing changes; with a valid assertion for a plain user, the
+// services still check the scopes of their admin and internal routes.
+func TestServicesTrustNoOneByPosition(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	owner := newID()
+	product := createProduct(t, s, "position", 10, 1)
+	do(t, s, http.StatusOK, "POST", "/cart/add", fmt.Sprintf(`{"product_id":%d,"quantity":1}`, product),
+		"Authorization", harness.Bearer(s.Token(t, owner, "")))
+	waitCart(t, s, owner, 1)
+
+	call := func(base, method, path, body string, headers ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(rpcCtx(t), method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Add(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s%s: %v", method, base, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	a, b := s.ServiceAURL(), s.ServiceBURL()
+	newProduct := fmt.Sprintf(`{"product_id":%d,"product_name":"forged","quantity":5,"price_cents":1}`, newID())
+	take := fmt.Sprintf(`{"items":[{"product_id":%d,"quantity":3}]}`, product)
+	for _, tc := range []struct {
+		name, base, method, path, body string
+		headers                        []string
+	}{
+		{"B cart, no headers", b, "GET", "/cart?user_id=" + str(owner), "", nil},
+		{"B orders, spoofed X-User-Id", b, "GET", "/order?user_id=" + str(owner), "", []string{"X-User-Id", str(owner)}},
+		{"B remove, spoofed admin", b, "DELETE", "/cart/1", "", []string{"X-User-Id", "1", "X-Auth-Scopes", harness.ScopeAdmin}},
+		{"A stock write, spoofed admin", a, "POST", "/stock", newProduct, []string{"X-User-Id", "1", "X-Auth-Scopes", harness.ScopeAdmin}},
+		{"A take stock, no headers", a, "POST", "/order/process_stock", take, nil},
+		{"A take stock, forged assertion", a, "POST", "/order/process_stock", take, []string{"X-Identity-Assertion", "eyJhbGciOiJub25lIn0.e30."}},
+	} {
+		got, body := call(tc.base, tc.method, tc.path, tc.body, tc.headers...)
+		if got != http.StatusUnauthorized || !strings.Contains(body, "UNAUTHENTICATED") {
+			t.Errorf("%s: %d %s, want 401 UNAUTHENTICATED", tc.name, got, body)
+		}
+	}
+	// A valid assertion for a plain user: the services' own scope checks.
+	name, user := s.ServiceHeader("service_a", owner, "")
+	if got, body := call(a, "POST", "/stock", newProduct, name, user); got != http.StatusForbidden {
+		t.Errorf("A stock write as a plain user: %d %s, want 403", got, body)
+	}
+	if got, body := call(a, "POST", "/order/process_stock", take, name, user); got != http.StatusForbidden {
+		t.Errorf("A take stock as a plain user: %d %s, want 403", got, body)
+	}
+	// The same user's assertion is for A only.
+	if got, body := call(b, "GET", "/cart?user_id="+str(owner), "", name, user); got != http.StatusUnauthorized {
+		t.Errorf("B with an assertion for A: %d %s, want 401", got, body)
+	}
+	if got := stockOf(t, s, product); got != 10 {
+		t.Errorf("stock of %d = %d, want 10: a refused call changed it", product, got)
+	}
+	if items, _ := restCart(t, s, "/cart/"+str(owner)); len(items) != 1 {
+		t.Errorf("the owner's cart = %v, want the item still there", items)
 	}
 }
