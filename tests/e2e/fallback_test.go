@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
+	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
 	"github.com/shopgateway/shop/tests/harness"
 )
 
@@ -106,5 +108,66 @@ func TestCartFallback(t *testing.T) {
 		if got := hdr.Get("x-cart-source"); slices.Contains(got, "fallback") {
 			t.Errorf("GetCart after service_b restarted: x-cart-source = %q, want no fallback", got)
 		}
+	})
+}
+
+// TestHungServiceBIsPassedOver freezes service_b (SIGSTOP): the first cart
+// read pays the primary's budget and falls back; once B has let that
+// deadline pass it is passed over, so later cart reads go to the fallback at
+// once and GET /order (no fallback) fails fast with 503 and Retry-After over
+// REST, UNAVAILABLE with retry-after over gRPC, instead of waiting out the
+// upstream timeout. After B resumes, a health probe brings it back.
+func TestHungServiceBIsPassedOver(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	c := newClients(t, s)
+	user := newID()
+	do(t, s, http.StatusOK, "GET", "/cart/"+str(user), "")
+
+	s.PauseServiceB()
+	resumed := false
+	defer func() {
+		if !resumed {
+			s.ResumeServiceB()
+		}
+	}()
+	timed := func(method, path string) (int, http.Header, time.Duration) {
+		start := time.Now()
+		got, h, _ := s.Do(t, method, path, "")
+		return got, h, time.Since(start)
+	}
+	got, h, first := timed("GET", "/cart/"+str(user))
+	if got != http.StatusOK || h.Get("X-Cart-Source") != "fallback" {
+		t.Fatalf("first cart read with service_b hung: %d, X-Cart-Source %q; want the fallback", got, h.Get("X-Cart-Source"))
+	}
+	t.Logf("first cart read with service_b hung: %s", first)
+	// The budget of a cart read is at most 1 s; a read that still waited
+	// for B would take at least that.
+	for i := range 5 {
+		got, h, took := timed("GET", "/cart/"+str(user))
+		if got != http.StatusOK || h.Get("X-Cart-Source") != "fallback" || took >= time.Second {
+			t.Errorf("cart read %d with service_b passed over: %d, X-Cart-Source %q, %s; want the fallback at once", i, got, h.Get("X-Cart-Source"), took)
+		}
+		t.Logf("cart read %d with service_b passed over: %s", i, took)
+	}
+	got, h, took := timed("GET", "/order?user_id="+str(user))
+	if got != http.StatusServiceUnavailable || h.Get("Retry-After") != "1" || took >= time.Second {
+		t.Errorf("GET /order with service_b passed over: %d, Retry-After %q, %s; want 503 at once with Retry-After: 1", got, h.Get("Retry-After"), took)
+	}
+	var hdr metadata.MD
+	start := time.Now()
+	_, err := c.order.ListOrders(rpcCtx(t), &orderv1.ListOrdersRequest{UserId: user}, grpc.Header(&hdr))
+	wantCode(t, "gRPC ListOrders with service_b passed over", err, codes.Unavailable)
+	if took := time.Since(start); took >= time.Second || !slices.Equal(hdr.Get("retry-after"), []string{"1"}) {
+		t.Errorf("gRPC ListOrders with service_b passed over: %s, retry-after %q; want at once with retry-after 1", took, hdr.Get("retry-after"))
+	}
+
+	s.ResumeServiceB()
+	resumed = true
+	eventually(t, syncTimeout, func() string {
+		if _, source := restCart(t, s, "/cart/"+str(user)); source == "fallback" {
+			return "GET /cart still answered from the fallback after service_b resumed"
+		}
+		return ""
 	})
 }

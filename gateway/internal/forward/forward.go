@@ -254,8 +254,18 @@ func compile(md protoreflect.MethodDescriptor, rt Route, doers map[string]Doer) 
 
 // Handle forwards one RPC. req is the request message, resp an empty response
 // message of the method's output type that Handle fills. The error is a gRPC
-// status error.
+// status error; an UNAVAILABLE one (no instance to call, or the service said
+// so) comes with Retry-After: 1 in the response metadata, so that a client
+// told to come back knows when.
 func (f *Forwarder) Handle(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+	err := f.handle(ctx, fullMethod, req, resp)
+	if status.Code(err) == codes.Unavailable {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.RetryAfterKey, "1"))
+	}
+	return err
+}
+
+func (f *Forwarder) handle(ctx context.Context, fullMethod string, req, resp proto.Message) error {
 	r, ok := f.routes[fullMethod]
 	if !ok {
 		return apierr.Errorf(codes.Unimplemented, "method %s is not forwarded", fullMethod)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -150,11 +151,11 @@ func (p *Pool) attempt(ctx context.Context, c *call, tried []int, panicOK bool) 
 			idx -= n
 		}
 		inst := p.instances[idx]
-		if inst.health.Load() == healthDown || slices.Contains(tried, idx) {
+		if inst.health.Load() == healthDown || inst.hung.Load() || slices.Contains(tried, idx) {
 			continue
 		}
 		_, err := inst.breaker.Execute(func() (struct{}, error) {
-			p.roundTrip(ctx, inst, c)
+			p.timedRoundTrip(ctx, inst, c)
 			return struct{}{}, outcome(ctx, c)
 		})
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
@@ -168,12 +169,69 @@ func (p *Pool) attempt(ctx context.Context, c *call, tried []int, panicOK bool) 
 	if !panicOK {
 		return -1
 	}
+	// Panic mode: an instance that is down or ejected may answer after
+	// all, but one that let a deadline pass would only cost this call its
+	// whole budget; without any other, fail fast.
+	idx := -1
+	for i := range n {
+		if j := (start + i) % n; !p.instances[j].hung.Load() && !slices.Contains(tried, j) {
+			idx = j
+			break
+		}
+	}
+	if idx < 0 {
+		return -1
+	}
 	if p.panicking.CompareAndSwap(false, true) {
 		p.log.Warn("upstream has no healthy instance, trying ejected ones")
 	}
-	p.roundTrip(ctx, p.instances[start], c)
-	return start
+	p.timedRoundTrip(ctx, p.instances[idx], c)
+	return idx
 }
+
+// timedRoundTrip is roundTrip, passing the instance over (passOver) when
+// the call's deadline ran out while it waited at least MinHungBudget for
+// the answer: a hung instance is left out after one such call instead of
+// costing every later call its whole budget.
+func (p *Pool) timedRoundTrip(ctx context.Context, inst *instance, c *call) {
+	start := time.Now()
+	p.roundTrip(ctx, inst, c)
+	if c.err != nil && (errors.Is(c.err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded)) &&
+		time.Since(start) >= p.opts.MinHungBudget {
+		p.passOver(inst)
+	}
+}
+
+// passOver takes inst out of every rotation until a health probe gets an
+// answer from it: probes every probeEvery until one does or the pool closes.
+// A probe that answers at once (the instance was only slow on that call)
+// brings it back within one probe.
+func (p *Pool) passOver(inst *instance) {
+	if !inst.hung.CompareAndSwap(false, true) {
+		return
+	}
+	p.log.Warn("upstream instance let a deadline pass; passed over until a health probe answers", "instance", inst.base)
+	p.probers.Go(func() {
+		for {
+			probeCtx, cancel := context.WithTimeout(p.proberCtx, p.healthTimeout)
+			err := p.probe(probeCtx, inst)
+			cancel()
+			if err == nil {
+				inst.hung.Store(false)
+				p.log.Info("upstream instance answers again", "instance", inst.base)
+				return
+			}
+			select {
+			case <-p.proberCtx.Done():
+				return
+			case <-time.After(probeEvery):
+			}
+		}
+	})
+}
+
+// probeEvery is the pause between the probes of a passed-over instance.
+const probeEvery = 250 * time.Millisecond
 
 // outcome is what c's last attempt means for the instance's circuit
 // breaker: connection errors, 5xx (except 501) and the pool's own timeout

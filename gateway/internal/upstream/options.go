@@ -23,6 +23,9 @@ const (
 	DefaultEjectFor = 5 * time.Second
 	// DefaultHealthInterval is the period of the background GET /healthz.
 	DefaultHealthInterval = 2 * time.Second
+	// DefaultMinHungBudget is the least time a call must have waited for
+	// an answer before its deadline running out passes the instance over.
+	DefaultMinHungBudget = 200 * time.Millisecond
 	// DefaultMaxConnsPerHost is how many connections one instance may have open.
 	DefaultMaxConnsPerHost = 512
 	// DefaultIdleConnTimeout is how long an unused keep-alive connection is kept.
@@ -62,6 +65,11 @@ type Options struct {
 	// request is let through as a probe, and its success re-admits the
 	// instance. Default 5 s.
 	EjectFor time.Duration
+	// MinHungBudget: an instance is passed over (no traffic until a health
+	// probe answers) when a call's deadline runs out after waiting at least
+	// this long for its answer; shorter deadlines say more about the caller
+	// than about the instance. Default 200 ms.
+	MinHungBudget time.Duration
 
 	// HealthInterval is the period of the background prober that sends
 	// GET /healthz to every instance and takes instances that do not answer
@@ -100,6 +108,7 @@ func (o *Options) setDefaults() {
 	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
 	o.EjectAfter = cmp.Or(o.EjectAfter, DefaultEjectAfter)
 	o.EjectFor = cmp.Or(o.EjectFor, DefaultEjectFor)
+	o.MinHungBudget = cmp.Or(o.MinHungBudget, DefaultMinHungBudget)
 	o.HealthInterval = cmp.Or(o.HealthInterval, DefaultHealthInterval)
 	o.MaxConnsPerHost = cmp.Or(o.MaxConnsPerHost, DefaultMaxConnsPerHost)
 	o.IdleConnTimeout = cmp.Or(o.IdleConnTimeout, DefaultIdleConnTimeout)
@@ -126,6 +135,7 @@ func (o Options) Validate() error {
 	nonNegativeDuration("Timeout", o.Timeout)
 	nonNegativeDuration("DialTimeout", o.DialTimeout)
 	nonNegativeDuration("EjectFor", o.EjectFor)
+	nonNegativeDuration("MinHungBudget", o.MinHungBudget)
 	nonNegativeDuration("IdleConnTimeout", o.IdleConnTimeout)
 	nonNegative("MaxAttempts", int64(o.MaxAttempts))
 	nonNegative("EjectAfter", int64(o.EjectAfter))

@@ -43,6 +43,10 @@ type instance struct {
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	health  atomic.Int32
 	client  *fasthttp.HostClient
+	// hung: the instance let a call's deadline pass without answering.
+	// It gets no traffic, not even in panic mode, until a health probe
+	// answers (see passOver).
+	hung atomic.Bool
 }
 
 // Pool is one upstream service with one or more instances. It is safe for
@@ -59,6 +63,7 @@ type Pool struct {
 	next      atomic.Uint64 // Round-robin position.
 	panicking atomic.Bool   // Whether calls are in panic mode (no healthy instance).
 
+	proberCtx  context.Context
 	stopProber context.CancelFunc
 	probers    sync.WaitGroup
 	closeOnce  sync.Once
@@ -113,7 +118,7 @@ func NewPool(name string, baseURLs []string, opts Options) (*Pool, error) {
 		p.healthTimeout = min(opts.HealthInterval, maxHealthTimeout)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	p.stopProber = stop
+	p.proberCtx, p.stopProber = ctx, stop
 	if opts.HealthInterval > 0 {
 		for _, inst := range p.instances {
 			p.probers.Go(func() { p.watch(ctx, inst) })
