@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # app.db is imported for its tables: they join shopkit.db.Base, the migrations' target.
 from app import crud
 from app import db as _tables  # noqa: F401
-from app.api.routes import cart, order, stock
+from app.api.routes import cart, master, order, stock
 from app.settings import Settings
 from shopkit import migrations
 from shopkit.events import Event
@@ -64,5 +64,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Stock, the master copy of carts, and the stock side of payments.",
         settings=settings,
         lifespan=lifespan,
-        routers=[stock.router, cart.router, order.router],
+        routers=[stock.router, cart.router, order.router, master.router],
     )

@@ -158,3 +158,17 @@ class ReleaseStockResponse(_Model):
     reservation_id: str
     released: bool
     items: list[StockLine]
+
+
+class MasterItem(_Model):
+    """A line of the master cart, as the internal lookup of service B sees it."""
+
+    item_id: int
+    user_id: int
+
+
+class MasterCartIds(_Model):
+    """The ids of a user's lines in the master cart."""
+
+    user_id: int
+    item_ids: list[int]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import CartItem, Checkout, Order, OrderItem
+from app.db import CartItem, Checkout, Order, OrderItem, RemovedCartItem
 from app.models import CartItemPublic, OrderItemPublic, OrderPublic
 from app.settings import Settings
 from shopkit import errors, idempotency
 from shopkit.auth import Caller
 from shopkit.events import CART_ITEM_ADDED, CART_ITEM_REMOVED, Event
 from shopkit.kafka import add_cart_event
+from shopkit.wire import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +25,23 @@ SOURCE = "service-b"
 # Cart read model
 
 
+class NotInCopy(Exception):
+    """The cart item is not in B's copy of the carts: whether it exists is
+    for A's master to say (see app.replica)."""
+
+
 async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: int, caller: Caller) -> CartItemPublic:
     """Remove a line from the read model and publish the removal so that
-    service A removes it from the master copy too. NOT_FOUND when unknown or
-    not the caller's to change; FAILED_PRECONDITION while the user's cart is
-    being paid."""
+    service A removes it from the master copy too. NOT_FOUND when not the
+    caller's to change; NotInCopy when the copy lacks it; FAILED_PRECONDITION
+    while the user's cart is being paid."""
     async with session.begin():
         item = await session.get(CartItem, item_id)
-        if item is None or not caller.may_act_for(item.user_id):
+        if item is None and await session.get(RemovedCartItem, item_id) is not None:
+            raise errors.not_found(f"cart item {item_id} not found")  # removed here: A may not know yet
+        if item is None:
+            raise NotInCopy(item_id)
+        if not caller.may_act_for(item.user_id):
             raise errors.not_found(f"cart item {item_id} not found")
         busy = (await session.execute(select(Checkout.reservation_id).where(Checkout.user_id == item.user_id))).first()
         if busy is not None:
@@ -39,6 +50,7 @@ async def remove_cart_item(session: AsyncSession, settings: Settings, item_id: i
             )
         removed = CartItemPublic.model_validate(item)
         await session.delete(item)
+        session.add(RemovedCartItem(item_id=item.item_id, user_id=item.user_id, removed_at=utcnow()))
         add_cart_event(session, source=SOURCE, topic=settings.order_events_topic, type_=CART_ITEM_REMOVED, item=removed)
         idempotency.answer(removed)
     return removed
@@ -52,6 +64,8 @@ async def apply_cart_event(session: AsyncSession, event: Event) -> None:
     type_, data = event.type, event.data
     if type_ == CART_ITEM_ADDED:
         item = CartItemPublic.model_validate(data["item"])
+        if await session.get(RemovedCartItem, item.item_id) is not None:
+            return  # removed here already; never brought back
         row = await session.get(CartItem, item.item_id)
         if row is None:
             session.add(CartItem(**item.model_dump()))
@@ -120,3 +134,17 @@ async def get_order(session: AsyncSession, order_id: int, caller: Caller) -> Ord
     if order is None or not caller.may_act_for(order.user_id):
         raise errors.not_found(f"order {order_id} not found")
     return (await _public_orders(session, [order]))[0]
+
+
+async def removed_here(session: AsyncSession, item_ids: list[int]) -> set[int]:
+    """Which of item_ids this service removed (RemovedCartItem)."""
+    if not item_ids:
+        return set()
+    rows = await session.execute(select(RemovedCartItem.item_id).where(RemovedCartItem.item_id.in_(item_ids)))
+    return set(rows.scalars())
+
+
+async def prune_removed(session: AsyncSession, older_than: timedelta) -> int:
+    """Forget removals older than older_than; returns how many."""
+    result = await session.execute(delete(RemovedCartItem).where(RemovedCartItem.removed_at < utcnow() - older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -81,3 +81,17 @@ class StockRelease(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class RemovedCartItem(Base):
+    """A cart line this service removed (a delete, or paid): the fact that
+    service A's master may not know yet while B's events wait for the broker.
+    With it, B answers a repeated delete 404 and an emptied cart EMPTY_CART
+    without taking A's stale master for a lag of its own copy (app.replica).
+    Kept inbox_retention_hours, far longer than any lag worth answering."""
+
+    __tablename__ = "removed_cart_items"
+
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    removed_at: Mapped[datetime] = mapped_column(DateTime, index=True)

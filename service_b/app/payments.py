@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -42,8 +43,9 @@ from pydantic import ValidationError
 from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.crud import SOURCE, public_order
-from app.db import CartItem, Checkout, Order, OrderItem, StockRelease
+from app import replica
+from app.crud import SOURCE, prune_removed, public_order, removed_here
+from app.db import CartItem, Checkout, Order, OrderItem, RemovedCartItem, StockRelease
 from app.models import (
     ORDER_STATUS_PAID,
     OrderItemPublic,
@@ -52,6 +54,7 @@ from app.models import (
     StockItem,
     StockLine,
 )
+from app.replica import MasterUnknown
 from app.settings import Settings
 from shopkit import errors, idempotency, identity, logs, telemetry
 from shopkit.cart import cart_lines
@@ -130,6 +133,36 @@ class StockClient:
             raise StockRefused(code, message, reason)
         raise StockOutcomeUnknown(f"service A answered HTTP {resp.status_code}")
 
+    async def master_owner(self, item_id: int) -> int | None:
+        """The owner of item_id in A's master cart, None when A has no such
+        line; MasterUnknown when A cannot say."""
+        payload = await self._master(f"/internal/master-cart/items/{item_id}", missing_ok=True)
+        return None if payload is None else int(payload["user_id"])
+
+    async def master_item_ids(self, user_id: int) -> list[int]:
+        """The ids of user_id's lines in A's master cart; MasterUnknown when A
+        cannot say."""
+        payload = await self._master(f"/internal/master-cart/users/{user_id}")
+        assert payload is not None
+        return [int(i) for i in payload["item_ids"]]
+
+    async def _master(self, path: str, missing_ok: bool = False) -> dict[str, Any] | None:
+        try:
+            resp = await self._http.get(path, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise MasterUnknown(f"service A unreachable: {exc!r}") from exc
+        if resp.status_code == 404 and missing_ok:
+            return None
+        if not resp.is_success:
+            raise MasterUnknown(f"service A answered HTTP {resp.status_code}")
+        try:
+            payload = resp.json()
+        except ValueError as exc:
+            raise MasterUnknown("service A answered an unreadable body") from exc
+        if not isinstance(payload, dict):
+            raise MasterUnknown("service A answered an unreadable body")
+        return payload
+
     async def release_stock(self, reservation_id: str) -> bool:
         """Give back what reservation_id took; raises httpx.HTTPError on failure."""
         resp = await self._http.post(
@@ -179,8 +212,14 @@ class Payments:
         self._settings = settings
         self._sessions = sessions
         self._stock = stock
+        self._pruned_at = float("-inf")
         self._bridge = bridge
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def stock(self) -> StockClient:
+        """The client of service A."""
+        return self._stock
 
     async def start(self) -> None:
         """Start the release task."""
@@ -197,7 +236,13 @@ class Payments:
     async def pay(self, user_id: int) -> OrderPublic:
         """Turn the user's whole cart into a PAID order (see the module doc)."""
         reservation_id = f"pay-{uuid.uuid4().hex}"
-        items = await self._claim(user_id, reservation_id)
+        try:
+            items = await self._claim(user_id, reservation_id)
+        except errors.ApiError as exc:
+            if exc.reason != errors.REASON_EMPTY_CART:
+                raise
+            # Empty here; is it empty at A's master too? (app.replica)
+            raise await replica.empty_cart(self._stock, user_id, self._removed_here) from None
         lines = aggregate(items)
         try:
             stock = await self._stock.process_stock(lines, reservation_id)
@@ -286,6 +331,8 @@ class Payments:
                 session.add(OrderItem(order_id=order.order_id, position=position, **line.model_dump()))
             item_ids = [i.item_id for i in items]
             await session.execute(delete(CartItem).where(CartItem.item_id.in_(item_ids)))
+            now = utcnow()
+            session.add_all(RemovedCartItem(item_id=i.item_id, user_id=user_id, removed_at=now) for i in items)
             public = public_order(order, order_items)
             add_event(
                 session,
@@ -370,11 +417,28 @@ class Payments:
                         )
                     )
 
+    async def _removed_here(self, item_ids: list[int]) -> set[int]:
+        async with self._sessions() as session:
+            return await removed_here(session, item_ids)
+
+    async def _prune_removed(self) -> None:
+        """Forget removed cart lines once no lag could still need them, at
+        most every 10 minutes."""
+        now = time.monotonic()
+        if now - self._pruned_at < 600:
+            return
+        self._pruned_at = now
+        async with self._sessions() as session, session.begin():
+            gone = await prune_removed(session, timedelta(hours=self._settings.inbox_retention_hours))
+        if gone:
+            log.info("forgot %d removed cart lines", gone)
+
     async def _release_loop(self) -> None:
         while True:
             try:
                 await self._expire_checkouts()
                 await self._release_pending()
+                await self._prune_removed()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

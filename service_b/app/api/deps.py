@@ -12,7 +12,7 @@ from fastapi import Depends, Path, Request
 
 from app.payments import Payments
 from app.settings import Settings
-from shopkit.deps import BridgeDep, ReadSessionDep, SessionDep, UserIdPath
+from shopkit.deps import BridgeDep, ItemIdPath, ReadSessionDep, SessionDep, UserIdPath
 from shopkit.wire import INT64_MAX
 
 __all__ = [
@@ -42,5 +42,4 @@ def get_payments(request: Request) -> Payments:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PaymentsDep = Annotated[Payments, Depends(get_payments)]
 
-ItemIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="Cart item id.")]
 OrderIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="Order id.")]

@@ -40,3 +40,4 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 BridgeDep = Annotated[KafkaBridge, Depends(get_bridge)]
 
 UserIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="User id.")]
+ItemIdPath = Annotated[int, Path(gt=0, le=INT64_MAX, description="Cart item id.")]

@@ -83,6 +83,8 @@ class ApiError(Exception):
             body["reason"] = self.reason
         if self.field:
             body["detail"] = [{"loc": list(self.field), "msg": self.message}]
+        if self.code == "UNAVAILABLE" and headers is None:
+            headers = {"Retry-After": "1"}  # what a client told to try again needs to know
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 

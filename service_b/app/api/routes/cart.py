@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app import crud
-from app.api.deps import BridgeDep, ItemIdPath, ReadSessionDep, SessionDep, SettingsDep, UserIdPath
+from app import crud, replica
+from app.api.deps import BridgeDep, ItemIdPath, PaymentsDep, ReadSessionDep, SessionDep, SettingsDep, UserIdPath
 from app.db import CartItem
 from app.models import CartItemPublic, CartPublic
 from shopkit.auth import CallerDep
@@ -40,10 +40,19 @@ async def get_cart_by_path(user_id: UserIdPath, session: ReadSessionDep, caller:
 
 @router.delete("/{item_id}", response_model=CartItemPublic)
 async def remove_cart_item(
-    item_id: ItemIdPath, session: SessionDep, settings: SettingsDep, bridge: BridgeDep, caller: CallerDep
+    item_id: ItemIdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    bridge: BridgeDep,
+    caller: CallerDep,
+    payments: PaymentsDep,
 ) -> CartItemPublic:
     """RemoveCartItem: remove a line and return it; A's master copy follows via
-    Kafka. Another user's line is 404, as if it did not exist."""
-    item = await crud.remove_cart_item(session, settings, item_id, caller)
+    Kafka. Another user's line is 404, as if it did not exist; a line this
+    copy lacks is 404 only when A's master lacks it too (else 503, retry)."""
+    try:
+        item = await crud.remove_cart_item(session, settings, item_id, caller)
+    except crud.NotInCopy:
+        raise await replica.missing_item(payments.stock, item_id, caller) from None
     bridge.wake()
     return item
