@@ -25,11 +25,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway", "keys"}
+EXPECTED_SERVICES = {"kafka", "postgres", "service_a", "service_b", "gateway", "keys", "identity-keys"}
 # One-shot jobs: they run to completion before what depends on them starts.
-ONE_SHOT = {"keys"}
-# The host ports of `make run`, which the compose stack publishes too.
-EXPECTED_HOST_PORTS = {8080, 9090, 8001, 8002, 9092, 5432}
+ONE_SHOT = {"keys", "identity-keys"}
+# The host ports of `make run` that the compose stack publishes too: not the
+# services' (reached through the gateway only).
+EXPECTED_HOST_PORTS = {8080, 9090, 9092, 5432}
 PYTHON_SERVICES = {"service_a": 8002, "service_b": 8001}
 GATEWAY_MAIN = ROOT / "gateway" / "cmd" / "gateway" / "main.go"
 PYTHON_DOCKERFILE = ROOT / "deploy" / "service.Dockerfile"
@@ -45,6 +46,7 @@ GATEWAY_ENV = {
     "GATEWAY_AUTH_JWKS",
     "GATEWAY_AUTH_ISSUER",
     "GATEWAY_AUTH_AUDIENCE",
+    "GATEWAY_SERVICE_SIGNING_KEY",
 }
 DEVKEYS = ROOT / "gateway" / "devkeys" / "devkeys.go"
 # SQLAlchemy dialect+driver -> the requirement that provides the driver.
@@ -84,6 +86,11 @@ class PortMapping:
     host: int | None
     container: int
     host_ip: str = ""
+
+
+def exposed_of(service: dict) -> set[int]:
+    """The container ports a service exposes to the compose network only."""
+    return {int(str(p).split("/")[0]) for p in service.get("expose") or []}
 
 
 def ports_of(service: dict) -> list[PortMapping]:
@@ -543,14 +550,15 @@ def test_service_urls_point_at_services_and_their_ports(compose):
             u = urlsplit(value)
             assert u.hostname in services, f"{name}: {var}={value} names no service"
             target = services[u.hostname]
-            ports = {p.container for p in ports_of(target)}
+            ports = {p.container for p in ports_of(target)} | exposed_of(target)
             assert u.port in ports, f"{name}: {var}={value} but {u.hostname} listens on {ports}"
 
 
 def test_healthchecks_probe_the_service_port(compose):
     for name, port in PYTHON_SERVICES.items():
         svc = compose["services"][name]
-        assert [p.container for p in ports_of(svc)] == [port]
+        assert ports_of(svc) == [], f"{name}: publishes a port; the services are reached through the gateway"
+        assert exposed_of(svc) == {port}
         assert env_of(svc).get("PORT") == str(port), f"{name}: PORT should be {port}"
         cmd = healthcheck_cmd(svc)
         assert f"127.0.0.1:{port}/healthz" in cmd, f"{name}: healthcheck {cmd!r}"
