@@ -73,7 +73,7 @@ build: ## Build the gateway binary into bin/gateway.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
 
 .PHONY: lint
-lint: tools protos lint-python ## go vet, gofmt, buf lint; ruff and mypy (lint-python).
+lint: tools protos lint-python check-contract ## go vet, gofmt, buf lint; ruff and mypy (lint-python); the services against the proto (check-contract).
 	$(GO) vet ./...
 	@out="$$(gofmt -l gateway gen)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BUF) lint

@@ -189,15 +189,8 @@ func (c *checker) object(where string, md protoreflect.MessageDescriptor, s *sch
 // field checks one field (repeated and map included) against s. param is
 // set for path and query parameters, whose values are text.
 func (c *checker) field(where string, fd protoreflect.FieldDescriptor, s *schema, dir direction, param bool) {
-	if s == nil {
-		return
-	}
-	alts := c.d.alternatives(s)
-	if len(alts) == 0 {
-		c.addf("%s: the service declares only null", where)
-		return
-	}
-	if len(alts) == 1 && alts[0].anyValue() {
+	alts, ok := c.constrained(where, s)
+	if !ok {
 		return
 	}
 	switch {
@@ -231,14 +224,25 @@ func (c *checker) field(where string, fd protoreflect.FieldDescriptor, s *schema
 	}
 }
 
-// value checks one singular value of fd's type against s.
-func (c *checker) value(where string, fd protoreflect.FieldDescriptor, s *schema, dir direction, param bool) {
+// constrained returns the alternatives of s, and false when there is
+// nothing to check: no schema, one that admits anything, or (a problem)
+// one that admits only null.
+func (c *checker) constrained(where string, s *schema) ([]*schema, bool) {
+	if s == nil {
+		return nil, false
+	}
 	alts := c.d.alternatives(s)
 	if len(alts) == 0 {
 		c.addf("%s: the service declares only null", where)
-		return
+		return nil, false
 	}
-	if len(alts) == 1 && alts[0].anyValue() {
+	return alts, !(len(alts) == 1 && alts[0].anyValue())
+}
+
+// value checks one singular value of fd's type against s.
+func (c *checker) value(where string, fd protoreflect.FieldDescriptor, s *schema, dir direction, param bool) {
+	alts, ok := c.constrained(where, s)
+	if !ok {
 		return
 	}
 	if fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind {
