@@ -26,11 +26,14 @@ const module = "github.com/shopgateway/shop/"
 //   - metrics, forward, events, relay, server, auth: one job each, sideways
 //     imports between them are not allowed.
 //   - restchan: the REST channels not chosen, on server; for benchmarks.
+//   - drift: the services' OpenAPI against forward's plans, fetched over
+//     upstream; above forward, below app.
 //   - app: the wiring, may import every package.
 //   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
 //     packages that apply them), then app; cmd/devtoken: devkeys; cmd/openapigen
 //     reads the descriptors, event specs and header rules to write the
-//     OpenAPI document.
+//     OpenAPI document; cmd/contractcheck runs drift on the routing of app
+//     and forward.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
 	"gateway/internal/reqinfo":     nil,
@@ -52,9 +55,11 @@ var allowed = map[string][]string{
 	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
+	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
 	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys"},
+	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},
 }
