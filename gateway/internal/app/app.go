@@ -140,6 +140,9 @@ func (c *Config) setDefaults() {
 	c.UpstreamTimeout = cmp.Or(c.UpstreamTimeout, upstream.DefaultTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, server.DefaultShutdownTimeout)
 	c.Events.setDefaults()
+	if c.Events.SchemaBase == "" {
+		c.Events.SchemaBase = defaultSchemaBase(c.HTTPAddr)
+	}
 }
 
 // Validate reports every configuration problem at once.
