@@ -291,6 +291,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	var docs server.PathHandler
 	if !cfg.NoAPIDocs {
 		docs = apidocs.New()
+	} else if ev != nil {
+		log.Warn("API docs off: events' ce_dataschema points at " + cfg.Events.SchemaBase + apidocs.AsyncAPIPath +
+			", which this gateway does not serve; set -event-schema-base to a gateway that does")
 	}
 	srv, err := server.New(server.Config{
 		HTTPAddr:        cfg.HTTPAddr,
