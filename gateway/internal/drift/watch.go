@@ -28,8 +28,8 @@ const DocumentPath = "/openapi.json"
 const (
 	// DefaultFetchTimeout bounds one round of fetching the documents.
 	DefaultFetchTimeout = 5 * time.Second
-	// DefaultRetryInterval is how soon instances that could not be asked
-	// (down, or starting after the gateway) are asked again.
+	// DefaultRetryInterval is how soon every instance is asked again while
+	// one could not be asked (down, or starting after the gateway).
 	DefaultRetryInterval = 10 * time.Second
 	// DefaultRecheckInterval is how often every instance is checked again
 	// once all have been, so that a service redeployed behind the same URL
@@ -114,9 +114,9 @@ func NewWatcher(cfg WatchConfig) (*Watcher, error) {
 	return w, nil
 }
 
-// Run checks every instance, then asks again those that could not be asked
-// every RetryInterval, and all of them every RecheckInterval, until ctx
-// ends.
+// Run checks every instance, then again every RetryInterval while one
+// could not be asked, else every RecheckInterval, until ctx ends. A round
+// asks every instance: it is a few small requests.
 func (w *Watcher) Run(ctx context.Context) {
 	for {
 		wait := w.cfg.RecheckInterval
