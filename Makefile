@@ -49,11 +49,12 @@ protos: ## Fetch the imported third-party protos into .third_party/ (not committ
 	bash scripts/fetch-protos.sh
 
 .PHONY: generate
-generate: tools protos ## Regenerate gen/ from proto/ with buf (offline, local plugins), then the OpenAPI 3 document.
+generate: tools protos ## Regenerate gen/ from proto/ with buf (offline, local plugins), then the OpenAPI 3 and AsyncAPI 3 documents.
 	$(BUF) format -w proto
 	$(BUF) lint
 	$(BUF) generate
 	$(GO) run ./gateway/cmd/openapigen -in gen/openapiv2/shop.swagger.json -out gen/openapi
+	$(GO) run ./gateway/cmd/asyncapigen -out gen/asyncapi
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail if `make generate` changes anything under proto/ or gen/.
@@ -73,7 +74,7 @@ build: ## Build the gateway binary into bin/gateway.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
 
 .PHONY: lint
-lint: tools protos lint-python ## go vet, gofmt, buf lint; ruff and mypy (lint-python).
+lint: tools protos lint-python lint-asyncapi check-contract ## go vet, gofmt, buf lint; ruff and mypy (lint-python); the AsyncAPI document (lint-asyncapi); the services against the proto (check-contract).
 	$(GO) vet ./...
 	@out="$$(gofmt -l gateway gen)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BUF) lint
@@ -132,4 +133,4 @@ service-header: ## Print an identity header the make run services accept for 10 
 .PHONY: clean
 clean: ## Remove build output, local tools, venv, Kafka data and jars.
 	-bash scripts/kafka.sh stop
-	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox
+	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox .asyncapi

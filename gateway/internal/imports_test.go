@@ -20,17 +20,21 @@ const module = "github.com/shopgateway/shop/"
 //   - protofields, reqinfo, outbox, logbuf, telemetry, apierr, ratelimit,
 //     connlimit, devkeys: leaves, no project imports; upstream only apierr
 //     (the services' errors become its errors); apidocs only the generated
-//     OpenAPI document. Every package that answers errors makes them with
+//     OpenAPI and AsyncAPI documents. Every package that answers errors makes them with
 //     apierr.
 //   - httprule: descriptor and path-template helpers, on protofields only.
 //   - metrics, forward, events, relay, server, auth: one job each, sideways
 //     imports between them are not allowed.
 //   - restchan: the REST channels not chosen, on server; for benchmarks.
+//   - drift: the services' OpenAPI against forward's plans, fetched over
+//     upstream; above forward, below app.
 //   - app: the wiring, may import every package.
 //   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
 //     packages that apply them), then app; cmd/devtoken: devkeys; cmd/openapigen
 //     reads the descriptors, event specs and header rules to write the
-//     OpenAPI document.
+//     OpenAPI document, cmd/asyncapigen the event specs and headers to write
+//     the AsyncAPI one; cmd/contractcheck runs drift on the routing of app
+//     and forward.
 var allowed = map[string][]string{
 	"gateway/internal/protofields": nil,
 	"gateway/internal/reqinfo":     nil,
@@ -53,9 +57,12 @@ var allowed = map[string][]string{
 	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
+	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
 	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys", "gateway/internal/svcid"},
+	"gateway/cmd/asyncapigen":      {"gateway/internal/events", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},
 }

@@ -313,7 +313,6 @@ func checkOneEvent(t *testing.T, r result, e harness.Event, want proto.Message) 
 	}
 	wantHeaders := map[string]string{
 		"ce_specversion": "1.0",
-		"ce_source":      "/shop-gateway",
 		"ce_type":        c.wantType,
 		"content-type":   "application/json",
 		"ce_traceparent": traceparentOf(r.requestID),
@@ -326,6 +325,14 @@ func checkOneEvent(t *testing.T, r result, e harness.Event, want proto.Message) 
 		if got := e.Headers[k]; got != want {
 			t.Errorf("header %s: got %q, want %q", k, got, want)
 		}
+	}
+	// The deployment's source: the default prefix and the id made once for
+	// the outbox (the e2e suite checks it against the file).
+	if src, ok := strings.CutPrefix(e.Headers["ce_source"], "/shop-gateway/"); !ok || uuid.Validate(src) != nil {
+		t.Errorf("header ce_source: got %q, want /shop-gateway/<uuid>", e.Headers["ce_source"])
+	}
+	if ds := e.Headers["ce_dataschema"]; !strings.HasSuffix(ds, "/asyncapi.json#/components/schemas/"+c.wantType) {
+		t.Errorf("header ce_dataschema: got %q, want <gateway>/asyncapi.json#/components/schemas/%s", ds, c.wantType)
 	}
 	if _, ok := e.Headers["ce_subject"]; ok && c.subject == nil {
 		t.Errorf("ce_subject %q on an event that declares none", e.Headers["ce_subject"])

@@ -114,7 +114,7 @@ func run(fs *flag.FlagSet, args []string) error {
 		fallbackFraction = fs.Float64("cart-fallback-fraction", envFloat("GATEWAY_CART_FALLBACK_FRACTION", forward.DefaultFallbackFraction), "share of a cart read's remaining deadline given to service B, 0 < f <= 1 (env GATEWAY_CART_FALLBACK_FRACTION)")
 		shutdownTimeout  = fs.Duration("shutdown-timeout", envDuration("GATEWAY_SHUTDOWN_TIMEOUT", server.DefaultShutdownTimeout), "drain bound on SIGTERM (env GATEWAY_SHUTDOWN_TIMEOUT)")
 		logFormat        = fs.String("log-format", env("GATEWAY_LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env GATEWAY_LOG_FORMAT)")
-		apiDocs          = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json and the explorer at /docs/ on the REST port (env GATEWAY_API_DOCS)")
+		apiDocs          = fs.Bool("api-docs", envBool("GATEWAY_API_DOCS", true), "serve the OpenAPI document at /openapi.json, the explorer at /docs/ and the events' AsyncAPI document at /asyncapi.json on the REST port (env GATEWAY_API_DOCS)")
 		logLevel         = fs.String("log-level", env("GATEWAY_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env GATEWAY_LOG_LEVEL)")
 		gcPercent        = fs.Int64("gc-percent", envInt("GATEWAY_GC_PERCENT", defaultGCPercent), "garbage collector target, as GOGC: heap growth in percent between collections; 0 keeps Go's own setting (GOGC, else 100); GOMEMLIMIT still bounds the heap (env GATEWAY_GC_PERCENT)")
 		logFlush         = fs.Duration("log-flush-interval", envDuration("GATEWAY_LOG_FLUSH_INTERVAL", logbuf.DefaultFlushInterval), "longest a log line waits in the buffer; warnings, errors and shutdown write it out at once; 0 writes every line at once (env GATEWAY_LOG_FLUSH_INTERVAL)")
@@ -129,7 +129,8 @@ func run(fs *flag.FlagSet, args []string) error {
 		outboxSyncEvery  = fs.Duration("outbox-sync-interval", envDuration("GATEWAY_OUTBOX_SYNC_INTERVAL", app.DefaultOutboxSyncInterval), "how often the outbox syncs under -outbox-sync=interval (env GATEWAY_OUTBOX_SYNC_INTERVAL)")
 		outboxMaxBytes   = fs.Int64("outbox-max-bytes", envInt("GATEWAY_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes), "cap on events waiting for Kafka; at the cap mutations get 503 (env GATEWAY_OUTBOX_MAX_BYTES)")
 		eventFormat      = fs.String("event-format", env("GATEWAY_EVENT_FORMAT", string(events.FormatJSON)), "event data encoding: json or protobuf (env GATEWAY_EVENT_FORMAT)")
-		eventSource      = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", events.DefaultSource), "CloudEvents source of the events (env GATEWAY_EVENT_SOURCE)")
+		eventSource      = fs.String("event-source", env("GATEWAY_EVENT_SOURCE", ""), "CloudEvents source (ce_source) naming this deployment; give every gateway instance of one deployment the same; empty: "+events.DefaultSource+"/<id made once and kept in <outbox-dir>/"+app.SourceIDFile+"> (env GATEWAY_EVENT_SOURCE)")
+		eventSchemaBase  = fs.String("event-schema-base", env("GATEWAY_EVENT_SCHEMA_BASE", ""), "base URL at which event consumers reach this gateway's REST port; ce_dataschema is <base>/asyncapi.json#/components/schemas/<type>; empty: http://<REST listen host, or the host name>:<REST port> (env GATEWAY_EVENT_SCHEMA_BASE)")
 		authJWKS         = fs.String("auth-jwks", env("GATEWAY_AUTH_JWKS", ""), "JWKS of the token signing keys: a file path (re-read when it changes) or an http(s) URL (refreshed); required unless -auth-disabled (env GATEWAY_AUTH_JWKS)")
 		authIssuer       = fs.String("auth-issuer", env("GATEWAY_AUTH_ISSUER", ""), "required iss claim of tokens; empty accepts any issuer (env GATEWAY_AUTH_ISSUER)")
 		authAudience     = fs.String("auth-audience", env("GATEWAY_AUTH_AUDIENCE", ""), "accepted aud values, comma-separated; empty accepts any audience (env GATEWAY_AUTH_AUDIENCE)")
@@ -220,6 +221,7 @@ func run(fs *flag.FlagSet, args []string) error {
 			OutboxSyncInterval: *outboxSyncEvery,
 			Format:             *eventFormat,
 			Source:             *eventSource,
+			SchemaBase:         *eventSchemaBase,
 			Topics:             topics,
 			Partitions:         int32(*kafkaPartitions),
 			Replication:        int16(*kafkaReplication),

@@ -2,7 +2,9 @@
 // embedded in the binary so that they work offline and behind a firewall:
 // GET /openapi.json is the OpenAPI 3 document generated from proto/, and
 // GET /docs/ is Swagger UI reading it, where a person can read every
-// operation, authorize with a bearer token and send requests.
+// operation, authorize with a bearer token and send requests. GET
+// /asyncapi.json is the AsyncAPI 3 document of the Kafka events, also
+// generated from proto/, where each event's ce_dataschema points.
 //
 // The Swagger UI files in swaggerui/ are a pinned release of the npm package
 // swagger-ui-dist, copied by scripts/fetch-swagger-ui.sh.
@@ -19,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopgateway/shop/gen/asyncapi"
 	"github.com/shopgateway/shop/gen/openapi"
 )
 
@@ -26,6 +29,8 @@ import (
 const (
 	// DocumentPath is the OpenAPI 3 document.
 	DocumentPath = "/openapi.json"
+	// AsyncAPIPath is the AsyncAPI 3 document of the events.
+	AsyncAPIPath = "/asyncapi.json"
 	// ExplorerPath is the explorer's page; its assets are below it.
 	ExplorerPath = "/docs/"
 )
@@ -60,6 +65,7 @@ type Handler struct {
 func New() *Handler {
 	h := &Handler{assets: map[string]asset{
 		DocumentPath: newAsset(openapi.Document, "application/json"),
+		AsyncAPIPath: newAsset(asyncapi.Document, "application/json"),
 	}}
 	types := map[string]string{
 		".html": "text/html; charset=utf-8",
@@ -89,7 +95,7 @@ func New() *Handler {
 // Match reports whether path is served by the Handler (as a page, an asset,
 // or the redirect from "/docs" to "/docs/").
 func (h *Handler) Match(p string) bool {
-	return p == DocumentPath || p == strings.TrimSuffix(ExplorerPath, "/") || strings.HasPrefix(p, ExplorerPath)
+	return p == DocumentPath || p == AsyncAPIPath || p == strings.TrimSuffix(ExplorerPath, "/") || strings.HasPrefix(p, ExplorerPath)
 }
 
 // ServeHTTP serves one of the embedded files. Other methods than GET and HEAD
@@ -115,7 +121,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("ETag", a.etag)
-	if r.URL.Path != DocumentPath {
+	if r.URL.Path != DocumentPath && r.URL.Path != AsyncAPIPath {
 		hdr.Set("Content-Security-Policy", contentSecurityPolicy)
 		hdr.Set("X-Frame-Options", "DENY")
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shopgateway/shop/gateway/internal/apidocs"
+	"github.com/shopgateway/shop/gen/asyncapi"
 	"github.com/shopgateway/shop/gen/openapi"
 )
 
@@ -23,6 +24,9 @@ func TestHandler(t *testing.T) {
 	}{
 		{"document", "GET", "/openapi.json", 200, "application/json", `"openapi": "3.`},
 		{"document HEAD", "HEAD", "/openapi.json", 200, "application/json", ""},
+		{"event document", "GET", "/asyncapi.json", 200, "application/json", `"asyncapi": "3.`},
+		{"event document HEAD", "HEAD", "/asyncapi.json", 200, "application/json", ""},
+		{"event document wrong method", "PUT", "/asyncapi.json", 405, "", ""},
 		{"explorer page", "GET", "/docs/", 200, "text/html; charset=utf-8", `src="swagger-ui-bundle.js"`},
 		{"explorer without slash", "GET", "/docs", 301, "", ""},
 		{"explorer script", "GET", "/docs/docs.js", 200, "text/javascript; charset=utf-8", `url: "../openapi.json"`},
@@ -64,15 +68,25 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-func TestHandlerServesTheGeneratedDocument(t *testing.T) {
+func TestHandlerServesTheGeneratedDocuments(t *testing.T) {
 	t.Parallel()
-	rec := httptest.NewRecorder()
-	apidocs.New().ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
-	if !bytes.Equal(rec.Body.Bytes(), openapi.Document) {
-		t.Fatalf("GET /openapi.json is not the generated document")
-	}
-	if !json.Valid(rec.Body.Bytes()) {
-		t.Fatalf("GET /openapi.json is not JSON")
+	for path, doc := range map[string][]byte{"/openapi.json": openapi.Document, "/asyncapi.json": asyncapi.Document} {
+		rec := httptest.NewRecorder()
+		apidocs.New().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if !bytes.Equal(rec.Body.Bytes(), doc) {
+			t.Errorf("GET %s is not the generated document", path)
+		}
+		if !json.Valid(rec.Body.Bytes()) {
+			t.Errorf("GET %s is not JSON", path)
+		}
+		// The documents are data for other origins' tools: no page policy,
+		// but the same caching as the explorer's files.
+		if got := rec.Header().Get("Cache-Control"); got != "no-cache" {
+			t.Errorf("GET %s: Cache-Control %q, want no-cache", path, got)
+		}
+		if rec.Header().Get("ETag") == "" {
+			t.Errorf("GET %s: no ETag", path)
+		}
 	}
 }
 
@@ -114,7 +128,7 @@ func TestConditionalGet(t *testing.T) {
 func TestMatch(t *testing.T) {
 	t.Parallel()
 	h := apidocs.New()
-	for _, p := range []string{"/stock", "/docsx", "/openapi.jsonx", "/", "/cart/docs"} {
+	for _, p := range []string{"/stock", "/docsx", "/openapi.jsonx", "/asyncapi.jsonx", "/", "/cart/docs"} {
 		if h.Match(p) {
 			t.Errorf("Match(%q) = true, want false", p)
 		}

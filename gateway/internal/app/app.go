@@ -24,6 +24,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/apidocs"
 	"github.com/shopgateway/shop/gateway/internal/auth"
+	"github.com/shopgateway/shop/gateway/internal/drift"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
@@ -147,6 +148,9 @@ func (c *Config) setDefaults() {
 	c.UpstreamTimeout = cmp.Or(c.UpstreamTimeout, upstream.DefaultTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, server.DefaultShutdownTimeout)
 	c.Events.setDefaults()
+	if c.Events.SchemaBase == "" {
+		c.Events.SchemaBase = defaultSchemaBase(c.HTTPAddr)
+	}
 }
 
 // Validate reports every configuration problem at once.
@@ -278,6 +282,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 			return nil, p.Ready(ctx)
 		}})
 	}
+	contract, err := g.watchContract(pools, log)
+	if err != nil {
+		return nil, err
+	}
+	ready = append(ready, contract)
 	ev, err := newEvents(ctx, cfg.Events, fwd.Lookup, cfg.UpstreamTimeout, tr, log)
 	if err != nil {
 		return nil, err
@@ -300,6 +309,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	var docs server.PathHandler
 	if !cfg.NoAPIDocs {
 		docs = apidocs.New()
+	} else if ev != nil {
+		log.Warn("API docs off: events' ce_dataschema points at " + cfg.Events.SchemaBase + apidocs.AsyncAPIPath +
+			", which this gateway does not serve; set -event-schema-base to a gateway that does")
 	}
 	srv, err := server.New(server.Config{
 		HTTPAddr:        cfg.HTTPAddr,
@@ -325,6 +337,41 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.Server = srv
 	ok = true
 	return g, nil
+}
+
+// watchContract starts checking each service instance's own OpenAPI
+// document against the proto (package drift) in the background, and
+// returns its readiness check. A drifted instance makes the check fail as
+// a shared dependency: /readyz says "degraded" but stays 200. The drift is
+// the same for every gateway instance, so taking this one out of a load
+// balancer cannot help; failing readiness would turn a mismatch of some
+// fields of some RPCs into an outage of all of them, fleet-wide, and
+// during a rolling deploy of a service. make check-contract is the gate
+// that keeps drift from being deployed; this check names it when it was.
+func (g *Gateway) watchContract(pools map[string]*upstream.Pool, log *slog.Logger) (server.Check, error) {
+	plans, err := forward.Plans(Services(), forward.DefaultTable)
+	if err != nil {
+		return server.Check{}, err
+	}
+	services := map[string]drift.Fetcher{}
+	for name, p := range pools {
+		services[name] = p
+	}
+	w, err := drift.NewWatcher(drift.WatchConfig{Plans: plans, Services: services, Logger: log.With(slog.String("component", "contract"))})
+	if err != nil {
+		return server.Check{}, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	g.closers = append(g.closers, func() {
+		stop()
+		<-done
+	})
+	return server.Check{Name: "contract", Shared: true, Func: w.Ready}, nil
 }
 
 // newAuthorizer builds the token verifier (unless auth is disabled), the

@@ -30,7 +30,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"Events.OutboxSync", c.Events.OutboxSync, OutboxSyncAlways},
 		{"Events.OutboxSyncInterval", c.Events.OutboxSyncInterval, DefaultOutboxSyncInterval},
 		{"Events.Format", c.Events.Format, string(events.FormatJSON)},
-		{"Events.Source", c.Events.Source, events.DefaultSource},
+		{"Events.Source", c.Events.Source, ""}, // made from the outbox directory at start
+		{"Events.SchemaBase", c.Events.SchemaBase, defaultSchemaBase(server.DefaultHTTPAddr)},
 		{"Events.Partitions", c.Events.Partitions, int32(DefaultKafkaPartitions)},
 		{"Events.Replication", c.Events.Replication, int16(DefaultKafkaReplication)},
 		{"Events.IdempotencyWindow", c.Events.IdempotencyWindow, events.DefaultIdempotencyWindow},

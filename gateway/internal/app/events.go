@@ -4,14 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
+	"io/fs"
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+
 	"google.golang.org/grpc"
 
+	"github.com/shopgateway/shop/gateway/internal/apidocs"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
@@ -76,9 +84,23 @@ type EventsConfig struct {
 	// Format is the event data encoding, "json" or "protobuf". Default
 	// events.FormatJSON.
 	Format string
-	// Source is the CloudEvents source. Default events.DefaultSource
-	// ("/shop-gateway").
+	// Source is the CloudEvents source (ce_source): the name of the
+	// deployment, the same on every gateway instance of it. Default
+	// events.DefaultSource + "/" + a UUID made on first start and kept in
+	// the outbox directory (SourceIDFile): stable across restarts, so that
+	// consumers deduplicating on source and id still recognise a redelivery,
+	// and different for every deployment that has its own outbox, so that
+	// two stacks sharing a broker do not collide. Several gateway instances
+	// of one deployment (each with its own outbox) must be given one Source
+	// explicitly, or a client's retry through another instance is not
+	// recognised as the same event.
 	Source string
+	// SchemaBase is the base URL at which consumers reach the gateway's
+	// REST port; each event's ce_dataschema is SchemaBase +
+	// "/asyncapi.json#/components/schemas/" + its type. Default
+	// http://<REST listen host, or the host name when it listens on all
+	// addresses>:<REST port>.
+	SchemaBase string
 	// Topics maps the logical topics declared in the protos (shop.stock.v1,
 	// shop.cart.v1, shop.order.v1) to Kafka topic names; unmapped ones keep
 	// their name. Default none.
@@ -113,9 +135,6 @@ func (c *EventsConfig) setDefaults() {
 	if c.OutboxSyncInterval == 0 {
 		c.OutboxSyncInterval = DefaultOutboxSyncInterval
 	}
-	if c.Source == "" {
-		c.Source = events.DefaultSource
-	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultKafkaPartitions
 	}
@@ -147,6 +166,9 @@ func (c *EventsConfig) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("outbox sync %q: want %s or %s", c.OutboxSync, OutboxSyncAlways, OutboxSyncInterval))
+	}
+	if err := checkSchemaBase(c.SchemaBase); err != nil {
+		errs = append(errs, err)
 	}
 	if c.OutboxMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("outbox max bytes %d is negative", c.OutboxMaxBytes))
@@ -214,13 +236,22 @@ func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, 
 		_ = ob.Close()
 		return nil, fmt.Errorf("events: intents: %w", err)
 	}
+	source := cfg.Source
+	if source == "" {
+		if source, err = deploymentSource(cfg.OutboxDir); err != nil {
+			_ = il.Close()
+			_ = ob.Close()
+			return nil, fmt.Errorf("events: %w", err)
+		}
+	}
 	em, err := events.New(events.Config{
 		Intents:           il,
 		Lookup:            lookup,
 		CallTimeout:       callTimeout,
 		Services:          Services(),
 		Outbox:            ob,
-		Source:            cfg.Source,
+		Source:            source,
+		DataSchema:        cfg.SchemaBase + apidocs.AsyncAPIPath,
 		Format:            events.Format(cfg.Format),
 		Topics:            cfg.Topics,
 		IdempotencyWindow: cfg.IdempotencyWindow,
@@ -267,7 +298,8 @@ func newEvents(ctx context.Context, cfg EventsConfig, lookup events.LookupFunc, 
 	st := ob.Stats()
 	log.Info("events on", slog.Any("brokers", cfg.Brokers), slog.String("outbox_dir", cfg.OutboxDir),
 		slog.Int64("outbox_depth", st.Depth), slog.Int64("outbox_max_bytes", st.MaxBytes), slog.String("outbox_sync", cfg.OutboxSync),
-		slog.String("format", cfg.Format), slog.Any("topics", em.Topics()))
+		slog.String("format", cfg.Format), slog.Any("topics", em.Topics()), slog.String("source", source),
+		slog.String("data_schema", cfg.SchemaBase+apidocs.AsyncAPIPath))
 	return p, nil
 }
 
@@ -357,6 +389,87 @@ func syncInterval(cfg EventsConfig) time.Duration {
 		return cfg.OutboxSyncInterval
 	}
 	return 0
+}
+
+// SourceIDFile is the file in the outbox directory that keeps the id of
+// the default CloudEvents source.
+const SourceIDFile = "source-id"
+
+// deploymentSource returns the default CloudEvents source of the gateway
+// whose outbox is dir: events.DefaultSource + "/" + the UUID in
+// dir/SourceIDFile, made (and synced) when the file does not exist. A file
+// that holds no UUID is an error rather than replaced, since a new source
+// would defeat the consumers' deduplication of what is redelivered. The
+// outbox must be open (it holds the directory's lock).
+func deploymentSource(dir string) (string, error) {
+	path := filepath.Join(dir, SourceIDFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		id, perr := uuid.Parse(strings.TrimSpace(string(b)))
+		if perr != nil || len(b) > 64 {
+			return "", fmt.Errorf("%s does not hold a UUID; restore it, or remove it to make a new source (consumers then see another deployment)", path)
+		}
+		return events.DefaultSource + "/" + id.String(), nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", err
+	}
+	id := uuid.NewString()
+	tmp, err := os.CreateTemp(dir, SourceIDFile+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(id + "\n"); err != nil {
+		_ = tmp.Close()
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return events.DefaultSource + "/" + id, nil
+}
+
+// defaultSchemaBase is the REST port's URL as seen from the machine: the
+// listen host, or the host name when the gateway listens on every address.
+func defaultSchemaBase(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// checkSchemaBase accepts an absolute http(s) URL without credentials,
+// query or fragment, not ending in "/".
+func checkSchemaBase(base string) error {
+	u, err := url.Parse(base)
+	switch {
+	case err != nil:
+		return fmt.Errorf("event schema base %q: %w", base, err)
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+		return fmt.Errorf("event schema base %q: want an http or https URL", base)
+	case u.User != nil, u.RawQuery != "", u.ForceQuery, u.Fragment != "", strings.HasSuffix(base, "/"):
+		return fmt.Errorf("event schema base %q: want no credentials, query, fragment or trailing /", base)
+	}
+	return nil
 }
 
 // ParseTopicMap parses "logical=actual,logical=actual" into a map; blanks

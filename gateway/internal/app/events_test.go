@@ -162,10 +162,10 @@ func TestEventsREST(t *testing.T) {
 // ready.
 func TestEventsOutboxFull(t *testing.T) {
 	t.Parallel()
-	// The cap's headroom (1/16, 512 bytes) must exceed one event (about
-	// 460 bytes), so that the refusal comes from admission, not from an
-	// append that no longer fits.
-	h, calls := eventsGateway(t, 8192)
+	// The cap's headroom (1/16, 1 KiB) must exceed one event (about 590
+	// bytes with its ce_dataschema), so that the refusal comes from
+	// admission, not from an append that no longer fits.
+	h, calls := eventsGateway(t, 16384)
 	var refused bool
 	for i := 0; i < 100 && !refused; i++ {
 		rec := do(t, h, http.MethodPost, "/stock/update", `{"product_id":7,"quantity":5}`)
@@ -178,7 +178,7 @@ func TestEventsOutboxFull(t *testing.T) {
 		}
 	}
 	if !refused {
-		t.Fatal("100 mutations into an 8 KiB outbox, none refused")
+		t.Fatal("100 mutations into a 16 KiB outbox, none refused")
 	}
 	before := calls.Load()
 	if got, want := do(t, h, http.MethodPost, "/stock/update", `{"product_id":7,"quantity":5}`).Code, http.StatusServiceUnavailable; got != want {

@@ -37,7 +37,8 @@ const (
 	HeaderSpecVersion = "ce_specversion"
 	// HeaderID is the event id, unique per event; consumers dedupe on it.
 	HeaderID = "ce_id"
-	// HeaderSource is Config.Source.
+	// HeaderSource is Config.Source: the deployment that emitted the event.
+	// Consumers deduplicate on source and id together.
 	HeaderSource = "ce_source"
 	// HeaderType is the payload message's full name, for example
 	// "shop.events.v1.CartItemAdded".
@@ -47,6 +48,10 @@ const (
 	// HeaderSubject is the value at the EventSpec's subject path; absent
 	// when the spec has none.
 	HeaderSubject = "ce_subject"
+	// HeaderDataSchema is the URI of the payload's JSON schema: the
+	// AsyncAPI document (Config.DataSchema) with the fragment
+	// SchemaPointer(type); absent when Config.DataSchema is empty.
+	HeaderDataSchema = "ce_dataschema"
 	// HeaderContentType is "application/json" or "application/protobuf".
 	HeaderContentType = "content-type"
 	// HeaderTraceparent is the W3C traceparent of the request, as the
@@ -68,6 +73,7 @@ var (
 	hType        = []byte(HeaderType)
 	hTime        = []byte(HeaderTime)
 	hSubject     = []byte(HeaderSubject)
+	hDataSchema  = []byte(HeaderDataSchema)
 	hContentType = []byte(HeaderContentType)
 	hTraceparent = []byte(HeaderTraceparent)
 	hTracestate  = []byte(HeaderTracestate)
@@ -77,6 +83,11 @@ var (
 	ctJSON       = []byte("application/json")
 	ctProtobuf   = []byte("application/protobuf")
 )
+
+// SchemaPointer is the fragment of the AsyncAPI document that holds the
+// JSON schema of the payload message called fullName (the CloudEvents type),
+// "#/components/schemas/shop.events.v1.CartItemAdded".
+func SchemaPointer(fullName string) string { return "#/components/schemas/" + fullName }
 
 var (
 	jsonOpts  = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
@@ -188,7 +199,7 @@ func (e *Emitter) record(s *spec, payload protoreflect.Message, m eventMeta) (re
 		// An empty protobuf encoding is an empty value, not a tombstone.
 		value = []byte{}
 	}
-	rec = outbox.Record{Topic: s.topic, Value: value, Headers: make([]outbox.Header, 0, 10)}
+	rec = outbox.Record{Topic: s.topic, Value: value, Headers: make([]outbox.Header, 0, 11)}
 	if k, ok := s.key.String(payload); ok {
 		rec.Key, keyed = []byte(k), true
 	}
@@ -203,6 +214,9 @@ func (e *Emitter) record(s *spec, payload protoreflect.Message, m eventMeta) (re
 		if subj, ok := s.subject.String(payload); ok {
 			rec.Headers = append(rec.Headers, outbox.Header{Key: hSubject, Value: []byte(subj)})
 		}
+	}
+	if s.dataSchema != nil {
+		rec.Headers = append(rec.Headers, outbox.Header{Key: hDataSchema, Value: s.dataSchema})
 	}
 	rec.Headers = append(rec.Headers, outbox.Header{Key: hContentType, Value: ct})
 	if m.traceparent != "" {

@@ -35,8 +35,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -88,9 +90,15 @@ type Config struct {
 	Services []protoreflect.ServiceDescriptor
 	// Outbox receives the events. Required.
 	Outbox Outbox
-	// Source is the CloudEvents source attribute (ce_source). Default
-	// "/shop-gateway".
+	// Source is the CloudEvents source attribute (ce_source): a URI
+	// reference naming the deployment, at most MaxSourceLen bytes. Default
+	// DefaultSource ("/shop-gateway"), which does not tell deployments
+	// apart; the gateway sets one that does.
 	Source string
+	// DataSchema is the absolute URI of the AsyncAPI document describing
+	// the events, without a fragment; each event's ce_dataschema is it with
+	// SchemaPointer of the event's type. Default none: no ce_dataschema.
+	DataSchema string
 	// Format of the event data: FormatJSON (default) or FormatProtobuf.
 	Format Format
 	// Topics maps the logical topics of the EventSpecs to Kafka topic
@@ -167,6 +175,14 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("format %q: want %s or %s", c.Format, FormatJSON, FormatProtobuf))
 	}
+	if err := checkSource(c.Source); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataSchema != "" {
+		if u, err := url.Parse(c.DataSchema); err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(c.DataSchema, " \t\r\n#") {
+			errs = append(errs, fmt.Errorf("data schema %q: want an absolute URI without a fragment", c.DataSchema))
+		}
+	}
 	if c.IdempotencyMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("idempotency max bytes %d is negative", c.IdempotencyMaxBytes))
 	}
@@ -187,6 +203,26 @@ func (c *Config) Validate() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("events: invalid config: %w", err)
+	}
+	return nil
+}
+
+// MaxSourceLen bounds Config.Source, in bytes.
+const MaxSourceLen = 255
+
+// checkSource accepts a CloudEvents source: a non-empty URI reference of
+// printable ASCII without spaces, at most MaxSourceLen bytes.
+func checkSource(src string) error {
+	if src == "" || len(src) > MaxSourceLen {
+		return fmt.Errorf("source %q: want 1 to %d bytes", src, MaxSourceLen)
+	}
+	for i := 0; i < len(src); i++ {
+		if src[i] <= ' ' || src[i] >= 0x7f {
+			return fmt.Errorf("source %q: want printable ASCII without spaces", src)
+		}
+	}
+	if _, err := url.Parse(src); err != nil {
+		return fmt.Errorf("source %q: not a URI reference: %w", src, err)
 	}
 	return nil
 }
@@ -215,6 +251,11 @@ func New(cfg Config) (*Emitter, error) {
 	specs, serr := compileSpecs(cfg.Services, cfg.Topics)
 	if err := errors.Join(verr, serr); err != nil {
 		return nil, err
+	}
+	if cfg.DataSchema != "" {
+		for _, s := range specs {
+			s.dataSchema = []byte(cfg.DataSchema + SchemaPointer(string(s.ceType)))
+		}
 	}
 	e := &Emitter{
 		specs:         specs,

@@ -27,6 +27,7 @@ import (
 	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
+	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
@@ -85,7 +86,10 @@ func TestEnvelope(t *testing.T) {
 		t.Run(tc.method, func(t *testing.T) {
 			t.Parallel()
 			ob := &fakeOutbox{}
-			em := newEmitter(t, ob, nil)
+			em := newEmitter(t, ob, func(c *events.Config) {
+				c.Source = "/shop-gateway/deployment-1"
+				c.DataSchema = "https://shop.example/asyncapi.json"
+			})
 			h := &fakeHandler{resp: tc.resp}
 			resp, err, _ := call(t, em, tc.method, &stockv1.GetStockRequest{}, h,
 				"traceparent", traceparent, "tracestate", tracestate, "x-request-id", "req-1")
@@ -114,8 +118,9 @@ func TestEnvelope(t *testing.T) {
 			want := map[string]string{
 				"ce_specversion": "1.0",
 				"ce_id":          hs["ce_id"],
-				"ce_source":      "/shop-gateway",
+				"ce_source":      "/shop-gateway/deployment-1",
 				"ce_type":        tc.wantType,
+				"ce_dataschema":  "https://shop.example/asyncapi.json#/components/schemas/" + tc.wantType,
 				"ce_time":        "2026-03-14T15:09:26.535Z",
 				"content-type":   "application/json",
 				"ce_traceparent": traceparent,
@@ -193,6 +198,9 @@ func TestFormats(t *testing.T) {
 					t.Errorf("%s header without a trace context in the request", h)
 				}
 			}
+			if v, ok := hs["ce_dataschema"]; ok {
+				t.Errorf("ce_dataschema %q without a DataSchema configured", v)
+			}
 			got := &eventsv1.StockUpdated{}
 			if tc.format == events.FormatProtobuf {
 				if err := proto.Unmarshal(rec.Value, got); err != nil {
@@ -210,6 +218,38 @@ func TestFormats(t *testing.T) {
 				t.Errorf("payload: got %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestConfigRefusesBadSourceAndDataSchema checks that ce_source and
+// ce_dataschema take only what CloudEvents allows there.
+func TestConfigRefusesBadSourceAndDataSchema(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		mod  func(*events.Config)
+	}{
+		{"source with a space", func(c *events.Config) { c.Source = "/shop gateway" }},
+		{"source with a newline", func(c *events.Config) { c.Source = "/shop\nx-evil: 1" }},
+		{"source too long", func(c *events.Config) { c.Source = "/" + strings.Repeat("a", events.MaxSourceLen) }},
+		{"source not ASCII", func(c *events.Config) { c.Source = "/shöp" }},
+		{"relative data schema", func(c *events.Config) { c.DataSchema = "/asyncapi.json" }},
+		{"data schema with a fragment", func(c *events.Config) { c.DataSchema = "https://shop.example/asyncapi.json#/x" }},
+		{"data schema with a space", func(c *events.Config) { c.DataSchema = "https://shop.example/async api.json" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := events.Config{Services: app.Services(), Outbox: &fakeOutbox{}}
+			tc.mod(&cfg)
+			if _, err := events.New(cfg); err == nil {
+				t.Errorf("events.New accepted %+q / %+q", cfg.Source, cfg.DataSchema)
+			}
+		})
+	}
+	cfg := events.Config{Services: app.Services(), Outbox: &fakeOutbox{}, Source: "urn:uuid:6f1d7c58-2d0b-4c59-9a52-0b7c1e3f4a10", DataSchema: "http://gw:8080/asyncapi.json"}
+	if _, err := events.New(cfg); err != nil {
+		t.Errorf("events.New refused a URN source and an http data schema: %v", err)
 	}
 }
 

@@ -22,18 +22,20 @@ import (
 
 // spec is the compiled EventSpec of one RPC.
 type spec struct {
-	method   string // full method, "/shop.cart.v1.CartService/AddCartItem"
-	payload  protoreflect.MessageType
-	ceType   []byte // payload full name, the CloudEvents type
-	logical  string // topic as declared in the proto
-	topic    string // Kafka topic it maps to
-	key      protofields.Path
-	subject  protofields.Path // nil when the spec declares no subject
-	keyPath  string
-	subjPath string
-	split    protoreflect.FieldDescriptor // nil: one event per call
-	input    protoreflect.MessageType     // the RPC's request, to decode intents
-	output   protoreflect.MessageType     // the RPC's response, filled by a lookup
+	method  string // full method, "/shop.cart.v1.CartService/AddCartItem"
+	payload protoreflect.MessageType
+	ceType  []byte // payload full name, the CloudEvents type
+	// dataSchema is the ce_dataschema of its events; nil for none.
+	dataSchema []byte
+	logical    string // topic as declared in the proto
+	topic      string // Kafka topic it maps to
+	key        protofields.Path
+	subject    protofields.Path // nil when the spec declares no subject
+	keyPath    string
+	subjPath   string
+	split      protoreflect.FieldDescriptor // nil: one event per call
+	input      protoreflect.MessageType     // the RPC's request, to decode intents
+	output     protoreflect.MessageType     // the RPC's response, filled by a lookup
 }
 
 // kafkaTopic is what Kafka accepts as a topic name.
@@ -172,4 +174,47 @@ func checkTwins(payload, output protoreflect.MessageDescriptor) error {
 
 func validTopic(t string) bool {
 	return kafkaTopic.MatchString(t) && t != "." && t != ".."
+}
+
+// Declaration is one RPC's event as its EventSpec declares it, checked and
+// with the topic mapping applied: what describes the events to their
+// consumers (the AsyncAPI document).
+type Declaration struct {
+	// RPC is the method that emits the event.
+	RPC protoreflect.MethodDescriptor
+	// Payload is the payload message; its full name is the ce_type.
+	Payload protoreflect.MessageDescriptor
+	// Topic is the Kafka topic.
+	Topic string
+	// Key and Subject are the payload field paths of the Kafka key and the
+	// ce_subject ("" for none).
+	Key, Subject string
+	// Split is the repeated field split into one event per element, "" for
+	// one event per call.
+	Split string
+}
+
+// Declarations checks the EventSpecs of every method of services as New
+// does and returns them in declaration order.
+func Declarations(services []protoreflect.ServiceDescriptor, topics map[string]string) ([]Declaration, error) {
+	specs, err := compileSpecs(services, topics)
+	if err != nil {
+		return nil, err
+	}
+	var out []Declaration
+	for _, sd := range services {
+		for i := 0; i < sd.Methods().Len(); i++ {
+			md := sd.Methods().Get(i)
+			s := specs[httprule.FullMethod(md)]
+			if s == nil {
+				continue
+			}
+			d := Declaration{RPC: md, Payload: s.payload.Descriptor(), Topic: s.topic, Key: s.keyPath, Subject: s.subjPath}
+			if s.split != nil {
+				d.Split = string(s.split.Name())
+			}
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }

@@ -94,9 +94,14 @@ type Template struct {
 	Parts []string
 	// Vars are the top-level request fields bound by the path.
 	Vars map[protoreflect.Name]bool
-	// kinds holds, per part index, the kind of the variable bound there.
-	kinds map[int]protoreflect.Kind
+	// fields holds, per part index, the field the variable there is bound
+	// to (the last of its path).
+	fields map[int]protoreflect.FieldDescriptor
 }
+
+// Field returns the request field bound by the variable at Parts[i], or nil
+// when that part is a literal.
+func (t *Template) Field(i int) protoreflect.FieldDescriptor { return t.fields[i] }
 
 // CompileTemplate compiles a path template such as "/cart/{user_id}" against
 // the request message. Variables may use a dotted field path and an optional
@@ -108,7 +113,7 @@ func CompileTemplate(tmpl string, req protoreflect.MessageDescriptor) (*Template
 	if i := strings.LastIndex(tmpl, ":"); i > strings.LastIndex(tmpl, "}") && i > strings.LastIndex(tmpl, "/") {
 		return nil, fmt.Errorf("template %q: custom verbs are not supported", tmpl)
 	}
-	t := &Template{Vars: map[protoreflect.Name]bool{}, kinds: map[int]protoreflect.Kind{}}
+	t := &Template{Vars: map[protoreflect.Name]bool{}, fields: map[int]protoreflect.FieldDescriptor{}}
 	var lit strings.Builder
 	for _, part := range strings.Split(tmpl[1:], "/") {
 		t.Parts = append(t.Parts, part)
@@ -132,7 +137,7 @@ func CompileTemplate(tmpl string, req protoreflect.MessageDescriptor) (*Template
 		t.segments = append(t.segments, segment{literal: lit.String()}, segment{field: p[len(p)-1], path: p})
 		lit.Reset()
 		t.Vars[p[0].Name()] = true
-		t.kinds[len(t.Parts)-1] = p[len(p)-1].Kind()
+		t.fields[len(t.Parts)-1] = p[len(p)-1]
 	}
 	if lit.Len() > 0 {
 		t.segments = append(t.segments, segment{literal: lit.String()})
@@ -171,7 +176,7 @@ func (t *Template) Match(path string) bool {
 	}
 	for i, p := range t.Parts {
 		if strings.HasPrefix(p, "{") {
-			if parts[i] == "" || (isInt(t.kinds[i]) && !isDigits(parts[i])) {
+			if parts[i] == "" || (t.fields[i] != nil && isInt(t.fields[i].Kind()) && !isDigits(parts[i])) {
 				return false
 			}
 			continue
