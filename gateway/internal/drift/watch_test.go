@@ -82,7 +82,8 @@ func TestWatcherReportsTheInstanceThatDrifted(t *testing.T) {
 
 	waitFor(t, "the first round", func() bool {
 		d, _ := w.Ready(context.Background())
-		return readyState(t, d, forward.ServiceA, 0) != "pending"
+		// Each service is checked on its own: wait for both.
+		return readyState(t, d, forward.ServiceA, 0) != "pending" && readyState(t, d, forward.ServiceB, 0) != "pending"
 	})
 	detail, err = w.Ready(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "service_a instance 2:") {
