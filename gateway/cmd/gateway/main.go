@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -56,40 +57,39 @@ func envSet(key, def string) string {
 	return def
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
+// envErrors collects the environment values that do not parse; run
+// refuses to start with any (a typo must not leave a default in force).
+var envErrors []error
+
+// envParsed returns parse(value of key) when key is set and not empty, else
+// def; a value that does not parse is recorded in envErrors.
+func envParsed[T any](key string, def T, parse func(string) (T, error)) T {
+	v, ok := os.LookupEnv(key)
+	if !ok || v == "" {
+		return def
 	}
-	return def
+	x, err := parse(v)
+	if err != nil {
+		envErrors = append(envErrors, fmt.Errorf("%s=%q: %w", key, v, err))
+		return def
+	}
+	return x
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	return envParsed(key, def, time.ParseDuration)
 }
 
 func envFloat(key string, def float64) float64 {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f
-		}
-	}
-	return def
+	return envParsed(key, def, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) })
 }
 
 func envInt(key string, def int64) int64 {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-	}
-	return def
+	return envParsed(key, def, func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) })
 }
 
 func envBool(key string, def bool) bool {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		if b, err := strconv.ParseBool(v); err == nil {
-			return b
-		}
-	}
-	return def
+	return envParsed(key, def, strconv.ParseBool)
 }
 
 // defaultGCPercent is the garbage collector's target heap growth between
@@ -104,6 +104,7 @@ const defaultGCPercent = 400
 // run defines the gateway's flags on fs, parses args and serves until
 // SIGINT or SIGTERM.
 func run(fs *flag.FlagSet, args []string) error {
+	envErrors = nil
 	var (
 		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", server.DefaultHTTPAddr), "REST listen address (env GATEWAY_HTTP_ADDR)")
 		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", server.DefaultGRPCAddr), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
@@ -159,6 +160,9 @@ func run(fs *flag.FlagSet, args []string) error {
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := errors.Join(envErrors...); err != nil {
+		return fmt.Errorf("environment: %w", err)
 	}
 	topics, err := app.ParseTopicMap(*kafkaTopics)
 	if err != nil {

@@ -95,3 +95,25 @@ func TestRunRefusesOutOfRangeFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesMalformedEnvironment: an environment value that does not
+// parse stops the gateway, naming the variable, instead of leaving the
+// default in force.
+func TestRunRefusesMalformedEnvironment(t *testing.T) {
+	for key, value := range map[string]string{
+		"GATEWAY_UPSTREAM_TIMEOUT": "abc",
+		"GATEWAY_RATE_LIMIT":       "fast",
+		"GATEWAY_MAX_CONNS":        "1e3",
+		"GATEWAY_API_DOCS":         "yes please",
+	} {
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(key, value)
+			fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			err := run(fs, nil)
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Errorf("%s=%q: run = %v, want an error naming %s", key, value, err, key)
+			}
+		})
+	}
+}
