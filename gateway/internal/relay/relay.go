@@ -249,34 +249,36 @@ func (r *Relay) Status() Status {
 	}
 }
 
-// setUp records that Kafka works, logging only the change.
+// setUp records that Kafka works, logging only the change. The line is
+// written before Status shows the change (under the same lock), so whoever
+// sees the new state finds its log line too. State changes are rare: the
+// lock is not held on any request's path.
 func (r *Relay) setUp() {
 	r.bo.Reset()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	prev := r.state
-	if prev != stateUp {
-		r.state, r.since, r.lastErr = stateUp, time.Now(), ""
-	}
-	r.mu.Unlock()
 	switch prev {
 	case stateDown:
 		r.log.Info("kafka reachable, relay resumed")
 	case stateStarting:
 		r.log.Info("kafka reachable, relay started", slog.Any("brokers", r.cfg.Brokers))
 	}
+	if prev != stateUp {
+		r.state, r.since, r.lastErr = stateUp, time.Now(), ""
+	}
 }
 
-// setDown records a failure, logging only the change.
+// setDown records a failure, logging only the change (before Status shows
+// it, as setUp does).
 func (r *Relay) setDown(err error) {
+	depth := r.ob.Stats().Depth
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	prev := r.state
 	r.lastErr = err.Error()
 	if prev != stateDown {
+		r.log.Warn("kafka unavailable, relay backing off", slog.Any("error", err), slog.Int64("depth", depth))
 		r.state, r.since = stateDown, time.Now()
-	}
-	r.mu.Unlock()
-	if prev != stateDown {
-		r.log.Warn("kafka unavailable, relay backing off", slog.Any("error", err),
-			slog.Int64("depth", r.ob.Stats().Depth))
 	}
 }
