@@ -581,7 +581,10 @@ func TestDoHealthProber(t *testing.T) {
 		answer(http.StatusOK, `{}`)(w, r)
 	})
 	b := startUpstream(t, answer(http.StatusOK, `{}`))
-	p := newTestPool(t, []string{a.URL, b.URL}, Options{HealthInterval: 10 * time.Millisecond})
+	// A probe's timeout is the interval (at most 1 s): 100 ms, not 10, so
+	// that a loaded machine does not time out the healthy instance's probe
+	// and send the test's calls to the sick one in panic mode.
+	p := newTestPool(t, []string{a.URL, b.URL}, Options{HealthInterval: 100 * time.Millisecond})
 	eventually(t, "the prober marks the sick instance down", func() bool {
 		return p.instances[0].health.Load() == healthDown && p.instances[1].health.Load() == healthUp
 	})
