@@ -113,9 +113,14 @@ type Decision struct {
 	Limit, Window int
 }
 
+// shard is the shard that holds key's bucket.
+func (l *Limiter) shard(key string) *shard {
+	return &l.shards[maphash.String(l.seed, key)%shards]
+}
+
 // Allow takes one token from key's bucket.
 func (l *Limiter) Allow(key string) Decision {
-	s := &l.shards[maphash.String(l.seed, key)%shards]
+	s := l.shard(key)
 	now := l.cfg.Now()
 	s.mu.Lock()
 	var b *bucket
