@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
@@ -67,4 +68,17 @@ func Tamper(token string) string {
 		b[i] = 'A'
 	}
 	return string(b)
+}
+
+// WithoutKID signs c like Token with the same key, but with no kid in the
+// header: a verifier must refuse it rather than try its keys in turn.
+func (s *Signer) WithoutKID(c Claims) (string, error) {
+	k, err := s.key.Clone()
+	if err != nil {
+		return "", err
+	}
+	if err := k.Remove(jwk.KeyIDKey); err != nil {
+		return "", err
+	}
+	return (&Signer{key: k, alg: s.alg}).Token(c)
 }

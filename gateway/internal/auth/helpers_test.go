@@ -101,3 +101,13 @@ func hmacWithPublicKey(tb testing.TB, s *devkeys.Signer, c devkeys.Claims) strin
 
 // tamper flips one character of the signature.
 func tamper(tok string) string { return devkeys.Tamper(tok) }
+
+// withoutKID signs a token with the key but no kid in its header.
+func withoutKID(tb testing.TB, s *devkeys.Signer, c devkeys.Claims) string {
+	tb.Helper()
+	tok, err := s.WithoutKID(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
