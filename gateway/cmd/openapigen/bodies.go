@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	"github.com/shopgateway/shop/gateway/internal/protofields"
 )
 
 // schemaRefPrefix starts every reference to a component schema.
@@ -335,28 +336,16 @@ func (g *requestBodies) pathFieldsReadOnly(body *openapi3.SchemaRef, fd protoref
 // on a body field that body described.
 func (g *requestBodies) unstated(svcs []protoreflect.ServiceDescriptor) error {
 	var bad []string
-	seen := map[protoreflect.FullName]bool{}
-	var walk func(md protoreflect.MessageDescriptor)
-	walk = func(md protoreflect.MessageDescriptor) {
-		if seen[md.FullName()] {
-			return
-		}
-		seen[md.FullName()] = true
-		for i := 0; i < md.Fields().Len(); i++ {
-			fd := md.Fields().Get(i)
-			if r := fieldRules(fd); (len(r.set) > 0 || len(r.unstated) > 0) && !g.stated[fd.FullName()] {
-				bad = append(bad, string(fd.FullName()))
-			}
-			if fd.Message() != nil {
-				walk(fd.Message())
-			}
-		}
-	}
 	for _, sd := range svcs {
 		for i := 0; i < sd.Methods().Len(); i++ {
-			walk(sd.Methods().Get(i).Input())
+			protofields.EachField(sd.Methods().Get(i).Input(), func(fd protoreflect.FieldDescriptor) {
+				if r := fieldRules(fd); (len(r.set) > 0 || len(r.unstated) > 0) && !g.stated[fd.FullName()] {
+					bad = append(bad, string(fd.FullName()))
+				}
+			})
 		}
 	}
+	bad = slices.Compact(slices.Sorted(slices.Values(bad)))
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		return fmt.Errorf("CEL rules that the document does not state, on %s", strings.Join(bad, ", "))
