@@ -191,10 +191,6 @@ func (g *requestBodies) close(s *openapi3.Schema) {
 	s.Items = g.strict(s.Items)
 }
 
-// int64Limit is 2^63, the exclusive upper bound of an int64, which a
-// float64 (the type of a schema's maximum) holds exactly, unlike 2^63-1.
-const int64Limit = 1 << 63
-
 // numberOrString returns, for an integer property of a request body, the
 // schema of both forms the gateway reads (protojson takes an integer as a
 // JSON number or as a string): an int64, which the document writes as a
@@ -211,11 +207,14 @@ func numberOrString(p *openapi3.SchemaRef) *openapi3.SchemaRef {
 	case v.Type.Is(openapi3.TypeString) && v.Format == "int64":
 		str.Format, str.Pattern = v.Format, v.Pattern
 		num.Format, num.Min, num.ExclusiveMin, num.Max, num.ExclusiveMax = v.Format, v.Min, v.ExclusiveMin, v.Max, v.ExclusiveMax
+		num.Extensions = maps.Clone(v.Extensions)
 		if num.Max == nil {
-			num.Max, num.ExclusiveMax = openapi3.Float64Ptr(int64Limit), exclusive()
+			num.Max = openapi3.Float64Ptr(math.MaxInt64)
+			setExtension(num, extExactMaximum, exactInt(math.MaxInt64))
 		}
 	case v.Type.Is(openapi3.TypeInteger) && v.Format == "int32":
 		num.Format, num.Min, num.ExclusiveMin, num.Max, num.ExclusiveMax = v.Format, v.Min, v.ExclusiveMin, v.Max, v.ExclusiveMax
+		num.Extensions = maps.Clone(v.Extensions)
 		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
 		if v.Min != nil {
 			lo = int64(math.Ceil(*v.Min))
@@ -242,6 +241,7 @@ func numberOrString(p *openapi3.SchemaRef) *openapi3.SchemaRef {
 	return &openapi3.SchemaRef{Value: &openapi3.Schema{
 		Description: v.Description,
 		ReadOnly:    v.ReadOnly,
+		Example:     v.Example,
 		OneOf:       openapi3.SchemaRefs{str.NewRef(), num.NewRef()},
 	}}
 }
@@ -365,4 +365,18 @@ func copyObject(s *openapi3.Schema) *openapi3.Schema {
 	c.Properties = maps.Clone(s.Properties)
 	c.Required = slices.Clone(s.Required)
 	return &c
+}
+
+// responsesRequireAll marks every property of the object schemas that
+// responses use as required: the gateway answers with every field (0, ""
+// and [] included, see the REST marshaler), so a generated client need not
+// make any of them optional.
+func (g *requestBodies) responsesRequireAll() {
+	for name := range g.response {
+		ref := g.schemas[name]
+		if ref == nil || ref.Value == nil || len(ref.Value.Properties) == 0 {
+			continue
+		}
+		ref.Value.Required = slices.Sorted(maps.Keys(ref.Value.Properties))
+	}
 }
