@@ -73,10 +73,14 @@ build: ## Build the gateway binary into bin/gateway.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
 
 .PHONY: lint
-lint: tools protos lint-python ## go vet, gofmt, buf lint; ruff and mypy (lint-python).
+lint: tools protos lint-python check-clients ## go vet, gofmt, buf lint; ruff and mypy (lint-python); the OpenAPI document's clients (check-clients).
 	$(GO) vet ./...
 	@out="$$(gofmt -l gateway gen)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BUF) lint
+
+.PHONY: check-clients
+check-clients: ## Generate clients of the served OpenAPI document (openapi-python-client + mypy --strict, oapi-codegen + go vet), lint it (Redocly, openapi-generator); fail on any warning. Tools pinned in tools/clients/, installed into .clients/.
+	bash scripts/check-clients.sh
 
 ## ---- Kafka -----------------------------------------------------------------
 
@@ -124,4 +128,4 @@ token: ## Print an access token for the make run stack: make -s token SUB=7 [SCO
 .PHONY: clean
 clean: ## Remove build output, local tools, venv, Kafka data and jars.
 	-bash scripts/kafka.sh stop
-	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox
+	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox .clients
