@@ -321,6 +321,8 @@ func (g *requestBodies) pathFieldsReadOnly(body *openapi3.SchemaRef, fd protoref
 		}
 		v := *prop.Value
 		v.ReadOnly = true
+		// Not to be sent: an example would show a client a value to send.
+		v.Example = nil
 		v.Description = strings.TrimSpace(v.Description + " Taken from the path here: leave it out, or give the same value.")
 		s.Properties[name] = &openapi3.SchemaRef{Value: &v}
 		s.Required = slices.DeleteFunc(s.Required, func(r string) bool { return r == name })
