@@ -133,3 +133,30 @@ func dynamicOf(md protoreflect.MessageDescriptor) protoreflect.ProtoMessage {
 func fv(field, description string) apierr.FieldViolation {
 	return apierr.FieldViolation{Field: field, Description: description}
 }
+
+// FuzzCheck feeds arbitrary bodies to Check: it never panics, and a body
+// that protojson reads has no violation other than null or a required
+// field left out (which protojson lets through).
+func FuzzCheck(f *testing.F) {
+	for _, seed := range []string{
+		`{"user_id":"7","product_id":1,"quantity":2}`, `{"productId":"abc","quantity":1.5,"x":null}`,
+		`{"items":[{"product_id":1,"quantity":1},null,7,{"sku":{}}]}`, `[`, `{"a":`, `{"items":{"0":1}}`,
+		`{"product_id":1,"product_id":2}`, "{\"product_name\":\"\xff\"}", `{"status":"ORDER_STATUS_PAID","created_at":"x"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	mds := []protoreflect.MessageDescriptor{addItem, process, order, stock}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, md := range mds {
+			vs := jsonbody.Check(body, md, jsonbody.Values)
+			if protojson.Unmarshal(body, dynamicOf(md)) != nil {
+				continue
+			}
+			for _, v := range vs {
+				if v.Description != "must not be null" && v.Description != "is required" {
+					t.Errorf("protojson reads %q as %s, but Check says %v", body, md.FullName(), v)
+				}
+			}
+		}
+	})
+}
