@@ -1,6 +1,7 @@
 package jsonbody_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -134,9 +135,11 @@ func fv(field, description string) apierr.FieldViolation {
 	return apierr.FieldViolation{Field: field, Description: description}
 }
 
-// FuzzCheck feeds arbitrary bodies to Check: it never panics, and a body
-// that protojson reads has no violation other than null or a required
-// field left out (which protojson lets through).
+// FuzzCheck feeds arbitrary bodies to Check: it never panics; a JSON body
+// that protojson refuses has a violation (the decoder's error names the
+// fields, never protojson's text); and a body that protojson reads has no
+// violation other than null or a required field left out (which protojson
+// lets through).
 func FuzzCheck(f *testing.F) {
 	for _, seed := range []string{
 		`{"user_id":"7","product_id":1,"quantity":2}`, `{"productId":"abc","quantity":1.5,"x":null}`,
@@ -149,7 +152,10 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, md := range mds {
 			vs := jsonbody.Check(body, md, jsonbody.Values)
-			if protojson.Unmarshal(body, dynamicOf(md)) != nil {
+			if err := protojson.Unmarshal(body, dynamicOf(md)); err != nil {
+				if len(vs) == 0 && json.Valid(body) {
+					t.Errorf("protojson refuses %q as %s (%v), but Check finds nothing", body, md.FullName(), err)
+				}
 				continue
 			}
 			for _, v := range vs {
