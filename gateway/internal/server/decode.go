@@ -28,8 +28,10 @@ import (
 // that is stricter than protojson on its own. A body must be one JSON value
 // and nothing after it; null is refused for every field (no field of the
 // API is nullable, and protojson would read null as "unset", zeroing what a
-// replacement leaves out); a field marked REQUIRED must appear; and errors
-// name the field without parser internals.
+// replacement leaves out); a field marked REQUIRED must appear; and a body
+// that breaks any of this, or that protojson refuses, is answered with
+// every wrong field named by its path in proto field names, in a
+// google.rpc.BadRequest (see jsonbody), without parser internals.
 type strictJSON struct {
 	*runtime.JSONPb
 }
