@@ -74,10 +74,14 @@ build: ## Build the gateway binary into bin/gateway.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
 
 .PHONY: lint
-lint: tools protos lint-python lint-asyncapi check-contract ## go vet, gofmt, buf lint; ruff and mypy (lint-python); the AsyncAPI document (lint-asyncapi); the services against the proto (check-contract).
+lint: tools protos lint-python lint-asyncapi check-contract check-clients ## go vet, gofmt, buf lint; ruff and mypy (lint-python); the AsyncAPI document (lint-asyncapi); the services against the proto (check-contract); the OpenAPI document's clients (check-clients).
 	$(GO) vet ./...
 	@out="$$(gofmt -l gateway gen)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BUF) lint
+
+.PHONY: check-clients
+check-clients: ## Generate clients of the served OpenAPI document (openapi-python-client + mypy --strict, oapi-codegen + go vet), lint it (Redocly, openapi-generator); fail on any warning. Tools pinned in tools/clients/, installed into .clients/.
+	bash scripts/check-clients.sh
 
 ## ---- Kafka -----------------------------------------------------------------
 
@@ -133,4 +137,4 @@ service-header: ## Print an identity header the make run services accept for 10 
 .PHONY: clean
 clean: ## Remove build output, local tools, venv, Kafka data and jars.
 	-bash scripts/kafka.sh stop
-	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox .asyncapi
+	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox .asyncapi .clients

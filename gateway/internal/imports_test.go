@@ -55,7 +55,8 @@ var allowed = map[string][]string{
 	"gateway/internal/events":      {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
 	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
-	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
+	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/jsonbody", "gateway/internal/protofields", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
+	"gateway/internal/jsonbody":    {"gateway/internal/apierr", "gateway/internal/contract"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
@@ -63,7 +64,7 @@ var allowed = map[string][]string{
 	"gateway/cmd/devtoken":         {"gateway/devkeys", "gateway/internal/svcid"},
 	"gateway/cmd/asyncapigen":      {"gateway/internal/events", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},
-	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},
 }
 

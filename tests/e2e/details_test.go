@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -182,3 +185,58 @@ func TestErrorDetails(t *testing.T) {
 		t.Errorf("ListOrders with service_b down: %v, RetryInfo %v; want UNAVAILABLE with a RetryInfo", err, retry)
 	}
 }
+
+// TestDecodeErrorDetails sends REST bodies that do not decode as the
+// request message (a value of the wrong type or out of range, a field that
+// does not exist, at the top and in a list's element) and checks that each
+// is a 400 whose google.rpc.BadRequest names the field by its proto path,
+// whose message has no camelCase JSON name in it, and that holds no null;
+// no service is called (the cart stays empty).
+func TestDecodeErrorDetails(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{NoEvents: true})
+	p := createProduct(t, s, "decoded pen", 5, 100)
+	user := newID()
+	for _, tc := range []struct {
+		name, path, body string
+		wantFields       []string
+	}{
+		{"product_id not a number", "/cart/add", `{"product_id":"abc","quantity":1}`, []string{"product_id"}},
+		{"product_id by its JSON name", "/cart/add", `{"productId":"abc","quantity":1}`, []string{"product_id"}},
+		{"quantity a fraction", "/cart/add", fmt.Sprintf(`{"product_id":%d,"quantity":1.5}`, p), []string{"quantity"}},
+		{"quantity past int32", "/cart/add", fmt.Sprintf(`{"product_id":%d,"quantity":2147483648}`, p), []string{"quantity"}},
+		{"product_id past int64", "/cart/add", `{"product_id":9223372036854775808,"quantity":1}`, []string{"product_id"}},
+		{"unknown field", "/cart/add", fmt.Sprintf(`{"product_id":%d,"quantity":1,"colour":"red"}`, p), []string{"colour"}},
+		{"every problem at once", "/cart/add", `{"product_id":"abc","quantity":1.5,"colour":"red"}`, []string{"product_id", "quantity", "colour"}},
+		{"wrong type in a line", "/order/process_stock", `{"items":[{"product_id":1,"quantity":1},{"product_id":1,"quantity":"many"}]}`, []string{"items[1].quantity"}},
+		{"string field a number", "/stock/" + str(p), `{"product_name":7,"quantity":1,"price_cents":1}`, []string{"item.product_name"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := "POST"
+			if strings.HasPrefix(tc.path, "/stock/") {
+				method = "PUT"
+			}
+			got, _, body := s.Do(t, method, tc.path, tc.body, "Authorization", harness.Bearer(s.Token(t, user, "shop:admin")))
+			if got != http.StatusBadRequest || body["code"] != float64(codes.InvalidArgument) {
+				t.Fatalf("status %d, body %v; want 400 INVALID_ARGUMENT", got, body)
+			}
+			fields, _, _ := restDetails(t, body)
+			if !slices.Equal(fields, tc.wantFields) {
+				t.Errorf("field violations %q, want %q (body %v)", fields, tc.wantFields, body)
+			}
+			msg, _ := body["message"].(string)
+			if w := jsonName.FindString(msg); w != "" {
+				t.Errorf("message %q names a field by its JSON name %q", msg, w)
+			}
+			if raw, _ := json.Marshal(body); strings.Contains(string(raw), "null") {
+				t.Errorf("the error holds a null: %s", raw)
+			}
+		})
+	}
+	if got, _, cart := s.Do(t, "GET", "/cart?user_id="+str(user), ""); got != 200 || fmt.Sprint(cart["items"]) != "[]" {
+		t.Errorf("GET /cart after refused bodies: %d %v, want an empty cart", got, cart)
+	}
+}
+
+// jsonName matches a camelCase JSON field name such as productId.
+var jsonName = regexp.MustCompile(`\b[a-z]+[A-Z][A-Za-z]*\b`)

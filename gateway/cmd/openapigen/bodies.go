@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/httprule"
+	"github.com/shopgateway/shop/gateway/internal/protofields"
 )
 
 // schemaRefPrefix starts every reference to a component schema.
@@ -190,10 +191,6 @@ func (g *requestBodies) close(s *openapi3.Schema) {
 	s.Items = g.strict(s.Items)
 }
 
-// int64Limit is 2^63, the exclusive upper bound of an int64, which a
-// float64 (the type of a schema's maximum) holds exactly, unlike 2^63-1.
-const int64Limit = 1 << 63
-
 // numberOrString returns, for an integer property of a request body, the
 // schema of both forms the gateway reads (protojson takes an integer as a
 // JSON number or as a string): an int64, which the document writes as a
@@ -210,11 +207,14 @@ func numberOrString(p *openapi3.SchemaRef) *openapi3.SchemaRef {
 	case v.Type.Is(openapi3.TypeString) && v.Format == "int64":
 		str.Format, str.Pattern = v.Format, v.Pattern
 		num.Format, num.Min, num.ExclusiveMin, num.Max, num.ExclusiveMax = v.Format, v.Min, v.ExclusiveMin, v.Max, v.ExclusiveMax
+		num.Extensions = maps.Clone(v.Extensions)
 		if num.Max == nil {
-			num.Max, num.ExclusiveMax = openapi3.Float64Ptr(int64Limit), exclusive()
+			num.Max = openapi3.Float64Ptr(math.MaxInt64)
+			setExtension(num, extExactMaximum, exactInt(math.MaxInt64))
 		}
 	case v.Type.Is(openapi3.TypeInteger) && v.Format == "int32":
 		num.Format, num.Min, num.ExclusiveMin, num.Max, num.ExclusiveMax = v.Format, v.Min, v.ExclusiveMin, v.Max, v.ExclusiveMax
+		num.Extensions = maps.Clone(v.Extensions)
 		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
 		if v.Min != nil {
 			lo = int64(math.Ceil(*v.Min))
@@ -241,6 +241,7 @@ func numberOrString(p *openapi3.SchemaRef) *openapi3.SchemaRef {
 	return &openapi3.SchemaRef{Value: &openapi3.Schema{
 		Description: v.Description,
 		ReadOnly:    v.ReadOnly,
+		Example:     v.Example,
 		OneOf:       openapi3.SchemaRefs{str.NewRef(), num.NewRef()},
 	}}
 }
@@ -320,6 +321,8 @@ func (g *requestBodies) pathFieldsReadOnly(body *openapi3.SchemaRef, fd protoref
 		}
 		v := *prop.Value
 		v.ReadOnly = true
+		// Not to be sent: an example would show a client a value to send.
+		v.Example = nil
 		v.Description = strings.TrimSpace(v.Description + " Taken from the path here: leave it out, or give the same value.")
 		s.Properties[name] = &openapi3.SchemaRef{Value: &v}
 		s.Required = slices.DeleteFunc(s.Required, func(r string) bool { return r == name })
@@ -335,28 +338,16 @@ func (g *requestBodies) pathFieldsReadOnly(body *openapi3.SchemaRef, fd protoref
 // on a body field that body described.
 func (g *requestBodies) unstated(svcs []protoreflect.ServiceDescriptor) error {
 	var bad []string
-	seen := map[protoreflect.FullName]bool{}
-	var walk func(md protoreflect.MessageDescriptor)
-	walk = func(md protoreflect.MessageDescriptor) {
-		if seen[md.FullName()] {
-			return
-		}
-		seen[md.FullName()] = true
-		for i := 0; i < md.Fields().Len(); i++ {
-			fd := md.Fields().Get(i)
-			if r := fieldRules(fd); (len(r.set) > 0 || len(r.unstated) > 0) && !g.stated[fd.FullName()] {
-				bad = append(bad, string(fd.FullName()))
-			}
-			if fd.Message() != nil {
-				walk(fd.Message())
-			}
-		}
-	}
 	for _, sd := range svcs {
 		for i := 0; i < sd.Methods().Len(); i++ {
-			walk(sd.Methods().Get(i).Input())
+			protofields.EachField(sd.Methods().Get(i).Input(), func(fd protoreflect.FieldDescriptor) {
+				if r := fieldRules(fd); (len(r.set) > 0 || len(r.unstated) > 0) && !g.stated[fd.FullName()] {
+					bad = append(bad, string(fd.FullName()))
+				}
+			})
 		}
 	}
+	bad = slices.Compact(slices.Sorted(slices.Values(bad)))
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		return fmt.Errorf("CEL rules that the document does not state, on %s", strings.Join(bad, ", "))
@@ -376,4 +367,18 @@ func copyObject(s *openapi3.Schema) *openapi3.Schema {
 	c.Properties = maps.Clone(s.Properties)
 	c.Required = slices.Clone(s.Required)
 	return &c
+}
+
+// responsesRequireAll marks every property of the object schemas that
+// responses use as required: the gateway answers with every field (0, ""
+// and [] included, see the REST marshaler), so a generated client need not
+// make any of them optional.
+func (g *requestBodies) responsesRequireAll() {
+	for name := range g.response {
+		ref := g.schemas[name]
+		if ref == nil || ref.Value == nil || len(ref.Value.Properties) == 0 {
+			continue
+		}
+		ref.Value.Required = slices.Sorted(maps.Keys(ref.Value.Properties))
+	}
 }

@@ -177,8 +177,8 @@ func TestStockBodiesProductID(t *testing.T) {
 	if re.MatchString("0") || !re.MatchString("1") {
 		t.Errorf("POST /stock: product_id pattern %q, want > 0", re)
 	}
-	if num := createID.OneOf[1].Value; num.Min == nil || *num.Min != 0 || num.ExclusiveMin.Bool == nil || !*num.ExclusiveMin.Bool {
-		t.Errorf("POST /stock: product_id as a number: minimum %v, want > 0", num.Min)
+	if num := createID.OneOf[1].Value; num.Min == nil || *num.Min != 1 || num.ExclusiveMin.Bool != nil {
+		t.Errorf("POST /stock: product_id as a number: minimum %v, want 1", num.Min)
 	}
 	if !strings.Contains(createID.Description, "Required here") || createID.ReadOnly {
 		t.Errorf("POST /stock: product_id %q (readOnly %v), want it required and writable", createID.Description, createID.ReadOnly)

@@ -165,20 +165,35 @@ func readCounts(m protoreflect.Message, dst map[protoreflect.Name]**uint64) {
 	})
 }
 
-// apply writes the bounds into s. An int64 field is a string in the proto3
-// JSON mapping, and the gateway accepts it as a number too: its bounds are
-// stated all the same, since they are what the gateway enforces.
+// apply writes the bounds into s. Integer bounds are also kept exactly, in
+// extensions that the tree stage (see exactBounds) writes as minimum and
+// maximum; it drops them from strings, where an int64 field's pattern
+// states them.
 func (r rules) apply(s *openapi3.Schema) {
 	if r.min != nil {
 		s.Min = r.min
 		if r.exclMin {
 			s.ExclusiveMin = exclusive()
 		}
+		if r.intMin != nil {
+			lo := *r.intMin
+			if r.exclMin {
+				lo++
+			}
+			setExtension(s, extExactMinimum, exactInt(lo))
+		}
 	}
 	if r.max != nil {
 		s.Max = r.max
 		if r.exclMax {
 			s.ExclusiveMax = exclusive()
+		}
+		if r.intMax != nil {
+			hi := *r.intMax
+			if r.exclMax {
+				hi--
+			}
+			setExtension(s, extExactMaximum, exactInt(hi))
 		}
 	}
 	if r.minLen != nil {
@@ -199,6 +214,14 @@ func (r rules) apply(s *openapi3.Schema) {
 	if r.maxItems != nil {
 		s.MaxItems = r.maxItems
 	}
+}
+
+// setExtension sets the extension name of s to v.
+func setExtension(s *openapi3.Schema, name string, v any) {
+	if s.Extensions == nil {
+		s.Extensions = map[string]any{}
+	}
+	s.Extensions[name] = v
 }
 
 // exclusive is the OpenAPI 3.0 form of an exclusive bound: a flag beside

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,10 @@ func services() []protoreflect.ServiceDescriptor {
 	}
 }
 
+// licenseName is the document's info.license: the shop API is not
+// licensed to anyone outside the project.
+const licenseName = "Proprietary"
+
 // Names of the shared components the document defines.
 const (
 	bearerScheme     = "bearer"
@@ -72,7 +77,11 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 			"money) are accepted as numbers or strings and answered as strings. Errors are " +
 			"google.rpc.Status objects whose `details` carry typed messages (`@type`).",
 	}
-	doc.Servers = openapi3.Servers{{URL: "/"}}
+	doc.Info.License = &openapi3.License{Name: licenseName}
+	doc.Servers = openapi3.Servers{
+		{URL: "/", Description: "The gateway that serves this document."},
+		{URL: "http://127.0.0.1:8080", Description: "The gateway of `make run`, on this machine."},
+	}
 	addComponents(doc)
 	schemas := schemaMessages(doc, svcs)
 	for name, md := range schemas {
@@ -114,6 +123,10 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 	if err := bodies.unstated(svcs); err != nil {
 		return nil, err
 	}
+	bodies.responsesRequireAll()
+	if err := requestExamples(doc); err != nil {
+		return nil, err
+	}
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
 			if !seen[method+" "+path] {
@@ -125,6 +138,9 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	if raw, err = finish(raw); err != nil {
+		return nil, err
+	}
 	// Validated as a client would read it: loaded afresh, references resolved.
 	loaded, err := openapi3.NewLoader().LoadFromData(raw)
 	if err != nil {
@@ -133,9 +149,12 @@ func Build(swagger []byte, svcs []protoreflect.ServiceDescriptor) ([]byte, error
 	if err := validate(context.Background(), loaded); err != nil {
 		return nil, fmt.Errorf("the OpenAPI document is not valid: %w", err)
 	}
-	// A round trip through any sorts every object's keys.
+	// A round trip through any sorts every object's keys; json.Number keeps
+	// every number as written.
 	var tree any
-	if err := json.Unmarshal(raw, &tree); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
 		return nil, err
 	}
 	out, err := json.MarshalIndent(tree, "", "  ")
@@ -156,7 +175,10 @@ func addComponents(doc *openapi3.T) {
 		BearerFormat: "JWT",
 		Description:  "A JWT access token: `Authorization: Bearer <token>`.",
 	}}
-	doc.Security = openapi3.SecurityRequirements{{bearerScheme: []string{}}}
+	// Each operation states its own requirement (see completeOperation):
+	// a default at the top would be read by some generators as the rule
+	// that public operations override, by others as the opposite.
+	doc.Security = nil
 
 	if st := c.Schemas[statusSchema]; st != nil && st.Value != nil {
 		st.Value.Description = "google.rpc.Status: the gRPC status code, a message for developers, " +
@@ -231,6 +253,12 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 		if p.Value == nil || p.Ref != "" {
 			continue
 		}
+		// protoc-gen-openapiv2 writes a field's example on a Swagger 2.0
+		// parameter as x-example, which OpenAPI 3 names example.
+		if ex, ok := p.Value.Extensions["x-example"]; ok {
+			p.Value.Example = ex
+			delete(p.Value.Extensions, "x-example")
+		}
 		if fd := fieldByPath(md.Input(), p.Value.Name); fd != nil && p.Value.Schema != nil && p.Value.Schema.Value != nil {
 			r := fieldRules(fd)
 			r.apply(p.Value.Schema.Value)
@@ -272,8 +300,13 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 	codes := []int{http.StatusBadRequest, http.StatusUnauthorized}
 	switch policy := authPolicy(md); policy.GetAccess() {
 	case annotationsv1.Access_ACCESS_PUBLIC:
-		// No token needed; a token that is sent must still be valid (401).
-		op.Security = &openapi3.SecurityRequirements{{}, {bearerScheme: []string{}}}
+		// No token needed. A token that is sent must still be valid (401),
+		// which the description says: an optional requirement ({} beside
+		// bearer) reads to generators and Swagger UI as a protected one.
+		op.Security = &openapi3.SecurityRequirements{}
+		op.Description = joinText(op.Description, "Needs no token; a token that is sent must be valid.")
+		completeErrors(op, md, b, codes)
+		return
 	case annotationsv1.Access_ACCESS_SCOPED:
 		op.Description = joinText(op.Description, "Requires a token with scope "+strings.Join(policy.GetScopes(), " or ")+".")
 		codes = append(codes, http.StatusForbidden)
@@ -290,6 +323,14 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 	default:
 		codes = append(codes, http.StatusForbidden)
 	}
+	op.Security = &openapi3.SecurityRequirements{{bearerScheme: []string{}}}
+	completeErrors(op, md, b, codes)
+}
+
+// completeErrors adds the error responses of op: codes, then those every
+// operation may answer with.
+func completeErrors(op *openapi3.Operation, md protoreflect.MethodDescriptor, b httprule.Binding, codes []int) {
+	mutates := emits(md)
 	if strings.Contains(b.Template, "{") || md.Input().Fields().ByName("product_id") != nil ||
 		md.Input().Fields().ByName("items") != nil {
 		codes = append(codes, http.StatusNotFound)

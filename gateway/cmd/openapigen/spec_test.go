@@ -162,8 +162,8 @@ func TestSecurityAndErrors(t *testing.T) {
 	if s == nil || s.Value.Type != "http" || s.Value.Scheme != "bearer" {
 		t.Fatalf("bearer security scheme %+v, want http bearer", s)
 	}
-	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
-		t.Errorf("document security %v, want bearer", doc.Security)
+	if len(doc.Security) != 0 {
+		t.Errorf("document security %v, want none: each operation states its own", doc.Security)
 	}
 	st := doc.Components.Schemas["Status"]
 	if st == nil {
@@ -264,8 +264,9 @@ func TestInt64Bounds(t *testing.T) {
 }
 
 // Each operation states who may call it, from the RPC's policy option: the
-// public reads need no token (an empty requirement is an alternative) and
-// cannot be 403, the others need the bearer token and can be.
+// public reads need no token (security: [], no requirement) and cannot be
+// 403, the others need the bearer token (security: [{bearer: []}], nothing
+// else) and can be.
 func TestOperationSecurityFollowsThePolicy(t *testing.T) {
 	t.Parallel()
 	doc := build(t, swagger(t))
@@ -287,9 +288,14 @@ func TestOperationSecurityFollowsThePolicy(t *testing.T) {
 				t.Fatalf("no operation %s %s", tc.method, tc.path)
 			}
 			op := item.GetOperation(tc.method)
-			gotPublic := op.Security != nil && slices.ContainsFunc(*op.Security, func(r openapi3.SecurityRequirement) bool { return len(r) == 0 })
-			if got, want := gotPublic, tc.public; got != want {
-				t.Errorf("token optional = %v, want %v (security %v)", got, want, op.Security)
+			if op.Security == nil {
+				t.Fatal("no security of its own")
+			}
+			if tc.public && len(*op.Security) != 0 {
+				t.Errorf("security %v, want [] (public)", *op.Security)
+			}
+			if !tc.public && (len(*op.Security) != 1 || len((*op.Security)[0]) != 1 || (*op.Security)[0]["bearer"] == nil) {
+				t.Errorf("security %v, want [{bearer: []}]", *op.Security)
 			}
 			if got, want := op.Responses.Status(http.StatusForbidden) != nil, !tc.public; got != want {
 				t.Errorf("has a 403 response = %v, want %v", got, want)

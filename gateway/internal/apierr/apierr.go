@@ -86,11 +86,16 @@ func (v FieldViolation) String() string {
 // in the order the fields first appear; violations of the request as a
 // whole are in the message only.
 func InvalidArgument(vs ...FieldViolation) error {
+	return New(codes.InvalidArgument, invalidMessage(vs)).WithViolations(vs...)
+}
+
+// invalidMessage is the message of InvalidArgument(vs...).
+func invalidMessage(vs []FieldViolation) string {
 	parts := make([]string, len(vs))
 	for i, v := range vs {
 		parts[i] = v.String()
 	}
-	return New(codes.InvalidArgument, BoundMessage("invalid request: "+strings.Join(parts, "; "))).WithViolations(vs...)
+	return BoundMessage("invalid request: " + strings.Join(parts, "; "))
 }
 
 // WithViolations adds to st the google.rpc.BadRequest detail of vs, as
@@ -245,6 +250,8 @@ func hasRetryInfo(st *status.Status) bool {
 
 // PrefixFields returns err with prefix put before the field path of every
 // violation of its google.rpc.BadRequest detail; err as it is without one.
+// The message of an Error made by InvalidArgument names the fields by their
+// new paths too.
 func PrefixFields(err error, prefix string) error {
 	if e, ok := err.(*Error); ok {
 		out := *e
@@ -254,6 +261,9 @@ func PrefixFields(err error, prefix string) error {
 				v.Field = prefix + v.Field
 			}
 			out.violations[i] = v
+		}
+		if e.code == codes.InvalidArgument && e.msg == invalidMessage(e.violations) {
+			out.msg = invalidMessage(out.violations)
 		}
 		return &out
 	}

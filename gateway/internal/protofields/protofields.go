@@ -132,3 +132,23 @@ func FormatScalar(fd protoreflect.FieldDescriptor, v protoreflect.Value) string 
 	}
 	return v.String()
 }
+
+// EachField calls fn for every field of md and of the message types below
+// it, each message type once (a recursive type ends the descent).
+func EachField(md protoreflect.MessageDescriptor, fn func(protoreflect.FieldDescriptor)) {
+	eachField(md, fn, map[protoreflect.FullName]bool{})
+}
+
+func eachField(md protoreflect.MessageDescriptor, fn func(protoreflect.FieldDescriptor), seen map[protoreflect.FullName]bool) {
+	if seen[md.FullName()] {
+		return
+	}
+	seen[md.FullName()] = true
+	for i := 0; i < md.Fields().Len(); i++ {
+		fd := md.Fields().Get(i)
+		fn(fd)
+		if fd.Message() != nil {
+			eachField(fd.Message(), fn, seen)
+		}
+	}
+}

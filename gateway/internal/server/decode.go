@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -21,14 +20,18 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/contract"
+	"github.com/shopgateway/shop/gateway/internal/jsonbody"
+	"github.com/shopgateway/shop/gateway/internal/protofields"
 )
 
 // strictJSON is the REST marshaler: runtime.JSONPb, with a request decoder
 // that is stricter than protojson on its own. A body must be one JSON value
 // and nothing after it; null is refused for every field (no field of the
 // API is nullable, and protojson would read null as "unset", zeroing what a
-// replacement leaves out); a field marked REQUIRED must appear; and errors
-// name the field without parser internals.
+// replacement leaves out); a field marked REQUIRED must appear; and a body
+// that breaks any of this, or that protojson refuses, is answered with
+// every wrong field named by its path in proto field names, in a
+// google.rpc.BadRequest (see jsonbody), without parser internals.
 type strictJSON struct {
 	*runtime.JSONPb
 }
@@ -61,16 +64,50 @@ func (m strictJSON) decode(r io.Reader, v any) error {
 	}
 	md := descriptorOf(v)
 	if md != nil && (bytes.Contains(raw, jsonNull) || contract.HasRequired(md)) {
-		var vs []apierr.FieldViolation
-		walkJSON(raw, md, "", &vs)
-		if len(vs) > 0 {
-			return rejectBody(r, vs...)
+		if vs := jsonbody.Check(raw, md, jsonbody.Shape); len(vs) > 0 {
+			// Report every problem of the body at once, not only these.
+			return rejectBody(r, jsonbody.Check(raw, md, jsonbody.Values)...)
 		}
 	}
 	if err := m.JSONPb.Unmarshal(raw, v); err != nil {
-		return rejectBody(r, apierr.FieldViolation{Description: protojsonMessage(err)})
+		return rejectBody(r, decodeViolations(raw, md, err)...)
 	}
 	return nil
+}
+
+// decodeViolations names the fields of a body that protojson refused: the
+// checks of jsonbody, which find what protojson finds but name each field by
+// its path in proto field names. Should they find nothing, protojson's own
+// message is the one violation, its JSON names put back to proto names.
+func decodeViolations(raw []byte, md protoreflect.MessageDescriptor, err error) []apierr.FieldViolation {
+	if md != nil {
+		if vs := jsonbody.Check(raw, md, jsonbody.Values); len(vs) > 0 {
+			return vs
+		}
+	}
+	return []apierr.FieldViolation{{Description: protoNames(protojsonMessage(err), md)}}
+}
+
+// jsonName matches a JSON field name in a protojson message: a word with an
+// upper-case letter after its first character.
+var jsonName = regexp.MustCompile(`\b[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+\b`)
+
+// protoNames replaces, in msg, the JSON names of the fields of md and of the
+// messages below it by their proto names ("productId" by "product_id").
+func protoNames(msg string, md protoreflect.MessageDescriptor) string {
+	if md == nil {
+		return msg
+	}
+	names := map[string]string{}
+	protofields.EachField(md, func(fd protoreflect.FieldDescriptor) {
+		names[fd.JSONName()] = string(fd.Name())
+	})
+	return jsonName.ReplaceAllStringFunc(msg, func(w string) string {
+		if n, ok := names[w]; ok {
+			return n
+		}
+		return w
+	})
 }
 
 // descriptorOf returns the message descriptor of a decode target: a proto
@@ -88,74 +125,6 @@ func descriptorOf(v any) protoreflect.MessageDescriptor {
 		return m.ProtoReflect().Descriptor()
 	}
 	return nil
-}
-
-// walkJSON checks one JSON value against md: null for a field, and
-// required fields left out. Values of other shapes are left to protojson,
-// which reports them.
-func walkJSON(raw json.RawMessage, md protoreflect.MessageDescriptor, prefix string, vs *[]apierr.FieldViolation) {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil || obj == nil {
-		return
-	}
-	seen := make(map[protoreflect.FieldDescriptor]bool, len(obj))
-	fields := md.Fields()
-	for name, val := range obj {
-		fd := fields.ByName(protoreflect.Name(name))
-		if fd == nil {
-			fd = fields.ByJSONName(name)
-		}
-		if fd == nil {
-			continue // protojson rejects the unknown field
-		}
-		seen[fd] = true
-		path := prefix + string(fd.Name())
-		if bytes.Equal(bytes.TrimSpace(val), jsonNull) {
-			*vs = append(*vs, apierr.FieldViolation{Field: path, Description: "must not be null"})
-			continue
-		}
-		if fd.Message() == nil || fd.IsMap() {
-			if fd.IsList() {
-				nullElements(val, path, vs)
-			}
-			continue
-		}
-		if fd.IsList() {
-			var elems []json.RawMessage
-			if json.Unmarshal(val, &elems) == nil {
-				for i, e := range elems {
-					ep := path + "[" + strconv.Itoa(i) + "]"
-					if bytes.Equal(bytes.TrimSpace(e), jsonNull) {
-						*vs = append(*vs, apierr.FieldViolation{Field: ep, Description: "must not be null"})
-						continue
-					}
-					walkJSON(e, fd.Message(), ep+".", vs)
-				}
-			}
-			continue
-		}
-		walkJSON(val, fd.Message(), path+".", vs)
-	}
-	for _, fd := range contract.Required(md) {
-		if !seen[fd] {
-			*vs = append(*vs, apierr.FieldViolation{Field: prefix + string(fd.Name()), Description: "is required"})
-		}
-	}
-}
-
-func nullElements(val json.RawMessage, path string, vs *[]apierr.FieldViolation) {
-	if !bytes.Contains(val, jsonNull) {
-		return
-	}
-	var elems []json.RawMessage
-	if json.Unmarshal(val, &elems) != nil {
-		return
-	}
-	for i, e := range elems {
-		if bytes.Equal(bytes.TrimSpace(e), jsonNull) {
-			*vs = append(*vs, apierr.FieldViolation{Field: path + "[" + strconv.Itoa(i) + "]", Description: "must not be null"})
-		}
-	}
 }
 
 // jsonSyntaxMessage describes a JSON syntax error by its offset, without

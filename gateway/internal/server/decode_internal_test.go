@@ -3,6 +3,8 @@ package server
 import (
 	"errors"
 	"testing"
+
+	orderv1 "github.com/shopgateway/shop/gen/shop/order/v1"
 )
 
 func TestProtojsonMessage(t *testing.T) {
@@ -16,6 +18,20 @@ func TestProtojsonMessage(t *testing.T) {
 	} {
 		if got := protojsonMessage(errors.New(tc.in)); got != tc.want {
 			t.Errorf("protojsonMessage(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestProtoNames(t *testing.T) {
+	t.Parallel()
+	md := (&orderv1.ProcessOrderStockRequest{}).ProtoReflect().Descriptor()
+	for _, tc := range []struct{ in, want string }{
+		{`invalid value for int64 field productId: "abc"`, `invalid value for int64 field product_id: "abc"`},
+		{`unknown field "colourName"`, `unknown field "colourName"`},
+		{"no names here", "no names here"},
+	} {
+		if got := protoNames(tc.in, md); got != tc.want {
+			t.Errorf("protoNames(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

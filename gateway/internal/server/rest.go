@@ -27,12 +27,13 @@ import (
 // service through conn. It adapts the generated Register…HandlerClient.
 type RegisterFunc func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
 
-// jsonMarshaler is the REST wire format: proto field names, every field
-// present (an empty list is [] rather than absent), and unknown request
-// fields rejected with 400 so that a misspelt field is not silently dropped;
-// request bodies are decoded strictly (see strictJSON).
+// jsonMarshaler is the REST wire format: proto field names, every scalar
+// and list present (0, "" and [] rather than absent), no null anywhere (an
+// unset message field is left out, as no field of the API is nullable), and
+// unknown request fields rejected with 400 so that a misspelt field is not
+// silently dropped; request bodies are decoded strictly (see strictJSON).
 var jsonMarshaler = strictJSON{&runtime.JSONPb{
-	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
 	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 }}
 

@@ -70,7 +70,11 @@ func (m method) grpcHandler(h Handler) grpc.MethodHandler {
 		}
 		if t.err != nil {
 			// A message that does not decode is the caller's fault, not an
-			// internal error; the codec's text is not shown.
+			// internal error; the codec's text is not shown, the fields at
+			// fault are named as a REST body's are.
+			if len(t.violations) > 0 {
+				return nil, apierr.InvalidArgument(t.violations...)
+			}
 			return nil, apierr.InvalidArgument(apierr.FieldViolation{Description: "the request is not a valid " + string(m.in.Descriptor().FullName()) + " message"})
 		}
 		resp := m.out.New().Interface()

@@ -11,6 +11,7 @@ package cartv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -518,33 +519,33 @@ var File_shop_cart_v1_cart_proto protoreflect.FileDescriptor
 
 const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\n" +
-	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\"\xae\x01\n" +
+	"\x17shop/cart/v1/cart.proto\x12\fshop.cart.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xae\x01\n" +
 	"\bCartItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\x03R\x06itemId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\x03R\x06userId\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x03 \x01(\x03R\tproductId\x12\x1a\n" +
 	"\bquantity\x18\x04 \x01(\x05R\bquantity\x125\n" +
-	"\badded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\"\x8b\x01\n" +
-	"\x12AddCartItemRequest\x12 \n" +
-	"\auser_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06userId\x12*\n" +
+	"\badded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\"\xa1\x01\n" +
+	"\x12AddCartItemRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\x122\n" +
 	"\n" +
-	"product_id\x18\x02 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
-	"\bquantity\x18\x03 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02 \x00R\bquantity\"A\n" +
+	"product_id\x18\x02 \x01(\x03B\x13\x92A\x05J\x03\"1\"\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12-\n" +
+	"\bquantity\x18\x03 \x01(\x05B\x11\x92A\x03J\x011\xe2A\x01\x02\xbaH\x04\x1a\x02 \x00R\bquantity\"A\n" +
 	"\x13AddCartItemResponse\x12*\n" +
-	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item\":\n" +
-	"\x16GetFallbackCartRequest\x12 \n" +
-	"\auser_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06userId\"`\n" +
+	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item\"B\n" +
+	"\x16GetFallbackCartRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\"`\n" +
 	"\x17GetFallbackCartResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12,\n" +
-	"\x05items\x18\x02 \x03(\v2\x16.shop.cart.v1.CartItemR\x05items\"2\n" +
-	"\x0eGetCartRequest\x12 \n" +
-	"\auser_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06userId\"X\n" +
+	"\x05items\x18\x02 \x03(\v2\x16.shop.cart.v1.CartItemR\x05items\":\n" +
+	"\x0eGetCartRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\"X\n" +
 	"\x0fGetCartResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12,\n" +
-	"\x05items\x18\x02 \x03(\v2\x16.shop.cart.v1.CartItemR\x05items\"9\n" +
-	"\x15RemoveCartItemRequest\x12 \n" +
-	"\aitem_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06itemId\"D\n" +
+	"\x05items\x18\x02 \x03(\v2\x16.shop.cart.v1.CartItemR\x05items\"A\n" +
+	"\x15RemoveCartItemRequest\x12(\n" +
+	"\aitem_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\x06itemId\"D\n" +
 	"\x16RemoveCartItemResponse\x12*\n" +
 	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item2\xfc\x05\n" +
 	"\vCartService\x12\xd6\x01\n" +

@@ -11,6 +11,7 @@ package orderv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	v1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -669,7 +670,7 @@ var File_shop_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_shop_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%shop/annotations/v1/annotations.proto\x1a\x19shop/stock/v1/stock.proto\"g\n" +
+	"\x19shop/order/v1/order.proto\x12\rshop.order.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\x1a\x19shop/stock/v1/stock.proto\"g\n" +
 	"\tOrderItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03R\tproductId\x12\x1a\n" +
@@ -684,23 +685,23 @@ const file_shop_order_v1_order_proto_rawDesc = "" +
 	"totalCents\x122\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x1a.shop.order.v1.OrderStatusR\x06status\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"5\n" +
-	"\x11ListOrdersRequest\x12 \n" +
-	"\auser_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06userId\"B\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"=\n" +
+	"\x11ListOrdersRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\"B\n" +
 	"\x12ListOrdersResponse\x12,\n" +
-	"\x06orders\x18\x01 \x03(\v2\x14.shop.order.v1.OrderR\x06orders\"5\n" +
-	"\x0fGetOrderRequest\x12\"\n" +
-	"\border_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\aorderId\">\n" +
+	"\x06orders\x18\x01 \x03(\v2\x14.shop.order.v1.OrderR\x06orders\"=\n" +
+	"\x0fGetOrderRequest\x12*\n" +
+	"\border_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\aorderId\">\n" +
 	"\x10GetOrderResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\"3\n" +
-	"\x0fPayOrderRequest\x12 \n" +
-	"\auser_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06userId\">\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\";\n" +
+	"\x0fPayOrderRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\">\n" +
 	"\x10PayOrderResponse\x12*\n" +
-	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\"`\n" +
-	"\tStockLine\x12*\n" +
+	"\x05order\x18\x01 \x01(\v2\x14.shop.order.v1.OrderR\x05order\"n\n" +
+	"\tStockLine\x122\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
-	"\bquantity\x18\x02 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02 \x00R\bquantity\"[\n" +
+	"product_id\x18\x01 \x01(\x03B\x13\x92A\x05J\x03\"1\"\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12-\n" +
+	"\bquantity\x18\x02 \x01(\x05B\x11\x92A\x03J\x011\xe2A\x01\x02\xbaH\x04\x1a\x02 \x00R\bquantity\"[\n" +
 	"\x18ProcessOrderStockRequest\x12?\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.order.v1.StockLineB\x0f\xe2A\x01\x02\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x05items\"K\n" +
 	"\x19ProcessOrderStockResponse\x12.\n" +

@@ -11,6 +11,7 @@ package stockv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "github.com/shopgateway/shop/gen/shop/annotations/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -700,47 +701,46 @@ var File_shop_stock_v1_stock_proto protoreflect.FileDescriptor
 
 const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a%shop/annotations/v1/annotations.proto\"\xc1\x01\n" +
-	"\tStockItem\x12&\n" +
+	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xee\x01\n" +
+	"\tStockItem\x12.\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\tproductId\x125\n" +
-	"\fproduct_name\x18\x02 \x01(\tB\x12\xe2A\x01\x02\xbaH\vr\t\x10\x01\x18\xf4\x032\x02\\SR\vproductName\x12'\n" +
-	"\bquantity\x18\x03 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\x12,\n" +
-	"\vprice_cents\x18\x04 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02(\x00R\n" +
-	"priceCents\"n\n" +
-	"\x10ListStockRequest\x12'\n" +
-	"\tpage_size\x18\x01 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x121\n" +
+	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"6\"\xbaH\x04\"\x02(\x00R\tproductId\x12H\n" +
+	"\fproduct_name\x18\x02 \x01(\tB%\x92A\x10J\x0e\"Milk frother\"\xe2A\x01\x02\xbaH\vr\t\x10\x01\x18\xf4\x032\x02\\SR\vproductName\x12.\n" +
+	"\bquantity\x18\x03 \x01(\x05B\x12\x92A\x04J\x0240\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\x127\n" +
+	"\vprice_cents\x18\x04 \x01(\x03B\x16\x92A\bJ\x06\"2900\"\xe2A\x01\x02\xbaH\x04\"\x02(\x00R\n" +
+	"priceCents\"|\n" +
+	"\x10ListStockRequest\x12.\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\x11\x92A\x04J\x0210\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x128\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\x12\xbaH\x0fr\r\x18\x80\x042\b^[0-9]*$R\tpageToken\"k\n" +
+	"page_token\x18\x02 \x01(\tB\x19\x92A\x04J\x02\"\"\xbaH\x0fr\r\x18\x80\x042\b^[0-9]*$R\tpageToken\"k\n" +
 	"\x11ListStockResponse\x12.\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
-	"\x0fGetStockRequest\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
+	"\x0fGetStockRequest\x12.\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"@\n" +
+	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\tproductId\"@\n" +
 	"\x10GetStockResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"\x95\x01\n" +
 	"\x12CreateStockRequest\x12\x7f\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemBQ\xe2A\x01\x02\xbaHJ\xba\x01G\n" +
 	"\x17create_stock.product_id\x12\x16must have a product_id\x1a\x14this.product_id != 0R\x04item\"C\n" +
 	"\x13CreateStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"p\n" +
-	"\x12UpdateStockRequest\x12&\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"x\n" +
+	"\x12UpdateStockRequest\x12.\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\x122\n" +
+	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\tproductId\x122\n" +
 	"\x04item\x18\x02 \x01(\v2\x18.shop.stock.v1.StockItemB\x04\xe2A\x01\x02R\x04item\"C\n" +
 	"\x13UpdateStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"<\n" +
-	"\x12DeleteStockRequest\x12&\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"D\n" +
+	"\x12DeleteStockRequest\x12.\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\tproductId\"C\n" +
+	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\tproductId\"C\n" +
 	"\x13DeleteStockResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"k\n" +
-	"\x14SetStockLevelRequest\x12*\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"{\n" +
+	"\x14SetStockLevelRequest\x122\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\v\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12'\n" +
-	"\bquantity\x18\x02 \x01(\x05B\v\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
+	"product_id\x18\x01 \x01(\x03B\x13\x92A\x05J\x03\"1\"\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12/\n" +
+	"\bquantity\x18\x02 \x01(\x05B\x13\x92A\x05J\x03100\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
 	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\xe7\b\n" +
 	"\fStockService\x12d\n" +
