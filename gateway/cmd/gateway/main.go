@@ -106,6 +106,7 @@ func run(fs *flag.FlagSet, args []string) error {
 	var (
 		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", server.DefaultHTTPAddr), "REST listen address (env GATEWAY_HTTP_ADDR)")
 		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", server.DefaultGRPCAddr), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
+		adminAddr        = fs.String("admin-addr", envSet("GATEWAY_ADMIN_ADDR", server.DefaultAdminAddr), "admin listen address: /metrics and /readyz with dependency details; keep it private (loopback); empty turns it off (env GATEWAY_ADMIN_ADDR, also when set empty)")
 		serviceA         = fs.String("service-a", env("SERVICE_A_URL", app.DefaultServiceA), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
 		serviceB         = fs.String("service-b", env("SERVICE_B_URL", app.DefaultServiceB), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
 		upstreamTimeout  = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", upstream.DefaultTimeout), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
@@ -200,6 +201,7 @@ func run(fs *flag.FlagSet, args []string) error {
 	cfg := app.Config{
 		HTTPAddr:         *httpAddr,
 		GRPCAddr:         *grpcAddr,
+		AdminAddr:        *adminAddr,
 		ServiceA:         app.SplitList(*serviceA),
 		ServiceB:         app.SplitList(*serviceB),
 		UpstreamTimeout:  *upstreamTimeout,
