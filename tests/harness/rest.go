@@ -33,6 +33,23 @@ func (s *Stack) Do(tb testing.TB, method, path, body string, headers ...string) 
 	return status, h, m
 }
 
+// Readiness gets /readyz from the gateway's admin listener: its status and
+// its body, which has every check's details (the public port's has only
+// the status word).
+func (s *Stack) Readiness(tb testing.TB) (int, map[string]any) {
+	tb.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(s.AdminURL() + "/readyz")
+	if err != nil {
+		tb.Fatalf("harness: GET %s/readyz: %v", s.AdminURL(), err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		tb.Fatalf("harness: admin /readyz body: %v", err)
+	}
+	return resp.StatusCode, m
+}
+
 // DoRaw is Do returning the undecoded body.
 func (s *Stack) DoRaw(tb testing.TB, method, path, body string, headers ...string) (int, http.Header, []byte) {
 	tb.Helper()
