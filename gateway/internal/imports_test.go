@@ -53,7 +53,7 @@ var allowed = map[string][]string{
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},

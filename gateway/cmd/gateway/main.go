@@ -21,6 +21,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/auth"
+	"github.com/shopgateway/shop/gateway/internal/connlimit"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
@@ -148,7 +149,8 @@ func run(fs *flag.FlagSet, args []string) error {
 		writeTimeout      = fs.Duration("write-timeout", envDuration("GATEWAY_WRITE_TIMEOUT", server.DefaultWriteTimeout), "time allowed from the end of a REST request's header to the end of its response; keep it above the longest call deadline (env GATEWAY_WRITE_TIMEOUT)")
 		idleTimeout       = fs.Duration("idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", server.DefaultIdleTimeout), "an idle keep-alive REST connection or a gRPC connection without calls is closed after this (env GATEWAY_IDLE_TIMEOUT)")
 		maxConns          = fs.Int64("max-conns", envInt("GATEWAY_MAX_CONNS", 0), "open connections allowed per port; over it REST answers 503 and gRPC closes; 0 = 3/4 of the file-descriptor limit, at most 10000 (env GATEWAY_MAX_CONNS)")
-		maxConnsPerIP     = fs.Int64("max-conns-per-ip", envInt("GATEWAY_MAX_CONNS_PER_IP", 0), "open connections allowed per client address and port (REST answers 429 over it); 0 = max-conns/4 (env GATEWAY_MAX_CONNS_PER_IP)")
+		maxConnsPerIP     = fs.Int64("max-conns-per-ip", envInt("GATEWAY_MAX_CONNS_PER_IP", 0), "open connections allowed per client address (IPv6: per /64) and port (REST answers 429 over it); 0 = max-conns/16, at most 256 (env GATEWAY_MAX_CONNS_PER_IP)")
+		firstByteTimeout  = fs.Duration("first-byte-timeout", envDuration("GATEWAY_FIRST_BYTE_TIMEOUT", connlimit.DefaultFirstByteTimeout), "a new REST or gRPC connection that sends nothing for this long is closed; negative turns it off (env GATEWAY_FIRST_BYTE_TIMEOUT)")
 		grpcMaxStreams    = fs.Int64("grpc-max-streams", envInt("GATEWAY_GRPC_MAX_STREAMS", server.DefaultGRPCMaxStreams), "concurrent calls allowed on one gRPC connection (env GATEWAY_GRPC_MAX_STREAMS)")
 		grpcKeepaliveMin  = fs.Duration("grpc-keepalive-min-time", envDuration("GATEWAY_GRPC_KEEPALIVE_MIN_TIME", server.DefaultGRPCKeepaliveMinTime), "shortest keepalive ping interval allowed to gRPC clients; faster pingers are disconnected (env GATEWAY_GRPC_KEEPALIVE_MIN_TIME)")
 
@@ -241,6 +243,7 @@ func run(fs *flag.FlagSet, args []string) error {
 			IdleTimeout:          *idleTimeout,
 			MaxConns:             int(*maxConns),
 			MaxConnsPerIP:        int(*maxConnsPerIP),
+			FirstByteTimeout:     *firstByteTimeout,
 			GRPCMaxStreams:       uint32(*grpcMaxStreams),
 			GRPCKeepaliveMinTime: *grpcKeepaliveMin,
 			CORSOrigins:          app.SplitList(*corsOrigins),

@@ -178,9 +178,16 @@ type Limits struct {
 	// it gets a 503 (REST) or is closed (gRPC). Default: three quarters of
 	// the file-descriptor limit, at most 10000.
 	MaxConns int
-	// MaxConnsPerIP caps one client address's open connections on each
-	// port (429 on REST). Default MaxConns/4.
+	// MaxConnsPerIP caps one client address's (an IPv6 client's /64) open
+	// connections on each port (429 on REST). Default MaxConns/16, at most
+	// 256 (connlimit.DefaultMaxPerIP): a handful of addresses cannot fill
+	// MaxConns.
 	MaxConnsPerIP int
+	// FirstByteTimeout closes a new connection, REST or gRPC, that sends
+	// nothing for this long, well before ReadHeaderTimeout: connections
+	// opened and left silent hold their slot only briefly. Default 3s
+	// (connlimit.DefaultFirstByteTimeout); negative turns it off.
+	FirstByteTimeout time.Duration
 	// GRPCMaxStreams caps the concurrent calls of one gRPC connection.
 	// Default 256.
 	GRPCMaxStreams uint32
@@ -455,11 +462,15 @@ func (s *Server) capListeners(hl, gl net.Listener) (net.Listener, net.Listener, 
 			s.cfg.Logger.Warn("connection refused over the cap", slog.String("port", port), slog.String("remote", remote), slog.Bool("per_ip", perIP))
 		}
 	}
-	h, err := connlimit.Wrap(hl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, Refuse: refusal, OnRefuse: onRefuse("http")})
+	caps := func(port string, refuse func(bool) []byte) connlimit.Config {
+		return connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, FirstByteTimeout: s.cfg.FirstByteTimeout,
+			Refuse: refuse, OnRefuse: onRefuse(port)}
+	}
+	h, err := connlimit.Wrap(hl, caps("http", refusal))
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := connlimit.Wrap(gl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, OnRefuse: onRefuse("grpc")})
+	g, err := connlimit.Wrap(gl, caps("grpc", nil))
 	if err != nil {
 		return nil, nil, err
 	}
