@@ -1,8 +1,11 @@
 package contract_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -76,4 +79,28 @@ func TestText(t *testing.T) {
 			t.Errorf("Text[%d] = %v, want %v", i, got[i], want[i])
 		}
 	}
+}
+
+// FuzzValidateName: a product name holding a control character is always
+// refused on item.product_name, and a name without one is never refused
+// for holding one.
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"tea", "a\x00b", "\n", "\u0085", "緑茶", " x ", "\x7f", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !utf8.ValidString(name) {
+			return // protojson and the gRPC codec refuse it before the contract
+		}
+		vs, err := contract.Validate(&stockv1.CreateStockRequest{Item: item(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := slices.ContainsFunc(vs, func(v apierr.FieldViolation) bool {
+			return v.Field == "item.product_name" && strings.Contains(v.Description, "control characters")
+		})
+		if want := strings.IndexFunc(name, unicode.IsControl) >= 0; refused != want {
+			t.Errorf("name %q: refused for control characters %v, want %v (%v)", name, refused, want, vs)
+		}
+	})
 }
