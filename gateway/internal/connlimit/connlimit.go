@@ -44,6 +44,10 @@ type Config struct {
 	// client's /64, which one host usually holds whole). 0 means
 	// DefaultMaxPerIP(Max).
 	MaxPerIP int
+	// Shared are the addresses that speak for many clients (the trusted
+	// proxies in front of the gateway): their connections count against Max
+	// only, not against MaxPerIP. Empty: none.
+	Shared []netip.Prefix
 	// FirstByteTimeout closes a new connection that has sent nothing for
 	// this long. The server's own read deadlines still apply; this one
 	// ends with the first byte. 0 means DefaultFirstByteTimeout; negative
@@ -117,7 +121,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.mu.Lock()
-		if l.perIP[addr] >= l.cfg.MaxPerIP {
+		if l.perIP[addr] >= l.cfg.MaxPerIP && !l.shared(addr) {
 			l.mu.Unlock()
 			l.open.Add(-1)
 			l.refuse(c, true)
@@ -133,6 +137,16 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		return cc, nil
 	}
+}
+
+// shared reports whether addr is one of Config.Shared.
+func (l *Listener) shared(addr netip.Addr) bool {
+	for _, p := range l.cfg.Shared {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse answers and closes c without blocking Accept on a slow reader.

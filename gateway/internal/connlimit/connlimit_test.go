@@ -199,3 +199,34 @@ func (f fakeConn) RemoteAddr() net.Addr {
 	ap := netip.MustParseAddrPort(f.remote)
 	return net.TCPAddrFromAddrPort(ap)
 }
+
+// TestSharedAddressesHeldToTheOverallCapOnly: a trusted proxy speaks for
+// many clients, so its connections pass the per-address cap; another
+// address is still held to it, and the overall cap holds for both.
+func TestSharedAddressesHeldToTheOverallCapOnly(t *testing.T) {
+	t.Parallel()
+	l, conns := acceptAll(t, Config{Max: 4, MaxPerIP: 1, FirstByteTimeout: -1, Shared: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
+	accepted := func(src string) {
+		t.Helper()
+		dialFrom(t, src, l.Addr())
+		select {
+		case <-conns:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a connection from %s within the caps was not accepted", src)
+		}
+	}
+	for range 3 {
+		accepted("127.0.0.2")
+	}
+	accepted("127.0.0.3")
+	for _, src := range []string{"127.0.0.3", "127.0.0.2"} { // per address, then overall
+		c := dialFrom(t, src, l.Addr())
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("connection from %s over a cap: read %v, want it closed", src, err)
+		}
+	}
+	if got, want := l.Open(), 4; got != want {
+		t.Errorf("open %d, want %d", got, want)
+	}
+}

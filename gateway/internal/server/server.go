@@ -181,7 +181,8 @@ type Limits struct {
 	// MaxConnsPerIP caps one client address's (an IPv6 client's /64) open
 	// connections on each port (429 on REST). Default MaxConns/16, at most
 	// 256 (connlimit.DefaultMaxPerIP): a handful of addresses cannot fill
-	// MaxConns.
+	// MaxConns. Config.TrustedProxies speak for many clients and are held
+	// to MaxConns only.
 	MaxConnsPerIP int
 	// FirstByteTimeout closes a new connection, REST or gRPC, that sends
 	// nothing for this long, well before ReadHeaderTimeout: connections
@@ -464,7 +465,7 @@ func (s *Server) capListeners(hl, gl net.Listener) (net.Listener, net.Listener, 
 	}
 	caps := func(port string, refuse func(bool) []byte) connlimit.Config {
 		return connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, FirstByteTimeout: s.cfg.FirstByteTimeout,
-			Refuse: refuse, OnRefuse: onRefuse(port)}
+			Shared: s.cfg.TrustedProxies, Refuse: refuse, OnRefuse: onRefuse(port)}
 	}
 	h, err := connlimit.Wrap(hl, caps("http", refusal))
 	if err != nil {
