@@ -139,7 +139,7 @@ func run(fs *flag.FlagSet, args []string) error {
 		authRefresh      = fs.Duration("auth-jwks-refresh", envDuration("GATEWAY_AUTH_JWKS_REFRESH", auth.DefaultRefreshInterval), "how often a JWKS URL is fetched again; an unknown kid also triggers a fetch, at most every 10s (env GATEWAY_AUTH_JWKS_REFRESH)")
 		rateLimit        = fs.Float64("rate-limit", envFloat("GATEWAY_RATE_LIMIT", 0), "requests per second per client (token subject, else client IP); 0 turns rate limiting off (env GATEWAY_RATE_LIMIT)")
 		rateBurst        = fs.Int64("rate-burst", envInt("GATEWAY_RATE_BURST", 0), "requests a client may send at once; 0 means the rate rounded up (env GATEWAY_RATE_BURST)")
-		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
+		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; their connections are held to -max-conns only, not -max-conns-per-ip; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
 
 		corsOrigins       = fs.String("cors-origins", env("GATEWAY_CORS_ORIGINS", ""), "origins allowed to call the REST API from a browser, comma-separated (* for any); empty turns CORS off (env GATEWAY_CORS_ORIGINS)")
 		maxBodyBytes      = fs.Int64("max-body-bytes", envInt("GATEWAY_MAX_BODY_BYTES", server.DefaultMaxBodyBytes), "largest REST request body (413 above) and gRPC request message (RESOURCE_EXHAUSTED) (env GATEWAY_MAX_BODY_BYTES)")
