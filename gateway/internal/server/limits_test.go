@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,18 +33,20 @@ type served struct {
 
 func serveWithLimits(tb testing.TB, lim server.Limits) *served {
 	tb.Helper()
+	return serveConfig(tb, server.Config{Limits: lim})
+}
+
+// serveConfig serves cfg with the test's services, handler and logger.
+func serveConfig(tb testing.TB, cfg server.Config) *served {
+	tb.Helper()
 	calls := &atomic.Int64{}
-	handler := func(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+	cfg.Handler = func(ctx context.Context, fullMethod string, req, resp proto.Message) error {
 		calls.Add(1)
 		return fakeHandler(ctx, fullMethod, req, resp)
 	}
-	srv, err := server.New(server.Config{
-		Services: app.Services(),
-		Register: app.Registers(),
-		Handler:  handler,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Limits:   lim,
-	})
+	cfg.Services, cfg.Register = app.Services(), app.Registers()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -380,4 +383,34 @@ func dialTo(tb testing.TB, src, addr string) net.Conn {
 	}
 	tb.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestTrustedProxyPassesThePerAddressCap: a trusted proxy's connections
+// are held to the overall cap only; another address still gets 429 over
+// its share.
+func TestTrustedProxyPassesThePerAddressCap(t *testing.T) {
+	t.Parallel()
+	s := serveConfig(t, server.Config{
+		Limits:         server.Limits{MaxConns: 8, MaxConnsPerIP: 1, FirstByteTimeout: -1},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
+	})
+	answer := func(src string) string {
+		t.Helper()
+		c := s.dialFrom(t, src)
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf)
+		return string(buf[:n])
+	}
+	for i := range 3 {
+		if got := answer("127.0.0.2"); got != "" {
+			t.Errorf("the proxy's connection %d: %q, want it held open", i+1, got)
+		}
+	}
+	if got := answer("127.0.0.3"); got != "" {
+		t.Errorf("another address's first connection: %q, want it held open", got)
+	}
+	if got := answer("127.0.0.3"); !strings.HasPrefix(got, "HTTP/1.1 429") {
+		t.Errorf("another address's second connection: %q, want 429", got)
+	}
 }
