@@ -239,7 +239,7 @@ for i in "${!BACKENDS[@]}"; do
   # shellcheck disable=SC2046
   start "b-${b}" service_b env $(service_env "${b}" b "${b_db}") PORT="$((base + 1))" \
     SERVICE_A_URL="${URL[a-${b}]}" "${PY}" -m app
-  start "gw-${b}" "${ROOT}" "${BIN}/gateway" -http-addr "127.0.0.1:$((base + 2))" -grpc-addr "127.0.0.1:$((base + 3))" \
+  start "gw-${b}" "${ROOT}" "${BIN}/gateway" -http-addr "127.0.0.1:$((base + 2))" -grpc-addr "127.0.0.1:$((base + 3))" -admin-addr= \
     -service-a "${URL[a-${b}]}" -service-b "${URL[b-${b}]}" -kafka-brokers "${BROKERS}" \
     -kafka-topics "shop.cart.v1=${RUN}.${b}.cart,shop.order.v1=${RUN}.${b}.order,shop.stock.v1=${RUN}.${b}.stock" \
     -outbox-dir "${WORK}/outbox-${b}" -outbox-sync always -log-level warn "${AUTH_FLAGS[@]}" \

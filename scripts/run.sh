@@ -24,7 +24,7 @@
 # the curl examples return data; SEED=0 turns that off.
 #
 # Environment (defaults in brackets):
-#   HTTP_PORT [8080]  GRPC_PORT [9090]  SERVICE_A_PORT [8002]  SERVICE_B_PORT [8001]
+#   HTTP_PORT [8080]  GRPC_PORT [9090]  ADMIN_PORT [9464]  SERVICE_A_PORT [8002]  SERVICE_B_PORT [8001]
 #   KAFKA_PORT [9092] KAFKA_CONTROLLER_PORT [9093]   (read by scripts/kafka.sh too)
 #   RUN_DIR [.run]    data and logs
 #   SEED [1]          0: do not seed products into an empty stock
@@ -32,6 +32,7 @@
 #   KEEP_KAFKA [0]    1: leave the broker running on exit
 #   DEMO_USER [7]     user id of the demo token printed at start
 #   SERVICE_A_DATABASE_URL, SERVICE_B_DATABASE_URL  e.g. postgresql://... [SQLite files in RUN_DIR]
+#   GATEWAY_RATE_LIMIT, GATEWAY_RATE_BURST  the gateway's per-client rate limit [off]; the banner says which
 # The broker is stopped on exit only when this script started it.
 set -euo pipefail
 
@@ -42,6 +43,7 @@ cd "${ROOT}"
 readonly HOST=127.0.0.1
 HTTP_PORT="${HTTP_PORT:-8080}"
 GRPC_PORT="${GRPC_PORT:-9090}"
+ADMIN_PORT="${ADMIN_PORT:-9464}"
 SERVICE_A_PORT="${SERVICE_A_PORT:-8002}"
 SERVICE_B_PORT="${SERVICE_B_PORT:-8001}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -172,7 +174,7 @@ wait_ready() {
 for tool in go python3 java mvn curl setsid ss; do
   command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found; make run needs Go, Python 3, Java 17+, Maven, curl, setsid and ss"
 done
-for port in "${HTTP_PORT}" "${GRPC_PORT}" "${SERVICE_A_PORT}" "${SERVICE_B_PORT}"; do
+for port in "${HTTP_PORT}" "${GRPC_PORT}" "${ADMIN_PORT}" "${SERVICE_A_PORT}" "${SERVICE_B_PORT}"; do
   if port_taken "${port}"; then
     die "port ${port} is in use: $(ss -Hltnp "sport = :${port}" | head -1)"
   fi
@@ -246,7 +248,7 @@ wait_ready service_a "http://${HOST}:${SERVICE_A_PORT}/readyz"
 wait_ready service_b "http://${HOST}:${SERVICE_B_PORT}/readyz"
 
 start gateway "${ROOT}" "${GATEWAY_BIN}" \
-  -http-addr "${HOST}:${HTTP_PORT}" -grpc-addr "${HOST}:${GRPC_PORT}" \
+  -http-addr "${HOST}:${HTTP_PORT}" -grpc-addr "${HOST}:${GRPC_PORT}" -admin-addr "${HOST}:${ADMIN_PORT}" \
   -service-a "http://${HOST}:${SERVICE_A_PORT}" -service-b "http://${HOST}:${SERVICE_B_PORT}" \
   -kafka-brokers "${BROKER}" -outbox-dir "${RUN_DIR}/outbox" -log-format text "${AUTH_FLAGS[@]}" \
   -service-signing-key "${SVC_KEY}"
@@ -278,14 +280,23 @@ EOF
   fi
 fi
 
+# The gateway reads GATEWAY_RATE_LIMIT and GATEWAY_RATE_BURST from this
+# environment; say what they make of it.
+RATE_LINE="off (GATEWAY_RATE_LIMIT=50 GATEWAY_RATE_BURST=100 make run turns it on)"
+if [[ -n "${GATEWAY_RATE_LIMIT:-}" && "${GATEWAY_RATE_LIMIT}" != 0 ]]; then
+  RATE_LINE="on: ${GATEWAY_RATE_LIMIT} requests/s per client, bursts of ${GATEWAY_RATE_BURST:-the rate}; over it 429"
+fi
+
 cat <<EOF
 [run] ------------------------------------------------------------------------
 [run] ready in $((SECONDS - STARTED)) s. Listening on:
-[run]   gateway REST  ${REST}         (/healthz, /readyz)
+[run]   gateway REST  ${REST}         (the API, /healthz, one-word /readyz)
+[run]   gateway admin http://${HOST}:${ADMIN_PORT}         (/metrics, /readyz with every dependency; loopback only)
 [run]   gateway gRPC  ${HOST}:${GRPC_PORT}          (reflection and grpc.health.v1 on)
 [run]   service_a     http://${HOST}:${SERVICE_A_PORT}    service_b  http://${HOST}:${SERVICE_B_PORT}
 [run]                 (they answer 401 without a signed identity; make -s service-header SVC=service_a prints one)
 [run]   Kafka         ${BROKER}          data in ${RUN_DIR}, raw logs in ${RUN_DIR}/logs
+[run] Rate limiting: ${RATE_LINE}
 [run] Tokens (valid 24 h; make -s token SUB=7 [SCOPE=shop:admin] prints a new one):
 [run]   export TOKEN=${DEMO_TOKEN}
 [run]   export ADMIN_TOKEN=${ADMIN_TOKEN}

@@ -60,7 +60,7 @@ var allowed = map[string][]string{
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys", "gateway/internal/svcid"},
 	"gateway/cmd/asyncapigen":      {"gateway/internal/events", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},

@@ -59,6 +59,22 @@ def test_blank_name_refused(name: str) -> None:
         StockCreate.model_validate({"product_id": 1, "product_name": name, "quantity": 0, "price_cents": 0})
 
 
+@pytest.mark.parametrize("name", ["a\x00b", "\x00", "tea\n", "tab\there", "bell\x07", "del\x7f", "c1\x85", " \x1b[31m"])
+def test_control_characters_in_name_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="control characters"):
+        StockCreate.model_validate({"product_id": 1, "product_name": name, "quantity": 0, "price_cents": 0})
+
+
+@pytest.mark.parametrize("name", ["green tea", "Grüner Tee", "緑茶", "tea\u00a0bag"])
+def test_printable_names_kept(name: str) -> None:
+    assert (
+        StockCreate.model_validate(
+            {"product_id": 1, "product_name": name, "quantity": 0, "price_cents": 0}
+        ).product_name
+        == name
+    )
+
+
 def test_timestamp_format() -> None:
     from datetime import datetime, timedelta, timezone
 

@@ -38,6 +38,8 @@ REQUIREMENTS = ROOT / "requirements.txt"
 # Environment the gateway container gets; each name must be read by the binary.
 GATEWAY_ENV = {
     "GATEWAY_HTTP_ADDR",
+    "GATEWAY_RATE_LIMIT",
+    "GATEWAY_RATE_BURST",
     "GATEWAY_GRPC_ADDR",
     "SERVICE_A_URL",
     "SERVICE_B_URL",
@@ -777,6 +779,18 @@ def test_gateway_reads_the_environment_compose_sets(compose):
     assert env["GATEWAY_OUTBOX_DIR"] in {
         str(v).split(":", 1)[1] for v in compose["services"]["gateway"].get("volumes") or []
     }, "the outbox dir must be on a volume"
+
+
+def test_gateway_rate_limits_clients(compose):
+    """Compose runs the gateway with its per-client rate limit on, at the
+    figures the README states."""
+    env = env_of(compose["services"]["gateway"])
+    rate, burst = float(env["GATEWAY_RATE_LIMIT"]), int(env["GATEWAY_RATE_BURST"])
+    assert rate > 0, "the rate limit is off in compose"
+    assert burst >= rate, f"a burst of {burst} is below the rate {rate}"
+    readme = (ROOT / "README.md").read_text()
+    stated = f"{env['GATEWAY_RATE_LIMIT']} requests per second per client, bursts of {env['GATEWAY_RATE_BURST']}"
+    assert stated in readme, f"the README does not state compose's rate limit ({stated!r})"
 
 
 def test_gateway_verifies_tokens_of_the_keys_job(compose):

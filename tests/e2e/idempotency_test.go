@@ -126,7 +126,7 @@ func TestAnotherUsersKeyIsADifferentKey(t *testing.T) {
 
 	// Every intent resolved and every event published, then: one event per change.
 	eventually(t, 60*time.Second, func() string {
-		_, _, ready := s.Do(t, "GET", "/readyz", "")
+		_, ready := s.Readiness(t)
 		if n := findNumber(ready, "intents"); n != 0 {
 			return fmt.Sprintf("%v intents still open", n)
 		}
@@ -207,7 +207,7 @@ func TestIntentOfAKilledServiceIsResolved(t *testing.T) {
 
 	const deadline, resolveAfter, slack = 2 * time.Second, 5 * time.Second, 5 * time.Second
 	eventually(t, 60*time.Second, func() string {
-		_, _, ready := s.Do(t, "GET", "/readyz", "")
+		_, ready := s.Readiness(t)
 		if n := findNumber(ready, "intents"); n != 0 {
 			return fmt.Sprintf("%v intents still open", n)
 		}

@@ -331,7 +331,7 @@ func TestGracefulRestartDeliversNothingAgain(t *testing.T) {
 	// after their deadline; wait until none is open and all is published.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		_, _, ready := s.Do(t, "GET", "/readyz", "")
+		_, ready := s.Readiness(t)
 		check, _ := ready["outbox"].(map[string]any)
 		ob, _ := check["detail"].(map[string]any)
 		if ob != nil && fmt.Sprint(ob["intents"]) == "0" && fmt.Sprint(ob["depth"]) == "0" {

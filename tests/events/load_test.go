@@ -327,7 +327,8 @@ func drainedAndIdle(ctx context.Context, s *harness.Stack, read *atomic.Int64) b
 	}
 }
 
-// readyz returns the gateway's /readyz status and body.
+// readyz returns the status and body of /readyz on the gateway's admin
+// listener (the body with every check's details).
 func readyz(tb testing.TB, s *harness.Stack) (int, map[string]any) {
 	tb.Helper()
 	code, body, err := getReadyz(context.Background(), s)
@@ -337,9 +338,10 @@ func readyz(tb testing.TB, s *harness.Stack) (int, map[string]any) {
 	return code, body
 }
 
-// getReadyz gets the gateway's /readyz status and body.
+// getReadyz gets the status and body of /readyz on the gateway's admin
+// listener.
 func getReadyz(ctx context.Context, s *harness.Stack) (int, map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.RESTURL()+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.AdminURL()+"/readyz", nil)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -124,6 +124,9 @@ func StartCluster(tb testing.TB, opts ClusterOptions) *Cluster {
 			"-log-format", "text",
 			"-log-level", "warn",
 		}
+		if gatewayHasFlag(c.gatewayBin, "admin-addr") {
+			args = append(args, "-admin-addr=") // several gateways: none on the default address
+		}
 		args = append(args, c.authArgs(false)...)
 		p := c.start(fmt.Sprintf("gateway-%d", i+1), root, os.Environ(), c.gatewayBin, args...)
 		gateways = append(gateways, started{p, url + "/readyz"})

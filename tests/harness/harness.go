@@ -77,7 +77,7 @@ type Stack struct {
 	env
 	opts Options
 
-	httpPort, grpcPort, aPort, bPort int
+	httpPort, grpcPort, adminPort, aPort, bPort int
 
 	mu         sync.Mutex
 	procs      map[string]*process
@@ -141,8 +141,8 @@ func Start(tb testing.TB, opts Options) *Stack {
 		procs:   map[string]*process{},
 		kafkaUp: true,
 	}
-	ports := freePorts(tb, 4)
-	s.httpPort, s.grpcPort, s.aPort, s.bPort = ports[0], ports[1], ports[2], ports[3]
+	ports := freePorts(tb, 5)
+	s.httpPort, s.grpcPort, s.aPort, s.bPort, s.adminPort = ports[0], ports[1], ports[2], ports[3], ports[4]
 	tb.Cleanup(s.stopAll)
 
 	// A and B start together: neither needs the other to become ready.
@@ -160,6 +160,11 @@ func (s *Stack) RESTURL() string { return s.serviceURL(s.httpPort) }
 
 // GRPCAddr is the gateway's gRPC address, 127.0.0.1:PORT.
 func (s *Stack) GRPCAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.grpcPort)) }
+
+// AdminURL is the base URL of the gateway's admin listener,
+// http://127.0.0.1:PORT: /metrics and /readyz with every dependency's
+// details.
+func (s *Stack) AdminURL() string { return s.serviceURL(s.adminPort) }
 
 // ServiceAURL is service_a's base URL (for checks that bypass the gateway).
 func (s *Stack) ServiceAURL() string { return s.serviceURL(s.aPort) }
@@ -385,6 +390,9 @@ func (s *Stack) gatewayArgs() []string {
 	}
 	if gatewayHasFlag(s.gatewayBin, "outbox-dir") {
 		args = append(args, "-outbox-dir", s.OutboxDir())
+	}
+	if gatewayHasFlag(s.gatewayBin, "admin-addr") {
+		args = append(args, "-admin-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.adminPort)))
 	}
 	args = append(args, s.authArgs(s.opts.NoAuth)...)
 	return append(args, s.opts.GatewayArgs...)

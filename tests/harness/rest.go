@@ -17,7 +17,8 @@ var restClient = &http.Client{Timeout: 30 * time.Second}
 // response headers and the body decoded as a JSON object (nil when the body
 // is empty or not an object; JSON numbers become float64). path includes the
 // query; body is sent as application/json unless empty; headers are
-// name, value pairs. A transport error fails tb.
+// name, value pairs, which replace the defaults (a name given twice is sent
+// twice). A transport error fails tb.
 //
 // The request carries the stack's admin token unless headers name
 // Authorization: its value is sent instead, and an empty value sends none.
@@ -31,6 +32,23 @@ func (s *Stack) Do(tb testing.TB, method, path, body string, headers ...string) 
 		}
 	}
 	return status, h, m
+}
+
+// Readiness gets /readyz from the gateway's admin listener: its status and
+// its body, which has every check's details (the public port's has only
+// the status word).
+func (s *Stack) Readiness(tb testing.TB) (int, map[string]any) {
+	tb.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(s.AdminURL() + "/readyz")
+	if err != nil {
+		tb.Fatalf("harness: GET %s/readyz: %v", s.AdminURL(), err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		tb.Fatalf("harness: admin /readyz body: %v", err)
+	}
+	return resp.StatusCode, m
 }
 
 // DoRaw is Do returning the undecoded body.
@@ -51,14 +69,21 @@ func (s *Stack) DoRaw(tb testing.TB, method, path, body string, headers ...strin
 		req.Header.Set("Content-Type", "application/json")
 	}
 	auth := false
+	given := map[string]bool{} // a name given twice is sent twice
 	for i := 0; i < len(headers); i += 2 {
-		if http.CanonicalHeaderKey(headers[i]) == "Authorization" {
+		name := http.CanonicalHeaderKey(headers[i])
+		if name == "Authorization" {
 			auth = true
 			if headers[i+1] == "" {
 				continue
 			}
 		}
-		req.Header.Set(headers[i], headers[i+1])
+		if given[name] {
+			req.Header.Add(name, headers[i+1])
+			continue
+		}
+		given[name] = true
+		req.Header.Set(name, headers[i+1])
 	}
 	if !auth {
 		req.Header.Set("Authorization", Bearer(s.AdminToken(tb)))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/auth"
+	"github.com/shopgateway/shop/gateway/internal/connlimit"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/forward"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
@@ -108,6 +109,7 @@ func run(fs *flag.FlagSet, args []string) error {
 	var (
 		httpAddr         = fs.String("http-addr", env("GATEWAY_HTTP_ADDR", server.DefaultHTTPAddr), "REST listen address (env GATEWAY_HTTP_ADDR)")
 		grpcAddr         = fs.String("grpc-addr", env("GATEWAY_GRPC_ADDR", server.DefaultGRPCAddr), "gRPC listen address (env GATEWAY_GRPC_ADDR)")
+		adminAddr        = fs.String("admin-addr", envSet("GATEWAY_ADMIN_ADDR", server.DefaultAdminAddr), "admin listen address: /metrics and /readyz with dependency details; keep it private (loopback); empty turns it off (env GATEWAY_ADMIN_ADDR, also when set empty)")
 		serviceA         = fs.String("service-a", env("SERVICE_A_URL", app.DefaultServiceA), "service A instances, comma-separated base URLs (env SERVICE_A_URL)")
 		serviceB         = fs.String("service-b", env("SERVICE_B_URL", app.DefaultServiceB), "service B instances, comma-separated base URLs (env SERVICE_B_URL)")
 		upstreamTimeout  = fs.Duration("upstream-timeout", envDuration("GATEWAY_UPSTREAM_TIMEOUT", upstream.DefaultTimeout), "upstream call bound when the caller sets no deadline (env GATEWAY_UPSTREAM_TIMEOUT)")
@@ -142,7 +144,7 @@ func run(fs *flag.FlagSet, args []string) error {
 		svcIssuer        = fs.String("service-issuer", env("GATEWAY_SERVICE_ISSUER", svcid.DefaultIssuer), "the gateway's name (iss) in the identity assertions; the services must list it as a user issuer (env GATEWAY_SERVICE_ISSUER)")
 		rateLimit        = fs.Float64("rate-limit", envFloat("GATEWAY_RATE_LIMIT", 0), "requests per second per client (token subject, else client IP); 0 turns rate limiting off (env GATEWAY_RATE_LIMIT)")
 		rateBurst        = fs.Int64("rate-burst", envInt("GATEWAY_RATE_BURST", 0), "requests a client may send at once; 0 means the rate rounded up (env GATEWAY_RATE_BURST)")
-		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
+		trusted          = fs.String("trusted-proxies", env("GATEWAY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated; their connections are held to -max-conns only, not -max-conns-per-ip; empty trusts none (env GATEWAY_TRUSTED_PROXIES)")
 
 		corsOrigins       = fs.String("cors-origins", env("GATEWAY_CORS_ORIGINS", ""), "origins allowed to call the REST API from a browser, comma-separated (* for any); empty turns CORS off (env GATEWAY_CORS_ORIGINS)")
 		maxBodyBytes      = fs.Int64("max-body-bytes", envInt("GATEWAY_MAX_BODY_BYTES", server.DefaultMaxBodyBytes), "largest REST request body (413 above) and gRPC request message (RESOURCE_EXHAUSTED) (env GATEWAY_MAX_BODY_BYTES)")
@@ -152,7 +154,8 @@ func run(fs *flag.FlagSet, args []string) error {
 		writeTimeout      = fs.Duration("write-timeout", envDuration("GATEWAY_WRITE_TIMEOUT", server.DefaultWriteTimeout), "time allowed from the end of a REST request's header to the end of its response; keep it above the longest call deadline (env GATEWAY_WRITE_TIMEOUT)")
 		idleTimeout       = fs.Duration("idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", server.DefaultIdleTimeout), "an idle keep-alive REST connection or a gRPC connection without calls is closed after this (env GATEWAY_IDLE_TIMEOUT)")
 		maxConns          = fs.Int64("max-conns", envInt("GATEWAY_MAX_CONNS", 0), "open connections allowed per port; over it REST answers 503 and gRPC closes; 0 = 3/4 of the file-descriptor limit, at most 10000 (env GATEWAY_MAX_CONNS)")
-		maxConnsPerIP     = fs.Int64("max-conns-per-ip", envInt("GATEWAY_MAX_CONNS_PER_IP", 0), "open connections allowed per client address and port (REST answers 429 over it); 0 = max-conns/4 (env GATEWAY_MAX_CONNS_PER_IP)")
+		maxConnsPerIP     = fs.Int64("max-conns-per-ip", envInt("GATEWAY_MAX_CONNS_PER_IP", 0), "open connections allowed per client address (IPv6: per /64) and port (REST answers 429 over it); 0 = max-conns/16, at most 256 (env GATEWAY_MAX_CONNS_PER_IP)")
+		firstByteTimeout  = fs.Duration("first-byte-timeout", envDuration("GATEWAY_FIRST_BYTE_TIMEOUT", connlimit.DefaultFirstByteTimeout), "a new REST or gRPC connection that sends nothing for this long is closed; negative turns it off (env GATEWAY_FIRST_BYTE_TIMEOUT)")
 		grpcMaxStreams    = fs.Int64("grpc-max-streams", envInt("GATEWAY_GRPC_MAX_STREAMS", server.DefaultGRPCMaxStreams), "concurrent calls allowed on one gRPC connection (env GATEWAY_GRPC_MAX_STREAMS)")
 		grpcKeepaliveMin  = fs.Duration("grpc-keepalive-min-time", envDuration("GATEWAY_GRPC_KEEPALIVE_MIN_TIME", server.DefaultGRPCKeepaliveMinTime), "shortest keepalive ping interval allowed to gRPC clients; faster pingers are disconnected (env GATEWAY_GRPC_KEEPALIVE_MIN_TIME)")
 
@@ -208,6 +211,7 @@ func run(fs *flag.FlagSet, args []string) error {
 	cfg := app.Config{
 		HTTPAddr:         *httpAddr,
 		GRPCAddr:         *grpcAddr,
+		AdminAddr:        *adminAddr,
 		ServiceA:         app.SplitList(*serviceA),
 		ServiceB:         app.SplitList(*serviceB),
 		UpstreamTimeout:  *upstreamTimeout,
@@ -250,6 +254,7 @@ func run(fs *flag.FlagSet, args []string) error {
 			IdleTimeout:          *idleTimeout,
 			MaxConns:             int(*maxConns),
 			MaxConnsPerIP:        int(*maxConnsPerIP),
+			FirstByteTimeout:     *firstByteTimeout,
 			GRPCMaxStreams:       uint32(*grpcMaxStreams),
 			GRPCKeepaliveMinTime: *grpcKeepaliveMin,
 			CORSOrigins:          app.SplitList(*corsOrigins),

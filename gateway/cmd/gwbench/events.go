@@ -57,12 +57,17 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 		return err
 	}
 	defer stopOff()
-	onAddr, stopOn, err := start("gateway-on", app.EventsConfig{
+	// The events-on gateway's admin listener reports its outbox depth.
+	onAdmin, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	onAddr, _, stopOn, err := startGateway(withPart(ctx, "gateway-on"), app.Config{AdminAddr: onAdmin, Events: app.EventsConfig{
 		Brokers:           brokers,
 		OutboxDir:         filepath.Join(dir, "on"),
 		OutboxCommitDelay: commitDelay,
 		Topics:            benchTopics,
-	})
+	}}, upURL, log)
 	if err != nil {
 		return err
 	}
@@ -105,7 +110,7 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 	// The relay publishes the events-on gateway's backlog after its
 	// measurement; it must not run into the next target's.
 	on := post("SetStockLevel, events on (outbox+relay)", onAddr)
-	on.settle = func() { outboxState(client, onAddr, time.Minute) }
+	on.settle = func() { outboxState(client, onAdmin, time.Minute) }
 	targets := []target{
 		post(off, offAddr),
 		on,
@@ -117,17 +122,18 @@ func runEvents(ctx context.Context, upURL string, brokers []string, outboxParent
 		c, rounds, d, goMaxProcs(), dir, brokers)
 	printTable(targets, all)
 	printTotals(targets, all)
-	fmt.Printf("\nevents on: %s\n", outboxState(client, onAddr, 10*time.Second))
+	fmt.Printf("\nevents on: %s\n", outboxState(client, onAdmin, 10*time.Second))
 	return nil
 }
 
-// outboxState reads the Kafka and outbox entries of the gateway's /readyz,
-// after giving the relay up to limit to drain the outbox.
-func outboxState(client *http.Client, addr string, limit time.Duration) string {
+// outboxState reads the Kafka and outbox entries of the /readyz of the
+// gateway's admin listener (at admin), after giving the relay up to limit
+// to drain the outbox.
+func outboxState(client *http.Client, admin string, limit time.Duration) string {
 	var body map[string]json.RawMessage
 	deadline := time.Now().Add(limit)
 	for {
-		resp, err := client.Get("http://" + addr + "/readyz")
+		resp, err := client.Get("http://" + admin + "/readyz")
 		if err != nil {
 			return err.Error()
 		}

@@ -450,7 +450,8 @@ func listenPair() (hl, gl net.Listener, err error) {
 }
 
 // serveGateway serves a gateway configured by cfg in front of upURL on hl
-// and gl; stop shuts it down and releases it.
+// and gl, and its admin listener on cfg.AdminAddr when set; stop shuts it
+// down and releases it.
 func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upURL string, log *slog.Logger) (httpAddr, grpcAddr string, stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cfg.ServiceA, cfg.ServiceB, cfg.ShutdownTimeout = []string{upURL}, []string{upURL}, time.Second
@@ -476,9 +477,23 @@ func serveGateway(ctx context.Context, cfg app.Config, hl, gl net.Listener, upUR
 		gl.Close()
 		return "", "", nil, err
 	}
+	var al net.Listener // the admin listener, only where cfg names one
+	if cfg.AdminAddr != "" {
+		if al, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			cancel()
+			hl.Close()
+			gl.Close()
+			g.Close()
+			return "", "", nil, err
+		}
+	}
 	done := make(chan struct{})
 	go labelled(part, func() {
 		defer close(done)
+		if al != nil {
+			_ = g.Server.ServeAdminListeners(ctx, hl, gl, al)
+			return
+		}
 		_ = g.Server.ServeListeners(ctx, hl, gl)
 	})
 	return hl.Addr().String(), gl.Addr().String(), func() { cancel(); <-done; g.Close() }, nil

@@ -267,7 +267,7 @@ func startGatewayProcess(client *http.Client, bin, logPath, upURL string, authAr
 		return nil, "", "", err
 	}
 	args := append([]string{"-http-addr", httpAddr, "-grpc-addr", grpcAddr, "-service-a", upURL, "-service-b", upURL,
-		"-kafka-brokers=", "-log-format", "json"}, authArgs...)
+		"-kafka-brokers=", "-admin-addr=", "-log-format", "json"}, authArgs...)
 	gw, err = startChild("gateway", bin, logPath, "http://"+httpAddr+"/healthz", client, args...)
 	return gw, httpAddr, grpcAddr, err
 }

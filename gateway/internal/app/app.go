@@ -52,6 +52,10 @@ type Config struct {
 	// GRPCAddr is the gRPC listen address. Default server.DefaultGRPCAddr
 	// (":9090").
 	GRPCAddr string
+	// AdminAddr is the admin listener's address (/metrics, /readyz with
+	// details). Empty: none. main defaults it to server.DefaultAdminAddr
+	// (loopback).
+	AdminAddr string
 	// ServiceA lists the base URLs of service A's instances.
 	// Default DefaultServiceA.
 	ServiceA []string
@@ -316,6 +320,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	srv, err := server.New(server.Config{
 		HTTPAddr:        cfg.HTTPAddr,
 		GRPCAddr:        cfg.GRPCAddr,
+		AdminAddr:       cfg.AdminAddr,
 		Services:        Services(),
 		Register:        Registers(),
 		Handler:         fwd.Handle,
@@ -323,6 +328,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Ready:           ready,
 		Observe:         m.Observe,
 		Metrics:         m.Handler(),
+		Cacheable:       cacheable(),
 		APIDocs:         docs,
 		Tracing:         serverTracing,
 		Logger:          log,
@@ -372,6 +378,13 @@ func (g *Gateway) watchContract(pools map[string]*upstream.Pool, log *slog.Logge
 		<-done
 	})
 	return server.Check{Name: "contract", Shared: true, Func: w.Ready}, nil
+}
+
+// cacheable reports the RPCs whose successful REST answers caches may keep
+// (revalidating): the public ones, whose answer is the same for everyone.
+func cacheable() func(string) bool {
+	public := auth.PublicMethods(Services())
+	return func(fullMethod string) bool { return public[fullMethod] }
 }
 
 // newAuthorizer builds the token verifier (unless auth is disabled), the

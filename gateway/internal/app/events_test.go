@@ -55,9 +55,9 @@ func TestParseTopicMap(t *testing.T) {
 // port), a fake service answering every call with a stock item, and an
 // outbox of maxBytes in a temp dir. It returns the REST handler and the
 // count of upstream mutation calls.
-func eventsGateway(tb testing.TB, maxBytes int64) (http.Handler, *atomic.Int64) {
+func eventsGateway(tb testing.TB, maxBytes int64) (api, admin http.Handler, calls *atomic.Int64) {
 	tb.Helper()
-	var calls atomic.Int64
+	calls = &atomic.Int64{}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			calls.Add(1)
@@ -85,7 +85,7 @@ func eventsGateway(tb testing.TB, maxBytes int64) (http.Handler, *atomic.Int64) 
 		tb.Fatalf("New: %v", err)
 	}
 	tb.Cleanup(g.Close)
-	return g.Server.HTTPHandler(), &calls
+	return g.Server.HTTPHandler(), g.Server.AdminHandler(), calls
 }
 
 func do(tb testing.TB, h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
@@ -105,7 +105,7 @@ func do(tb testing.TB, h http.Handler, method, path, body string, hdr ...string)
 // upstream call; /readyz stays ready while Kafka is down.
 func TestEventsREST(t *testing.T) {
 	t.Parallel()
-	h, calls := eventsGateway(t, 0)
+	h, admin, calls := eventsGateway(t, 0)
 	const body = `{"product_id":7,"quantity":5}`
 	steps := []struct {
 		name         string
@@ -143,7 +143,7 @@ func TestEventsREST(t *testing.T) {
 			t.Errorf("%s: replayed body %s, want %s", st.name, rec.Body, firstBody)
 		}
 	}
-	rec := do(t, h, http.MethodGet, "/readyz", "")
+	rec := do(t, admin, http.MethodGet, "/readyz", "")
 	if got, want := rec.Code, http.StatusOK; got != want {
 		t.Errorf("/readyz with Kafka down: %d, want %d: %s", got, want, rec.Body)
 	}
@@ -165,7 +165,7 @@ func TestEventsOutboxFull(t *testing.T) {
 	// The cap's headroom (1/16, 1 KiB) must exceed one event (about 590
 	// bytes with its ce_dataschema), so that the refusal comes from
 	// admission, not from an append that no longer fits.
-	h, calls := eventsGateway(t, 16384)
+	h, admin, calls := eventsGateway(t, 16384)
 	var refused bool
 	for i := 0; i < 100 && !refused; i++ {
 		rec := do(t, h, http.MethodPost, "/stock/update", `{"product_id":7,"quantity":5}`)
@@ -192,8 +192,13 @@ func TestEventsOutboxFull(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		rec := do(t, h, http.MethodGet, "/readyz", "")
+		rec := do(t, admin, http.MethodGet, "/readyz", "")
 		if rec.Code == http.StatusServiceUnavailable && strings.Contains(rec.Body.String(), "outbox: full") {
+			// The public port says not ready, and nothing more.
+			pub := do(t, h, http.MethodGet, "/readyz", "")
+			if got, want := strings.TrimSpace(pub.Body.String()), `{"status":"not ready"}`; pub.Code != http.StatusServiceUnavailable || got != want {
+				t.Errorf("public /readyz with a full outbox: %d %s, want 503 %s", pub.Code, got, want)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -86,3 +86,19 @@ func compileRule(md protoreflect.MethodDescriptor) (*rule, error) {
 	}
 	return r, nil
 }
+
+// PublicMethods returns the full method names ("/shop.stock.v1.StockService/GetStock")
+// of the RPCs of services whose policy is ACCESS_PUBLIC: anyone may call
+// them, and the answer does not depend on who asked.
+func PublicMethods(services []protoreflect.ServiceDescriptor) map[string]bool {
+	out := map[string]bool{}
+	for _, sd := range services {
+		for i := range sd.Methods().Len() {
+			md := sd.Methods().Get(i)
+			if p := PolicyOf(md); p != nil && p.GetAccess() == annotationsv1.Access_ACCESS_PUBLIC {
+				out["/"+string(sd.FullName())+"/"+string(md.Name())] = true
+			}
+		}
+	}
+	return out
+}

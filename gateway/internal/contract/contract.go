@@ -11,8 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
+	"unicode"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -131,6 +133,70 @@ func check(m protoreflect.Message, prefix string, out *[]apierr.FieldViolation) 
 	}
 }
 
+// Text returns a violation for every string field of m, in nested
+// messages, lists and map values too, that holds a control character
+// (Unicode category Cc: C0 such as NUL, newline and escape, DEL, C1). No
+// text of the API is meant to hold one, and one store cannot (PostgreSQL's
+// text refuses NUL): the gateway refuses them for every request field,
+// whatever the field's own rules say.
+func Text(m protoreflect.Message) []apierr.FieldViolation {
+	var out []apierr.FieldViolation
+	text(m, "", &out)
+	return out
+}
+
+const controlText = "must not contain control characters"
+
+func text(m protoreflect.Message, prefix string, out *[]apierr.FieldViolation) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() { // declaration order, for a stable answer
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		v, name := m.Get(fd), prefix+string(fd.Name())
+		switch {
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				at := name + "[" + strconv.Quote(k.String()) + "]"
+				if fd.MapKey().Kind() == protoreflect.StringKind && hasControl(k.String()) {
+					*out = append(*out, apierr.FieldViolation{Field: at, Description: "key " + controlText})
+				}
+				textValue(fd.MapValue(), mv, at, out)
+				return true
+			})
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				textValue(fd, l.Get(i), name+"["+strconv.Itoa(i)+"]", out)
+			}
+		default:
+			textValue(fd, v, name, out)
+		}
+	}
+}
+
+// textValue checks one value of fd's kind found at path.
+func textValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, out *[]apierr.FieldViolation) {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if hasControl(v.String()) {
+			*out = append(*out, apierr.FieldViolation{Field: path, Description: controlText})
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		text(v.Message(), path+".", out)
+	}
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return true
+		}
+	}
+	return false
+}
+
 // validator is the one protovalidate validator of the process: it compiles
 // a message type's rules on first use and keeps them.
 var validator = sync.OnceValues(func() (protovalidate.Validator, error) {
@@ -138,12 +204,18 @@ var validator = sync.OnceValues(func() (protovalidate.Validator, error) {
 })
 
 // Validate returns a violation for every required field of m that is unset
-// (see Check) and for every protovalidate rule m breaks, at most one per
-// field (the required one first). An error is returned only when the rules
+// (see Check), every string field with a control character (see Text) and
+// every protovalidate rule m breaks, at most one per field (in that
+// order). An error is returned only when the rules
 // themselves cannot be evaluated, which is a defect of the proto, not of
 // the request.
 func Validate(m proto.Message) ([]apierr.FieldViolation, error) {
 	vs := Check(m.ProtoReflect())
+	for _, fv := range Text(m.ProtoReflect()) {
+		if !slices.ContainsFunc(vs, func(o apierr.FieldViolation) bool { return o.Field == fv.Field }) {
+			vs = append(vs, fv)
+		}
+	}
 	v, err := validator()
 	if err != nil {
 		return nil, fmt.Errorf("contract: protovalidate: %w", err)

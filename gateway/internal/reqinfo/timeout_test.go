@@ -16,8 +16,11 @@ func TestValidGrpcTimeout(t *testing.T) {
 	}{
 		{"5S", true},
 		{"1n", true},
-		{"0H", true},
-		{"009u", true},
+		{"0H", false},
+		{"0S", false},
+		{"00000000m", false},
+		{"009u", false},
+		{"90u", true},
 		{"99999999M", true},
 		{"100m", true},
 		{"", false},

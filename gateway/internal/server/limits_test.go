@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,18 +33,20 @@ type served struct {
 
 func serveWithLimits(tb testing.TB, lim server.Limits) *served {
 	tb.Helper()
+	return serveConfig(tb, server.Config{Limits: lim})
+}
+
+// serveConfig serves cfg with the test's services, handler and logger.
+func serveConfig(tb testing.TB, cfg server.Config) *served {
+	tb.Helper()
 	calls := &atomic.Int64{}
-	handler := func(ctx context.Context, fullMethod string, req, resp proto.Message) error {
+	cfg.Handler = func(ctx context.Context, fullMethod string, req, resp proto.Message) error {
 		calls.Add(1)
 		return fakeHandler(ctx, fullMethod, req, resp)
 	}
-	srv, err := server.New(server.Config{
-		Services: app.Services(),
-		Register: app.Registers(),
-		Handler:  handler,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Limits:   lim,
-	})
+	cfg.Services, cfg.Register = app.Services(), app.Registers()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -75,13 +78,7 @@ func (s *served) getStock(tb testing.TB) int {
 // address (127.0.0.x), so that tests can be several clients.
 func (s *served) dialFrom(tb testing.TB, src string) net.Conn {
 	tb.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
-	if err != nil {
-		tb.Fatalf("dial from %s: %v", src, err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
+	return dialTo(tb, src, strings.TrimPrefix(s.url, "http://"))
 }
 
 // closedWithin reads from c until it is closed by the server, failing tb if
@@ -257,7 +254,9 @@ func TestSlowClientsCutOff(t *testing.T) {
 // caps is served; closing connections frees their slots.
 func TestConnectionCaps(t *testing.T) {
 	t.Parallel()
-	s := serveWithLimits(t, server.Limits{MaxConns: 5, MaxConnsPerIP: 2})
+	// Held connections stay silent: no first-byte bound, so that only the
+	// caps decide here (TestFloodFromFourAddresses has the bound).
+	s := serveWithLimits(t, server.Limits{MaxConns: 5, MaxConnsPerIP: 2, FirstByteTimeout: -1})
 	var held []net.Conn
 	hold := func(src string) { held = append(held, s.dialFrom(t, src)) }
 	refused := func(src, want string) {
@@ -317,5 +316,101 @@ func TestConnectionCaps(t *testing.T) {
 			t.Fatalf("after closing the held connections: %v %v, want 200", resp, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFloodFromFourAddresses: four addresses opening many silent
+// connections to both ports get no more than their share (the rest is
+// refused, 429 on REST), a normal client is served over REST and gRPC
+// meanwhile, and the silent connections are closed at the first-byte
+// bound, long before the header timeout.
+func TestFloodFromFourAddresses(t *testing.T) {
+	t.Parallel()
+	const bound = time.Second
+	s := serveWithLimits(t, server.Limits{MaxConns: 64, FirstByteTimeout: bound}) // 4 per address
+	var silent []net.Conn
+	refused429 := 0
+	start := time.Now()
+	for i := 2; i <= 5; i++ {
+		src := fmt.Sprintf("127.0.0.%d", i)
+		for range 8 {
+			silent = append(silent, dialTo(t, src, strings.TrimPrefix(s.url, "http://")), dialTo(t, src, s.grpcAddr))
+		}
+	}
+	// The REST connections over the share are answered 429 at once.
+	for _, c := range silent {
+		if c.RemoteAddr().String() != strings.TrimPrefix(s.url, "http://") {
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		buf := make([]byte, 32)
+		if n, _ := c.Read(buf); strings.HasPrefix(string(buf[:n]), "HTTP/1.1 429") {
+			refused429++
+		}
+	}
+	if got, want := refused429, 4*(8-4); got != want {
+		t.Errorf("REST connections refused with 429: %d, want %d (8 per address, 4 allowed)", got, want)
+	}
+	if got, want := s.getStock(t), http.StatusOK; got != want {
+		t.Errorf("normal REST client during the flood: %d, want %d", got, want)
+	}
+	cc, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := stockv1.NewStockServiceClient(cc).GetStock(ctx, &stockv1.GetStockRequest{ProductId: 1}); err != nil {
+		t.Errorf("normal gRPC client during the flood: %v", err)
+	}
+	// Every silent connection is closed by the server near the bound.
+	for _, c := range silent {
+		closedWithin(t, c, 3*bound)
+	}
+	if d := time.Since(start); d > 5*bound {
+		t.Errorf("silent connections closed after %v, want about %v", d, bound)
+	}
+}
+
+// dialTo opens a TCP connection to addr from a loopback source address.
+func dialTo(tb testing.TB, src, addr string) net.Conn {
+	tb.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestTrustedProxyPassesThePerAddressCap: a trusted proxy's connections
+// are held to the overall cap only; another address still gets 429 over
+// its share.
+func TestTrustedProxyPassesThePerAddressCap(t *testing.T) {
+	t.Parallel()
+	s := serveConfig(t, server.Config{
+		Limits:         server.Limits{MaxConns: 8, MaxConnsPerIP: 1, FirstByteTimeout: -1},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
+	})
+	answer := func(src string) string {
+		t.Helper()
+		c := s.dialFrom(t, src)
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf)
+		return string(buf[:n])
+	}
+	for i := range 3 {
+		if got := answer("127.0.0.2"); got != "" {
+			t.Errorf("the proxy's connection %d: %q, want it held open", i+1, got)
+		}
+	}
+	if got := answer("127.0.0.3"); got != "" {
+		t.Errorf("another address's first connection: %q, want it held open", got)
+	}
+	if got := answer("127.0.0.3"); !strings.HasPrefix(got, "HTTP/1.1 429") {
+		t.Errorf("another address's second connection: %q, want 429", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
@@ -16,7 +17,8 @@ import (
 
 // TestReadyzShared: a failing shared dependency (an upstream service) is
 // shown but leaves /readyz 200 "degraded"; a failing check of the instance
-// itself (its outbox) makes it 503.
+// itself (its outbox) makes it 503. The public port says only the verdict;
+// the admin handler also shows each check and its error.
 func TestReadyzShared(t *testing.T) {
 	t.Parallel()
 	ok := func(context.Context) (any, error) { return nil, nil }
@@ -44,15 +46,28 @@ func TestReadyzShared(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := httptest.NewRecorder()
-			srv.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-			var body map[string]any
-			_ = json.Unmarshal(rec.Body.Bytes(), &body)
-			if got, want := rec.Code, tc.wantStatus; got != want {
-				t.Errorf("status = %d, want %d (%s)", got, want, rec.Body)
-			}
-			if got, want := body["status"], tc.wantState; got != want {
-				t.Errorf("status field = %v, want %q", got, want)
+			for _, port := range []struct {
+				name    string
+				h       http.Handler
+				details bool
+			}{{"public", srv.HTTPHandler(), false}, {"admin", srv.AdminHandler(), true}} {
+				rec := httptest.NewRecorder()
+				port.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+				var body map[string]any
+				_ = json.Unmarshal(rec.Body.Bytes(), &body)
+				if got, want := rec.Code, tc.wantStatus; got != want {
+					t.Errorf("%s: status = %d, want %d (%s)", port.name, got, want, rec.Body)
+				}
+				if got, want := body["status"], tc.wantState; got != want {
+					t.Errorf("%s: status field = %v, want %q", port.name, got, want)
+				}
+				_, hasB := body["service_b"]
+				if got, want := hasB, port.details; got != want {
+					t.Errorf("%s: body %s shows the checks: %v, want %v", port.name, rec.Body, got, want)
+				}
+				if !port.details && (len(body) != 1 || strings.Contains(rec.Body.String(), "down")) {
+					t.Errorf("%s: body %s, want only the status word", port.name, rec.Body)
+				}
 			}
 		})
 	}

@@ -225,15 +225,22 @@ func writeError(w http.ResponseWriter, httpStatus int, err error) {
 	_, _ = w.Write(body)
 }
 
-// statusRecorder remembers the status code written through it.
+// statusRecorder remembers the status code written through it. When the
+// request is a read (cacheRead) and its RPC is cacheable, a successful
+// answer is marked Cache-Control no-cache instead of secureHeaders'
+// no-store.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status    int
+	cacheRead bool
+	ri        *reqinfo.Info
+	cacheable func(fullMethod string) bool
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
+		r.markCache(code)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -241,15 +248,24 @@ func (r *statusRecorder) WriteHeader(code int) {
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		r.markCache(http.StatusOK)
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) markCache(code int) {
+	if r.cacheRead && code < 300 && r.cacheable != nil && r.ri != nil && r.ri.RPC != "" && r.cacheable(r.ri.RPC) {
+		r.Header().Set("Cache-Control", cacheRevalidate)
+	}
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // httpMiddleware wraps the REST mux: request id and trace context (the
-// client's when valid, else fresh; passed on and echoed in the response), a
-// well-formed Grpc-Timeout when one is sent (else 400), a JSON Content-Type
+// client's when valid, else fresh; passed on and echoed in the response),
+// Content-Type, Idempotency-Key, Authorization and Grpc-Timeout sent at
+// most once each (else 400), a well-formed Grpc-Timeout when one is sent
+// (else 400), a JSON Content-Type
 // on a body (else 415), a bound on the request body,
 // panic recovery, and one access-log line per request.
 //
@@ -261,7 +277,7 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // With traced set, the request runs inside a server span (the tracing
 // handler wraps this one): the span's context becomes the traceparent passed
 // on, and the span is named after the route once it is known.
-func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool, trusted []netip.Prefix) http.Handler {
+func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool, trusted []netip.Prefix, cacheable func(string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ids := reqinfo.Resolve(r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
@@ -296,7 +312,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			// sends no body.
 			r.Method = http.MethodGet
 		}
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, ri: ri, cacheable: cacheable, cacheRead: r.Method == http.MethodGet}
 		if maxBody > 0 && r.ContentLength > maxBody {
 			writeError(rec, http.StatusRequestEntityTooLarge, tooLarge(maxBody))
 			al.write(r.Context(), ri, "http", method, r.URL.Path, rec.status, time.Since(start))
@@ -313,6 +329,10 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 		}()
 		if ms, ok := literal[r.URL.Path]; ok && !slices.Contains(ms, r.Method) {
 			writeMethodNotAllowed(rec, method, r.URL.Path, ms)
+			return
+		}
+		if err := checkSingleHeaders(r.Header); err != nil {
+			writeError(rec, http.StatusBadRequest, err)
 			return
 		}
 		if err := checkGrpcTimeout(r.Header); err != nil {
@@ -351,9 +371,10 @@ const grpcTimeoutHeader = "Grpc-Timeout"
 
 // checkGrpcTimeout refuses a Grpc-Timeout header that is sent but is not
 // one value of the gRPC form (reqinfo.GrpcTimeoutPattern): grpc-gateway
-// would take an empty one for none, and more than 8 digits or a leading
-// zero run past the spec's limit as a deadline all the same. A valid
-// deadline that is very short is kept: it expires, and the answer is 504.
+// would take an empty one or 0 for none (no deadline at all), and more
+// than 8 digits run past the spec's limit as a deadline all the same. A
+// valid deadline that is very short is kept: it expires, and the answer is
+// 504.
 func checkGrpcTimeout(h http.Header) error {
 	vs, ok := h[grpcTimeoutHeader]
 	if !ok {
@@ -362,7 +383,7 @@ func checkGrpcTimeout(h http.Header) error {
 	if len(vs) == 1 && reqinfo.ValidGrpcTimeout(vs[0]) {
 		return nil
 	}
-	const what = "must be one value of 1 to 8 digits and a unit (H, M, S, m, u or n), for example 5S"
+	const what = "must be one value: a positive number of 1 to 8 digits without leading zeros and a unit (H, M, S, m, u or n), for example 5S"
 	return apierr.New(codes.InvalidArgument, "invalid Grpc-Timeout header: "+what).
 		WithViolations(apierr.FieldViolation{Field: grpcTimeoutHeader, Description: what})
 }

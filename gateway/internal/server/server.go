@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -30,14 +31,16 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/connlimit"
 	"github.com/shopgateway/shop/gateway/internal/contract"
 )
 
-// Check is one readiness check. It returns details shown on /readyz and an
-// error when the gateway should not receive traffic because of it.
+// Check is one readiness check. It returns details shown on the admin
+// listener's /readyz and an error when the gateway should not receive
+// traffic because of it.
 type Check struct {
-	// Name keys the check in the /readyz body.
+	// Name keys the check in the admin /readyz body.
 	Name string
 	// Func runs the check; it must return within the context's deadline.
 	Func func(ctx context.Context) (any, error)
@@ -62,6 +65,11 @@ const (
 	DefaultMaxBodyBytes = 1 << 20
 	// DefaultReadyTimeout bounds the /readyz checks.
 	DefaultReadyTimeout = 2 * time.Second
+	// DefaultAdminAddr is the admin listener's address (metrics and
+	// readiness details): loopback, so that only the host (or its
+	// monitoring agent) reaches it. main's flag default; an empty
+	// Config.AdminAddr serves no admin listener.
+	DefaultAdminAddr = "127.0.0.1:9464"
 )
 
 // Config configures a Server.
@@ -70,6 +78,11 @@ type Config struct {
 	HTTPAddr string
 	// GRPCAddr is the gRPC listen address. Default DefaultGRPCAddr (":9090").
 	GRPCAddr string
+	// AdminAddr is the admin listener's address: /metrics, /readyz with
+	// every dependency's details, /healthz. Empty: no admin listener (the
+	// public port never serves them). main defaults it to
+	// DefaultAdminAddr.
+	AdminAddr string
 	// Services are the proto services served.
 	Services []protoreflect.ServiceDescriptor
 	// Register registers each service's REST routes (the generated
@@ -77,10 +90,12 @@ type Config struct {
 	Register []RegisterFunc
 	// Handler serves every RPC.
 	Handler Handler
-	// Interceptors run after recovery, access logging and the contract
-	// check (required fields), outermost first, for gRPC and REST alike.
+	// Interceptors run after recovery, access logging, the check of
+	// metadata sent twice and the contract check (required fields, rules),
+	// outermost first, for gRPC and REST alike.
 	Interceptors []grpc.UnaryServerInterceptor
-	// Ready are the readiness checks of /readyz.
+	// Ready are the readiness checks of /readyz: the public port answers
+	// only their verdict, the admin listener their details too.
 	Ready []Check
 	// Logger receives access and server logs. Required.
 	Logger *slog.Logger
@@ -94,8 +109,14 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Observe, when set, receives every finished request (for metrics).
 	Observe ObserveFunc
-	// Metrics, when set, is served at GET /metrics on the REST port.
+	// Metrics, when set, is served at GET /metrics on the admin listener
+	// (never on the public REST port).
 	Metrics http.Handler
+	// Cacheable reports whether a successful REST answer of the RPC (full
+	// method name) may be kept by caches: it is sent with Cache-Control
+	// no-cache (store, but revalidate before reuse). Every other answer,
+	// errors included, is no-store. Nil: nothing is cacheable.
+	Cacheable func(fullMethod string) bool
 	// Tracing, when set, puts every gRPC call and REST request in a server
 	// span. Default: no tracing.
 	Tracing Tracing
@@ -157,9 +178,17 @@ type Limits struct {
 	// it gets a 503 (REST) or is closed (gRPC). Default: three quarters of
 	// the file-descriptor limit, at most 10000.
 	MaxConns int
-	// MaxConnsPerIP caps one client address's open connections on each
-	// port (429 on REST). Default MaxConns/4.
+	// MaxConnsPerIP caps one client address's (an IPv6 client's /64) open
+	// connections on each port (429 on REST). Default MaxConns/16, at most
+	// 256 (connlimit.DefaultMaxPerIP): a handful of addresses cannot fill
+	// MaxConns. Config.TrustedProxies speak for many clients and are held
+	// to MaxConns only.
 	MaxConnsPerIP int
+	// FirstByteTimeout closes a new connection, REST or gRPC, that sends
+	// nothing for this long, well before ReadHeaderTimeout: connections
+	// opened and left silent hold their slot only briefly. Default 3s
+	// (connlimit.DefaultFirstByteTimeout); negative turns it off.
+	FirstByteTimeout time.Duration
 	// GRPCMaxStreams caps the concurrent calls of one gRPC connection.
 	// Default 256.
 	GRPCMaxStreams uint32
@@ -242,6 +271,7 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	http     http.Handler
+	admin    http.Handler
 	draining atomic.Bool
 }
 
@@ -260,6 +290,7 @@ func New(cfg Config) (*Server, error) {
 	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
 		accessInterceptor(al, traced),
+		singleMetadataInterceptor(),
 		contract.Interceptor(),
 	}, cfg.Interceptors...)...)
 
@@ -299,7 +330,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced, cfg.TrustedProxies)
+	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced, cfg.TrustedProxies, cfg.Cacheable)
 	if traced {
 		api = cfg.Tracing.HTTPHandler(api)
 	}
@@ -310,13 +341,8 @@ func New(cfg Config) (*Server, error) {
 				s.healthz(w, r)
 				return
 			case "/readyz":
-				s.readyz(w, r)
+				s.readyz(w, r, false)
 				return
-			case "/metrics":
-				if cfg.Metrics != nil {
-					cfg.Metrics.ServeHTTP(w, r)
-					return
-				}
 			}
 		}
 		if cfg.APIDocs != nil && cfg.APIDocs.Match(r.URL.Path) {
@@ -328,21 +354,54 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.CORSOrigins) > 0 {
 		s.http = newCORS(cfg.CORSOrigins, routes).Handler(s.http)
 	}
+	s.http = secureHeaders(s.http)
+	s.admin = secureHeaders(http.HandlerFunc(s.serveAdmin))
 	return s, nil
 }
 
-// HTTPHandler returns the REST handler (API, /healthz, /readyz, and the
-// metrics and API docs when configured).
+// HTTPHandler returns the public REST handler: the API, /healthz, a terse
+// /readyz, and the API docs when configured.
 func (s *Server) HTTPHandler() http.Handler { return s.http }
+
+// AdminHandler returns the admin listener's handler: /healthz, /readyz
+// with every check's details, and /metrics when configured.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // GRPCServer returns the gRPC server, for serving on a listener of one's own.
 func (s *Server) GRPCServer() *grpc.Server { return s.grpc }
+
+func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, apierr.Errorf(codes.Unimplemented, "method %s is not allowed", r.Method))
+		return
+	}
+	switch r.URL.Path {
+	case "/healthz":
+		s.healthz(w, r)
+	case "/readyz":
+		s.readyz(w, r, true)
+	case "/metrics":
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.ServeHTTP(w, r)
+			return
+		}
+		fallthrough
+	default:
+		writeError(w, http.StatusNotFound, apierr.Errorf(codes.NotFound, "no route for %q", r.URL.Path))
+	}
+}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+// readyz answers whether this instance should receive traffic: 200 "ready"
+// or "degraded" (a shared dependency fails), 503 "not ready" (a check of
+// its own fails) or "draining". With details (the admin listener) the body
+// also has every check's result; the public port says only the one word,
+// since error texts name hosts, ports and internals.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, details bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
 	defer cancel()
 	type result struct {
@@ -381,7 +440,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 				overall = "degraded"
 			}
 		}
-		body[res.name] = entry
+		if details {
+			body[res.name] = entry
+		}
 	}
 	body["status"] = overall
 	writeJSON(w, code, body)
@@ -402,11 +463,15 @@ func (s *Server) capListeners(hl, gl net.Listener) (net.Listener, net.Listener, 
 			s.cfg.Logger.Warn("connection refused over the cap", slog.String("port", port), slog.String("remote", remote), slog.Bool("per_ip", perIP))
 		}
 	}
-	h, err := connlimit.Wrap(hl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, Refuse: refusal, OnRefuse: onRefuse("http")})
+	caps := func(port string, refuse func(bool) []byte) connlimit.Config {
+		return connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, FirstByteTimeout: s.cfg.FirstByteTimeout,
+			Shared: s.cfg.TrustedProxies, Refuse: refuse, OnRefuse: onRefuse(port)}
+	}
+	h, err := connlimit.Wrap(hl, caps("http", refusal))
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := connlimit.Wrap(gl, connlimit.Config{Max: s.cfg.MaxConns, MaxPerIP: s.cfg.MaxConnsPerIP, OnRefuse: onRefuse("grpc")})
+	g, err := connlimit.Wrap(gl, caps("grpc", nil))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -424,32 +489,48 @@ func refusal(perIP bool) []byte {
 		status, text, len(body), body)
 }
 
-// Serve listens on the configured addresses and serves until ctx is done,
-// then shuts down gracefully.
+// Serve listens on the configured addresses (the admin one too, when set)
+// and serves until ctx is done, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context) error {
 	var lc net.ListenConfig
-	hl, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen http %s: %w", s.cfg.HTTPAddr, err)
+	var ls []net.Listener
+	for _, addr := range []string{s.cfg.HTTPAddr, s.cfg.GRPCAddr, s.cfg.AdminAddr} {
+		if addr == "" { // only the admin address may be empty: no admin listener
+			ls = append(ls, nil)
+			continue
+		}
+		l, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, o := range ls {
+				if o != nil {
+					o.Close()
+				}
+			}
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		ls = append(ls, l)
 	}
-	gl, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
-	if err != nil {
-		hl.Close()
-		return fmt.Errorf("listen grpc %s: %w", s.cfg.GRPCAddr, err)
-	}
-	return s.ServeListeners(ctx, hl, gl)
+	return s.serve(ctx, ls[0], ls[1], ls[2])
 }
 
 // ServeListeners serves REST on hl and gRPC on gl until ctx is done, then
 // drains both within ShutdownTimeout: readiness turns 503 and gRPC health
-// NOT_SERVING first, in-flight requests finish, new ones are refused.
+// NOT_SERVING first, in-flight requests finish, new ones are refused. It
+// serves no admin listener.
 func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error {
-	hl, gl, err := s.capListeners(hl, gl)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           s.http,
+	return s.serve(ctx, hl, gl, nil)
+}
+
+// ServeAdminListeners is ServeListeners with the admin handler served on
+// al as well, until the drain is over.
+func (s *Server) ServeAdminListeners(ctx context.Context, hl, gl, al net.Listener) error {
+	return s.serve(ctx, hl, gl, al)
+}
+
+// httpServer serves h with the configured timeouts and header bound.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -457,7 +538,15 @@ func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error 
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 2)
+}
+
+func (s *Server) serve(ctx context.Context, hl, gl, al net.Listener) error {
+	hl, gl, err := s.capListeners(hl, gl)
+	if err != nil {
+		return err
+	}
+	hs := s.httpServer(s.http)
+	errc := make(chan error, 3)
 	go func() {
 		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
@@ -468,7 +557,21 @@ func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error 
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
-	s.cfg.Logger.Info("serving", slog.String("http_addr", hl.Addr().String()), slog.String("grpc_addr", gl.Addr().String()))
+	var as *http.Server
+	attrs := []any{slog.String("http_addr", hl.Addr().String()), slog.String("grpc_addr", gl.Addr().String())}
+	if al != nil {
+		// The admin listener answers the operator, not the public: the
+		// same timeouts, no connection caps of its own (it is bound to a
+		// private address).
+		as = s.httpServer(s.admin)
+		go func() {
+			if err := as.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+		attrs = append(attrs, slog.String("admin_addr", al.Addr().String()))
+	}
+	s.cfg.Logger.Info("serving", attrs...)
 
 	var serveErr error
 	select {
@@ -495,6 +598,10 @@ func (s *Server) ServeListeners(ctx context.Context, hl, gl net.Listener) error 
 	case <-sctx.Done():
 		s.grpc.Stop()
 		s.cfg.Logger.Warn("grpc drain timed out")
+	}
+	// The admin listener goes last: it reports "draining" until the end.
+	if as != nil {
+		_ = as.Close()
 	}
 	return serveErr
 }

@@ -421,7 +421,18 @@ func TestMetricsCountRESTAndGRPC(t *testing.T) {
 	if _, err := stockv1.NewStockServiceClient(cc).GetStock(context.Background(), &stockv1.GetStockRequest{ProductId: 1}); err != nil {
 		t.Fatal(err)
 	}
+	// The public port does not show the metrics; the admin handler does.
 	resp, err := http.Get(hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.StatusCode, http.StatusNotFound; got != want {
+		t.Errorf("public GET /metrics = %d, want %d", got, want)
+	}
+	admin := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(admin.Close)
+	resp, err = http.Get(admin.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +442,7 @@ func TestMetricsCountRESTAndGRPC(t *testing.T) {
 	for _, want := range []string{
 		`shop_gateway_requests_total{code="OK",protocol="http",rpc="/shop.stock.v1.StockService/GetStock",status="200"} 2`,
 		`shop_gateway_requests_total{code="NotFound",protocol="http",rpc="/shop.stock.v1.StockService/GetStock",status="404"} 1`,
-		`shop_gateway_requests_total{code="",protocol="http",rpc="",status="404"} 1`,
+		`shop_gateway_requests_total{code="",protocol="http",rpc="",status="404"} 2`,
 		`shop_gateway_requests_total{code="OK",protocol="grpc",rpc="/shop.stock.v1.StockService/GetStock",status="0"} 1`,
 		`shop_gateway_request_duration_seconds_count{protocol="http",rpc="/shop.stock.v1.StockService/GetStock"} 3`,
 	} {

@@ -17,7 +17,9 @@ func TestRESTGrpcTimeoutHeader(t *testing.T) {
 	}{
 		{"absent", nil, http.StatusOK},
 		{"seconds", []string{"Grpc-Timeout", "5S"}, http.StatusOK},
-		{"leading zeros", []string{"Grpc-Timeout", "0005S"}, http.StatusOK},
+		{"leading zeros", []string{"Grpc-Timeout", "0005S"}, http.StatusBadRequest},
+		{"zero", []string{"Grpc-Timeout", "0S"}, http.StatusBadRequest},
+		{"zero milliseconds", []string{"Grpc-Timeout", "000m"}, http.StatusBadRequest},
 		{"eight digits", []string{"Grpc-Timeout", "99999999m"}, http.StatusOK},
 		{"empty", []string{"Grpc-Timeout", ""}, http.StatusBadRequest},
 		{"nine digits", []string{"Grpc-Timeout", "123456789S"}, http.StatusBadRequest},

@@ -10,6 +10,7 @@ and a ``Z`` suffix.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,6 +23,18 @@ INT32_MAX = 2**31 - 1
 def _reject_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (Unicode category Cc: C0, DEL and C1)."""
+
+
+def _no_control(value: str) -> str:
+    # No text of the API is meant to hold one, and PostgreSQL's text cannot
+    # store NUL: refused here on every database alike.
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
     return value
 
 
@@ -61,8 +74,8 @@ StockQuantity = Annotated[int, NotBool, Field(ge=0, le=INT32_MAX)]
 """A non-negative int32 number of units on hand."""
 Cents = Annotated[int, NotBool, Field(ge=0, le=INT64_MAX)]
 """A non-negative int64 amount of money in cents."""
-Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_not_blank)]
-"""A non-empty product name."""
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control), AfterValidator(_not_blank)]
+"""A non-empty product name without control characters."""
 Timestamp = Annotated[
     datetime, AfterValidator(to_utc_naive), PlainSerializer(format_timestamp, return_type=str, when_used="json")
 ]

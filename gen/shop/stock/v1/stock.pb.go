@@ -35,8 +35,9 @@ type StockItem struct {
 	// and positive; in an update it may be left out (0), and when given it
 	// must equal the id in the path.
 	ProductId int64 `protobuf:"varint,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	// Human-readable product name; not empty. Required: an update replaces
-	// the whole item, so every field is given.
+	// Human-readable product name; not blank, and without control characters
+	// (C0, DEL, C1: NUL, newline, escape and the like). Required: an update
+	// replaces the whole item, so every field is given.
 	ProductName string `protobuf:"bytes,2,opt,name=product_name,json=productName,proto3" json:"product_name,omitempty"`
 	// Units on hand; never negative. Required (0 is given as 0).
 	Quantity int32 `protobuf:"varint,3,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -701,11 +702,11 @@ var File_shop_stock_v1_stock_proto protoreflect.FileDescriptor
 
 const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xee\x01\n" +
+	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xb0\x02\n" +
 	"\tStockItem\x12.\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"6\"\xbaH\x04\"\x02(\x00R\tproductId\x12H\n" +
-	"\fproduct_name\x18\x02 \x01(\tB%\x92A\x10J\x0e\"Milk frother\"\xe2A\x01\x02\xbaH\vr\t\x10\x01\x18\xf4\x032\x02\\SR\vproductName\x12.\n" +
+	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"6\"\xbaH\x04\"\x02(\x00R\tproductId\x12\x89\x01\n" +
+	"\fproduct_name\x18\x02 \x01(\tBf\x92A\x10J\x0e\"Milk frother\"\xe2A\x01\x02\xbaHLrJ\x10\x01\x18\xf4\x032C^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\x00-\\x20\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$R\vproductName\x12.\n" +
 	"\bquantity\x18\x03 \x01(\x05B\x12\x92A\x04J\x0240\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\x127\n" +
 	"\vprice_cents\x18\x04 \x01(\x03B\x16\x92A\bJ\x06\"2900\"\xe2A\x01\x02\xbaH\x04\"\x02(\x00R\n" +
 	"priceCents\"|\n" +

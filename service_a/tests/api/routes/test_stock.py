@@ -67,6 +67,20 @@ async def test_create_invalid(client: AsyncClient, body: dict[str, Any], field: 
     assert (await client.get("/stock")).json()["items"] == []
 
 
+@pytest.mark.parametrize("name", ["a\x00b", "tea\n", "\x1b[31mred"])
+async def test_control_characters_refused(client: AsyncClient, name: str) -> None:
+    # On PostgreSQL a NUL would reach the database and fail there (500);
+    # the model refuses it, and every other control character, on both.
+    resp = await client.post("/stock", json={"product_id": 1, "product_name": name, "quantity": 1, "price_cents": 1})
+    assert_error(resp, 422, "INVALID_ARGUMENT", contains="product_name:")
+    assert (await client.get("/stock")).json()["items"] == []
+    await create_stock(client, 2)
+    before = (await client.get("/stock/2")).json()
+    resp = await client.put("/stock/2", json={"product_name": name, "quantity": 1, "price_cents": 1})
+    assert_error(resp, 422, "INVALID_ARGUMENT", contains="product_name:")
+    assert (await client.get("/stock/2")).json() == before
+
+
 async def test_create_not_json(client: AsyncClient) -> None:
     resp = await client.post("/stock", content=b"{nope", headers={"content-type": "application/json"})
     assert_error(resp, 422, "INVALID_ARGUMENT")
