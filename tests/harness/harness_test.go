@@ -139,6 +139,12 @@ func produce(tb testing.TB, topic, key string, headers map[string]string) {
 	cfg.Version = sarama.V4_3_1_0
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	// A broker just restarted by another test may not have created the
+	// new topic's partition yet: retry for a while, as a client would.
+	cfg.Producer.Retry.Max = 20
+	cfg.Producer.Retry.Backoff = 500 * time.Millisecond
+	cfg.Metadata.Retry.Max = 20
+	cfg.Metadata.Retry.Backoff = 500 * time.Millisecond
 	p, err := sarama.NewSyncProducer(harness.Brokers(), cfg)
 	if err != nil {
 		tb.Fatalf("producer: %v", err)

@@ -270,21 +270,25 @@ func runShape(t *testing.T, cfg config, sh shape) result {
 		if !j.paid && j.item != 0 {
 			want = []int64{j.item}
 		}
-		var sources []string
+		// Straight to the services, as the gateway itself with shop:admin
+		// (they trust no caller without a signed identity assertion).
+		type source struct{ url, service string }
+		var sources []source
 		for _, b := range c.ServiceBURLs() {
-			sources = append(sources, b+"/cart/"+str(j.user))
+			sources = append(sources, source{b + "/cart/" + str(j.user), "service_b"})
 		}
 		for _, a := range c.ServiceAURLs() {
-			sources = append(sources, a+"/cart/fallback/"+str(j.user))
+			sources = append(sources, source{a + "/cart/fallback/" + str(j.user), "service_a"})
 		}
 		for _, src := range sources {
 			var got []int64
+			name, value := c.ServiceHeader(src.service, 0, harness.ScopeAdmin)
 			ok := eventually(syncTimeout, func() bool {
-				got = cl.cartItems(t, src)
+				got = cl.cartItems(t, src.url, name, value)
 				return slices.Equal(got, want)
 			})
 			if !ok {
-				t.Errorf("cart of user %d at %s: got items %v, want %v", j.user, src, got, want)
+				t.Errorf("cart of user %d at %s: got items %v, want %v", j.user, src.url, got, want)
 			}
 		}
 	}
@@ -445,9 +449,9 @@ func (c *client) doHeader(method, url, body string, header ...string) (int, http
 	return resp.StatusCode, resp.Header, b, err
 }
 
-func (c *client) get(tb testing.TB, url string, into any) {
+func (c *client) get(tb testing.TB, url string, into any, header ...string) {
 	tb.Helper()
-	status, body, err := c.do("GET", url, "")
+	status, _, body, err := c.doHeader("GET", url, "", header...)
 	if err != nil || status != http.StatusOK {
 		tb.Fatalf("GET %s: %d %s %v", url, status, body, err)
 	}
@@ -466,14 +470,14 @@ func (c *client) createProduct(tb testing.TB, gateway string, id int64, quantity
 
 // cartItems are the item ids of a cart answered by a service (ids as JSON
 // numbers; a gateway's strings would do too), sorted.
-func (c *client) cartItems(tb testing.TB, url string) []int64 {
+func (c *client) cartItems(tb testing.TB, url string, header ...string) []int64 {
 	tb.Helper()
 	var cart struct {
 		Items []struct {
 			ItemID json.Number `json:"item_id"`
 		} `json:"items"`
 	}
-	c.get(tb, url, &cart)
+	c.get(tb, url, &cart, header...)
 	ids := []int64{}
 	for _, it := range cart.Items {
 		id, err := strconv.ParseInt(it.ItemID.String(), 10, 64)
