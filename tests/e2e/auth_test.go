@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -534,5 +535,61 @@ func TestServicesTrustNoOneByPosition(t *testing.T) {
 	}
 	if items, _ := restCart(t, s, "/cart/"+str(owner)); len(items) != 1 {
 		t.Errorf("the owner's cart = %v, want the item still there", items)
+	}
+}
+
+// TestServiceHeaderTarget: the line `make -s service-header` prints is what
+// the README says: a header the services accept for the user it names, and
+// only for that user and that service.
+func TestServiceHeaderTarget(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{})
+	runDir := t.TempDir()
+	key, err := os.ReadFile(s.ServiceSigningKeyPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, "service-signing-key.json"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := func(args ...string) (string, string) {
+		t.Helper()
+		cmd := exec.Command("make", append([]string{"-s", "--no-print-directory", "service-header", "RUN_DIR=" + runDir}, args...)...)
+		cmd.Dir = harness.RepoRoot(t)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("make service-header %v: %v", args, err)
+		}
+		name, value, ok := strings.Cut(strings.TrimSpace(string(out)), ": ")
+		if !ok || strings.Contains(value, "\n") {
+			t.Fatalf("make service-header %v printed %q, want one Name: value line", args, out)
+		}
+		return name, value
+	}
+	get := func(url, name, value string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(rpcCtx(t), http.MethodGet, url, nil)
+		req.Header.Set(name, value)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	user := newID()
+	name, value := line("SVC=service_a", "SUB="+str(user))
+	if got := get(s.ServiceAURL()+"/cart/fallback/"+str(user), name, value); got != http.StatusOK {
+		t.Errorf("A with the header for user %d, own cart: %d, want 200", user, got)
+	}
+	if got := get(s.ServiceAURL()+"/cart/fallback/"+str(user+1), name, value); got != http.StatusForbidden {
+		t.Errorf("A with the header for user %d, another's cart: %d, want 403", user, got)
+	}
+	if got := get(s.ServiceBURL()+"/cart/"+str(user), name, value); got != http.StatusUnauthorized {
+		t.Errorf("B with a header for A: %d, want 401", got)
+	}
+	name, value = line("SVC=service_b", "SCOPE=shop:admin")
+	if got := get(s.ServiceBURL()+"/cart/"+str(user+1), name, value); got != http.StatusOK {
+		t.Errorf("B with the gateway's own admin header: %d, want 200", got)
 	}
 }

@@ -112,6 +112,10 @@ func (e env) authArgs(disabled bool) []string {
 	return append(args, "-auth-jwks", e.jwksPath(), "-auth-issuer", TokenIssuer, "-auth-audience", TokenAudience)
 }
 
+// ServiceSigningKeyPath is the gateway's identity key (its
+// -service-signing-key), the private JWK whose public half the services trust.
+func (e env) ServiceSigningKeyPath() string { return e.serviceKeyPath(nameGateway) }
+
 // Identity keys behind the gateway: the gateway's and service B's private
 // keys and public JWKS files in the environment's directory.
 func (e env) serviceKeyPath(signer string) string {
