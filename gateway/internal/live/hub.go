@@ -457,14 +457,22 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
+	cur := maps.Clone(s.from)
+	var spans []span
+	if from != nil {
+		// A token that cannot be resumed is refused before the stream
+		// begins, so that REST answers it with an HTTP error status.
+		var err error
+		if cur, spans, err = h.planCatchUp(f, from, snap); err != nil {
+			return err
+		}
+	}
 	// Headers go out at once, so that a client knows it is subscribed
 	// before the first event.
 	_ = sendHeader(ctx)
-
-	cur := maps.Clone(s.from)
-	if from != nil {
+	if len(spans) > 0 {
 		var err error
-		if cur, err = h.catchUp(ctx, f, s, from, snap, send); err != nil {
+		if cur, err = h.catchUp(ctx, f, s, cur, spans, send); err != nil {
 			return h.ended(ctx, err, expired)
 		}
 	}
@@ -504,22 +512,18 @@ func withToken(k *kind, msg proto.Message, tok string) proto.Message {
 // live feed took over), filtered like the live ones, and returns the
 // stream's position after them. A token older than the topic's retention
 // is FAILED_PRECONDITION; one ahead of the topic is INVALID_ARGUMENT.
-func (h *Hub) catchUp(ctx context.Context, f *feed, s *sub, from, snap position, send func(proto.Message) error) (position, error) {
+func (h *Hub) planCatchUp(f *feed, from, snap position) (position, []span, error) {
 	h.mu.Lock()
 	client := h.client
 	h.mu.Unlock()
 	if client == nil {
-		return nil, apierr.New(codes.Unavailable, "live updates are not available yet").WithRetryDelay(2 * time.Second)
+		return nil, nil, apierr.New(codes.Unavailable, "live updates are not available yet").WithRetryDelay(2 * time.Second)
 	}
 	cur := merged(snap, from)
-	type span struct {
-		p        int32
-		from, to int64
-	}
 	var spans []span
 	for p := range from {
 		if _, ok := snap[p]; !ok {
-			return nil, apierr.InvalidArgument(apierr.FieldViolation{Field: "resume_token", Description: errBadToken.Error()})
+			return nil, nil, apierr.InvalidArgument(apierr.FieldViolation{Field: "resume_token", Description: errBadToken.Error()})
 		}
 	}
 	for p, to := range snap {
@@ -529,35 +533,47 @@ func (h *Hub) catchUp(ctx context.Context, f *feed, s *sub, from, snap position,
 		}
 		oldest, err := client.GetOffset(f.topic, p, sarama.OffsetOldest)
 		if err != nil {
-			return nil, apierr.New(codes.Unavailable, "cannot read the event topic to resume; retry").WithRetryDelay(time.Second)
+			return nil, nil, apierr.New(codes.Unavailable, "cannot read the event topic to resume; retry").WithRetryDelay(time.Second)
 		}
 		newest, err := client.GetOffset(f.topic, p, sarama.OffsetNewest)
 		if err != nil {
-			return nil, apierr.New(codes.Unavailable, "cannot read the event topic to resume; retry").WithRetryDelay(time.Second)
+			return nil, nil, apierr.New(codes.Unavailable, "cannot read the event topic to resume; retry").WithRetryDelay(time.Second)
 		}
 		if start == sarama.OffsetOldest {
 			start = oldest
 		}
 		if start < oldest {
-			return nil, apierr.New(codes.FailedPrecondition,
+			return nil, nil, apierr.New(codes.FailedPrecondition,
 				"the resume token is older than the events kept (the topic's retention); start a new stream without it and reload the state").
 				WithReason("RESUME_TOKEN_EXPIRED")
 		}
 		if start > newest {
-			return nil, apierr.InvalidArgument(apierr.FieldViolation{Field: "resume_token", Description: "the resume token is ahead of the event topic"})
+			return nil, nil, apierr.InvalidArgument(apierr.FieldViolation{Field: "resume_token", Description: "the resume token is ahead of the event topic"})
 		}
 		if start < to {
 			spans = append(spans, span{p, start, to})
 		}
-	}
-	if len(spans) == 0 {
-		return cur, nil
 	}
 	// Until a partition is replayed, the position claims only what the
 	// token claimed for it.
 	for _, sp := range spans {
 		cur[sp.p] = sp.from
 	}
+	return cur, spans, nil
+}
+
+// span is one partition's records to replay: [from, to).
+type span struct {
+	p        int32
+	from, to int64
+}
+
+// catchUp replays spans to the subscriber, filtered like the live records,
+// and returns the stream's position after them.
+func (h *Hub) catchUp(ctx context.Context, f *feed, s *sub, cur position, spans []span, send func(proto.Message) error) (position, error) {
+	h.mu.Lock()
+	client := h.client
+	h.mu.Unlock()
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return nil, apierr.New(codes.Unavailable, "cannot read the event topic to resume; retry").WithRetryDelay(time.Second)
