@@ -221,8 +221,10 @@ func (c *inprocChannel) newInprocStream(ctx context.Context, m method) *inprocCl
 	}
 	cs.start = func(req proto.Message) {
 		go func() {
-			defer close(cs.done)
+			// done closes before the header mark, so that Header sees
+			// a stream that ended before any header as ended.
 			defer cs.markHeader()
+			defer close(cs.done)
 			cs.err = m.runStream(sctx, c.interceptor, c.streams, req, func(msg proto.Message) error {
 				st.mu.Lock()
 				st.sent = true
