@@ -499,6 +499,9 @@ func (h *Hub) ended(ctx context.Context, err, expired error) error {
 	if errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return expired
 	}
+	if errors.Is(err, context.Canceled) {
+		return apierr.New(codes.Canceled, "the client closed the stream")
+	}
 	return err
 }
 

@@ -1,16 +1,22 @@
 package live
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
+
+	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
 func testHub(t *testing.T, buffer int) *Hub {
@@ -149,4 +155,127 @@ func TestKeysOf(t *testing.T) {
 	if tokenOf(proto.Message(&stockv1.WatchStockRequest{ResumeToken: "x"})) != "x" {
 		t.Error("tokenOf")
 	}
+}
+
+func TestCaps(t *testing.T) {
+	t.Parallel()
+	h := testHub(t, 1)
+	h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser = 3, 2
+	h.perUser = map[string]int{}
+	for i, who := range []string{"a", "a", "a", "b", "c"} {
+		err := h.acquire(who)
+		wantErr := i == 2 || i == 4 // a's third; the instance's fourth
+		if (err != nil) != wantErr || (err != nil && status.Code(err) != codes.ResourceExhausted) {
+			t.Errorf("stream %d of %s: %v, want refused %v", i, who, err, wantErr)
+		}
+	}
+	h.release("a")
+	if err := h.acquire("c"); err != nil {
+		t.Errorf("after a release: %v", err)
+	}
+	if h.Streams() != 3 {
+		t.Errorf("%d streams, want 3", h.Streams())
+	}
+}
+
+// serve runs h.Serve for a cart stream of user 7 in the background.
+func serve(h *Hub, ctx context.Context) (<-chan error, chan proto.Message) {
+	sent := make(chan proto.Message, 16)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- h.Serve(ctx, WatchCart, &cartv1.WatchCartRequest{UserId: 7}, func(m proto.Message) error {
+			sent <- m
+			return nil
+		})
+	}()
+	return errc, sent
+}
+
+func waitSubscribed(t *testing.T, f *feed) {
+	t.Helper()
+	for range 200 {
+		f.mu.Lock()
+		n := len(f.subs)
+		f.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no subscriber")
+}
+
+func TestServeEnds(t *testing.T) {
+	t.Parallel()
+	body := `{"item":{"item_id":"1","user_id":"7","product_id":"9","quantity":1}}`
+	t.Run("token expiry", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 4)
+		h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge = 10, 10, time.Hour
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		ctx := reqinfo.WithCaller(context.Background(), &reqinfo.Caller{UserID: 7, Expiry: time.Now().Add(300 * time.Millisecond)})
+		errc, sent := serve(h, ctx)
+		waitSubscribed(t, h.feeds["shop.cart.v1"])
+		h.dispatch(h.feeds["shop.cart.v1"], record(0, 0, "7", "shop.events.v1.CartItemAdded", body))
+		m := (<-sent).(*cartv1.WatchCartResponse)
+		pos, err := decodeToken("shop.cart.v1", m.GetResumeToken())
+		if err != nil || pos[0] != 1 || pos[1] != 0 {
+			t.Errorf("resume token %q: %v %v, want partition 0 at 1", m.GetResumeToken(), pos, err)
+		}
+		select {
+		case err := <-errc:
+			if status.Code(err) != codes.Unauthenticated {
+				t.Errorf("ended with %v, want UNAUTHENTICATED", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the stream outlived its token")
+		}
+		if h.Streams() != 0 {
+			t.Error("the ended stream still counts")
+		}
+	})
+	t.Run("drain", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 4)
+		h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge = 10, 10, time.Hour
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		errc, _ := serve(h, context.Background())
+		waitSubscribed(t, h.feeds["shop.cart.v1"])
+		h.Drain()
+		if err := <-errc; status.Code(err) != codes.Unavailable {
+			t.Errorf("ended with %v, want UNAVAILABLE", err)
+		}
+	})
+	t.Run("slow", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 1)
+		h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge = 10, 10, time.Hour
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		block := make(chan struct{})
+		errc := make(chan error, 1)
+		go func() {
+			errc <- h.Serve(context.Background(), WatchCart, &cartv1.WatchCartRequest{UserId: 7}, func(proto.Message) error {
+				<-block // never reads on
+				return nil
+			})
+		}()
+		f := h.feeds["shop.cart.v1"]
+		waitSubscribed(t, f)
+		for i := range 3 {
+			h.dispatch(f, record(0, int64(i), "7", "shop.events.v1.CartItemAdded", body))
+		}
+		close(block)
+		if err := <-errc; status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("ended with %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
+	t.Run("bad token", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 1)
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		err := h.Serve(context.Background(), WatchCart, &cartv1.WatchCartRequest{UserId: 7, ResumeToken: "x"}, func(proto.Message) error { return nil })
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("bad token: %v, want INVALID_ARGUMENT", err)
+		}
+	})
 }
