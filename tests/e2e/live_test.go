@@ -276,10 +276,64 @@ func TestLiveUpdates(t *testing.T) {
 		t.Errorf("NDJSON first line %q (%v), want the first missed event", line, err)
 	}
 
+	// The order stream: the owner pays (three items in the cart) and sees
+	// the order turn PAID.
+	orders, code, body := openSSE(t, s.RESTURL(), "/order/events", s.Token(t, owner, ""), "")
+	if orders == nil {
+		t.Fatalf("GET /order/events: %d %s", code, body)
+	}
+	waitCart(t, s, owner, 3)
+	_, order := do(t, s, http.StatusOK, "POST", "/order/pay", "{}", "Authorization", harness.Bearer(s.Token(t, owner, "")))
+	ev, ok := orders.next(t, 20*time.Second)
+	if !ok || ev.event != "shop.events.v1.OrderPaid" || !strings.Contains(ev.data, `"status":"ORDER_STATUS_PAID"`) ||
+		!strings.Contains(ev.data, `"order_id":"`+fmt.Sprint(order["order_id"])+`"`) {
+		t.Errorf("order stream: %+v (ok %v), want the OrderPaid of %v", ev, ok, order["order_id"])
+	}
+
+	// The public stock stream, without a token, filtered by product.
+	watched, unwatched := createProduct(t, s, "watched", 5, 1), createProduct(t, s, "unwatched", 5, 1)
+	stock, code, body := openSSE(t, s.RESTURL(), "/stock/events?product_ids="+str(watched), "", "")
+	if stock == nil {
+		t.Fatalf("GET /stock/events: %d %s", code, body)
+	}
+	do(t, s, http.StatusOK, "POST", "/stock/update", fmt.Sprintf(`{"product_id":%d,"quantity":9}`, unwatched))
+	do(t, s, http.StatusOK, "POST", "/stock/update", fmt.Sprintf(`{"product_id":%d,"quantity":7}`, watched))
+	// The creation may come first (events are published after the answer).
+	for {
+		ev, ok := stock.next(t, 20*time.Second)
+		if !ok {
+			t.Fatal("stock stream: the watched product's update did not arrive")
+		}
+		if !strings.Contains(ev.data, `"product_id":"`+str(watched)+`"`) {
+			t.Fatalf("stock stream: %+v, an event of a product not watched", ev)
+		}
+		if ev.event == "shop.events.v1.StockUpdated" {
+			if !strings.Contains(ev.data, `"quantity":7`) {
+				t.Errorf("stock stream: %+v, want quantity 7", ev)
+			}
+			break
+		}
+	}
+
 	// Another gateway instance (another stack on the same broker and
 	// topics) continues from the same id.
 	s2 := harness.Start(t, harness.Options{})
 	resumed("second gateway", s2.RESTURL())
+
+	// A graceful stop ends open streams with a resumable UNAVAILABLE
+	// rather than holding the drain.
+	st, code, body := openSSE(t, s2.RESTURL(), "/cart/events", s.Token(t, owner, ""), "")
+	if st == nil {
+		t.Fatalf("GET /cart/events: %d %s", code, body)
+	}
+	stopped := time.Now()
+	s2.StopGateway()
+	if d := time.Since(stopped); d > 10*time.Second {
+		t.Errorf("the gateway took %v to stop with a stream open", d)
+	}
+	if ev, ok := st.next(t, 5*time.Second); !ok || ev.event != "error" || !strings.Contains(ev.data, `"code":14`) {
+		t.Errorf("stream at shutdown: %+v (ok %v), want an error event with UNAVAILABLE", ev, ok)
+	}
 }
 
 // TestLiveSlowSubscriberIsCut: a gRPC client that stops reading is ended
