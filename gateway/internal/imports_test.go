@@ -23,7 +23,7 @@ const module = "github.com/shopgateway/shop/"
 //     OpenAPI and AsyncAPI documents. Every package that answers errors makes them with
 //     apierr.
 //   - httprule: descriptor and path-template helpers, on protofields only.
-//   - metrics, forward, events, relay, server, auth: one job each, sideways
+//   - metrics, forward, events, relay, live, server, auth: one job each, sideways
 //     imports between them are not allowed.
 //   - restchan: the REST channels not chosen, on server; for benchmarks.
 //   - drift: the services' OpenAPI against forward's plans, fetched over
@@ -54,13 +54,14 @@ var allowed = map[string][]string{
 	"gateway/internal/forward":     {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gateway/internal/svcid", "gateway/internal/upstream"},
 	"gateway/internal/events":      {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/outbox", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/relay":       {"gateway/internal/outbox"},
+	"gateway/internal/live":        {"gateway/internal/apierr", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/jsonbody", "gateway/internal/protofields", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/jsonbody":    {"gateway/internal/apierr", "gateway/internal/contract"},
 	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
-	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
+	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/live", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys", "gateway/internal/svcid"},
 	"gateway/cmd/asyncapigen":      {"gateway/internal/events", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},

@@ -25,6 +25,7 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/connlimit"
 	"github.com/shopgateway/shop/gateway/internal/events"
 	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/live"
 	"github.com/shopgateway/shop/gateway/internal/logbuf"
 	"github.com/shopgateway/shop/gateway/internal/outbox"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
@@ -159,6 +160,10 @@ func run(fs *flag.FlagSet, args []string) error {
 		grpcMaxStreams    = fs.Int64("grpc-max-streams", envInt("GATEWAY_GRPC_MAX_STREAMS", server.DefaultGRPCMaxStreams), "concurrent calls allowed on one gRPC connection (env GATEWAY_GRPC_MAX_STREAMS)")
 		grpcKeepaliveMin  = fs.Duration("grpc-keepalive-min-time", envDuration("GATEWAY_GRPC_KEEPALIVE_MIN_TIME", server.DefaultGRPCKeepaliveMinTime), "shortest keepalive ping interval allowed to gRPC clients; faster pingers are disconnected (env GATEWAY_GRPC_KEEPALIVE_MIN_TIME)")
 
+		liveMaxStreams    = fs.Int64("live-max-streams", envInt("GATEWAY_LIVE_MAX_STREAMS", live.DefaultMaxStreams), "open Watch streams (live updates) allowed on this instance; over it RESOURCE_EXHAUSTED (env GATEWAY_LIVE_MAX_STREAMS)")
+		livePerUser       = fs.Int64("live-max-streams-per-user", envInt("GATEWAY_LIVE_MAX_STREAMS_PER_USER", live.DefaultMaxStreamsPerUser), "open Watch streams allowed per caller (token user, else client address) (env GATEWAY_LIVE_MAX_STREAMS_PER_USER)")
+		liveBuffer        = fs.Int64("live-buffer", envInt("GATEWAY_LIVE_BUFFER", live.DefaultBuffer), "events a Watch stream may fall behind before it is ended with RESOURCE_EXHAUSTED (env GATEWAY_LIVE_BUFFER)")
+		liveMaxAge        = fs.Duration("live-max-age", envDuration("GATEWAY_LIVE_MAX_AGE", live.DefaultMaxAge), "a Watch stream ends after this long, resumable; it also ends when the caller's token expires (env GATEWAY_LIVE_MAX_AGE)")
 		idempotencyWindow = fs.Duration("idempotency-window", envDuration("GATEWAY_IDEMPOTENCY_WINDOW", events.DefaultIdempotencyWindow), "how long a mutation's response is replayed for a repeated Idempotency-Key (env GATEWAY_IDEMPOTENCY_WINDOW)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -234,6 +239,12 @@ func run(fs *flag.FlagSet, args []string) error {
 			Partitions:         int32(*kafkaPartitions),
 			Replication:        int16(*kafkaReplication),
 			IdempotencyWindow:  *idempotencyWindow,
+		},
+		Live: app.LiveConfig{
+			MaxStreams:        int(*liveMaxStreams),
+			MaxStreamsPerUser: int(*livePerUser),
+			Buffer:            int(*liveBuffer),
+			MaxAge:            *liveMaxAge,
 		},
 		ServiceSigningKey: *svcKey,
 		ServiceIssuer:     *svcIssuer,

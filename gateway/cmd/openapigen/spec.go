@@ -297,6 +297,9 @@ func completeOperation(op *openapi3.Operation, md protoreflect.MethodDescriptor,
 				Schema:      openapi3.NewStringSchema().WithEnum("fallback").NewRef()}}}
 		}
 	}
+	if md.IsStreamingServer() {
+		describeStream(op, ok)
+	}
 	codes := []int{http.StatusBadRequest, http.StatusUnauthorized}
 	switch policy := authPolicy(md); policy.GetAccess() {
 	case annotationsv1.Access_ACCESS_PUBLIC:
@@ -344,6 +347,28 @@ func completeErrors(op *openapi3.Operation, md protoreflect.MethodDescriptor, b 
 		op.Responses.Set(strconv.Itoa(c), &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponses[c].name})
 	}
 	op.Responses.Set("default", &openapi3.ResponseRef{Ref: "#/components/responses/" + errorResponse})
+}
+
+// describeStream documents a server-streaming operation's two REST forms:
+// newline-delimited JSON (one {"result": ...} per line) and, for
+// Accept: text/event-stream, Server-Sent Events resumable with
+// Last-Event-ID.
+func describeStream(op *openapi3.Operation, ok *openapi3.ResponseRef) {
+	op.Description = joinText(op.Description, "A stream: newline-delimited JSON, one `{\"result\": ...}` per event "+
+		"(`{\"error\": ...}` when it ends in error); with `Accept: text/event-stream`, Server-Sent Events "+
+		"(`id`: the resume token, `event`: the CloudEvents type, `data`: the event payload JSON; a heartbeat comment every 15 s).")
+	op.Parameters = append(op.Parameters, &openapi3.ParameterRef{Value: &openapi3.Parameter{
+		In: openapi3.ParameterInHeader, Name: "Last-Event-ID",
+		Description: "Server-Sent Events: the id of the last event received, to continue after it (as resume_token).",
+		Schema:      openapi3.NewStringSchema().WithMaxLength(1024).NewRef(),
+		Example:     "", // none: start from now
+	}})
+	if ok == nil || ok.Value == nil {
+		return
+	}
+	sse := openapi3.NewStringSchema()
+	sse.Description = "Server-Sent Events: `id: <resume token>`, `event: <ce_type>`, `data: <payload JSON>`, blank line."
+	ok.Value.Content["text/event-stream"] = &openapi3.MediaType{Schema: sse.NewRef()}
 }
 
 // authPolicy returns the (shop.annotations.v1.auth) policy of md, or nil.

@@ -15,7 +15,9 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	cartv1 "github.com/shopgateway/shop/gen/shop/cart/v1"
@@ -23,9 +25,11 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/apidocs"
+	"github.com/shopgateway/shop/gateway/internal/apierr"
 	"github.com/shopgateway/shop/gateway/internal/auth"
 	"github.com/shopgateway/shop/gateway/internal/drift"
 	"github.com/shopgateway/shop/gateway/internal/forward"
+	"github.com/shopgateway/shop/gateway/internal/live"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/ratelimit"
 	"github.com/shopgateway/shop/gateway/internal/server"
@@ -89,6 +93,9 @@ type Config struct {
 	Events EventsConfig
 	// Auth configures authentication; see AuthConfig.
 	Auth AuthConfig
+	// Live bounds the Watch streams (live updates read from the event
+	// topics): see LiveConfig. They need Events' brokers.
+	Live LiveConfig
 	// ServiceSigningKey is the private JWK (EdDSA or ES256) the gateway
 	// signs the identity assertion of every service call with. Required:
 	// the services refuse calls without one.
@@ -317,7 +324,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		log.Warn("API docs off: events' ce_dataschema points at " + cfg.Events.SchemaBase + apidocs.AsyncAPIPath +
 			", which this gateway does not serve; set -event-schema-base to a gateway that does")
 	}
+	streams, drain, err := g.newLive(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := server.New(server.Config{
+		Streams:         streams,
+		StreamEvent:     live.PayloadJSON,
+		OnDrain:         drain,
 		HTTPAddr:        cfg.HTTPAddr,
 		GRPCAddr:        cfg.GRPCAddr,
 		AdminAddr:       cfg.AdminAddr,
@@ -343,6 +357,48 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.Server = srv
 	ok = true
 	return g, nil
+}
+
+// LiveConfig bounds the Watch streams. Zero fields take live's defaults.
+type LiveConfig struct {
+	// MaxStreams caps this instance's open streams. Default
+	// live.DefaultMaxStreams (10000).
+	MaxStreams int
+	// MaxStreamsPerUser caps one caller's open streams (the token's user,
+	// else the client address). Default live.DefaultMaxStreamsPerUser (8).
+	MaxStreamsPerUser int
+	// Buffer is how many events a stream may fall behind before it is
+	// ended with RESOURCE_EXHAUSTED. Default live.DefaultBuffer (256).
+	Buffer int
+	// MaxAge ends a stream after this long (the client resumes). Default
+	// live.DefaultMaxAge (1h).
+	MaxAge time.Duration
+}
+
+// newLive starts the hub that serves the Watch streams from the event
+// topics. Without Kafka brokers (events off) the streams answer
+// UNAVAILABLE.
+func (g *Gateway) newLive(cfg Config, log *slog.Logger) (server.StreamHandler, func(), error) {
+	if len(cfg.Events.Brokers) == 0 {
+		off := func(context.Context, string, proto.Message, func(proto.Message) error) error {
+			return apierr.New(codes.Unavailable, "live updates are off: the gateway has no Kafka brokers")
+		}
+		return off, nil, nil
+	}
+	hub, err := live.New(live.Config{
+		Brokers:           cfg.Events.Brokers,
+		Topics:            cfg.Events.Topics,
+		MaxStreams:        cfg.Live.MaxStreams,
+		MaxStreamsPerUser: cfg.Live.MaxStreamsPerUser,
+		Buffer:            cfg.Live.Buffer,
+		MaxAge:            cfg.Live.MaxAge,
+		Logger:            log.With(slog.String("component", "live")),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	g.closers = append(g.closers, hub.Close)
+	return hub.Serve, hub.Drain, nil
 }
 
 // watchContract starts checking each service instance's own OpenAPI

@@ -218,7 +218,7 @@ func TestCompileRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(rules), 14; got != want {
+	if got, want := len(rules), 17; got != want { // 14 unary RPCs and 3 Watch streams
 		t.Errorf("%d rules, want %d (one per RPC)", got, want)
 	}
 }

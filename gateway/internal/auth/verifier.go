@@ -187,7 +187,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Id
 			}
 		}
 	}
-	id.caller = &reqinfo.Caller{UserID: id.UserID, Scopes: strings.Join(id.Scopes, " ")}
+	id.caller = &reqinfo.Caller{UserID: id.UserID, Scopes: strings.Join(id.Scopes, " "), Expiry: id.Expiry}
 	return id, nil
 }
 

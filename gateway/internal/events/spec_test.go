@@ -48,6 +48,10 @@ func TestCompileSpecs(t *testing.T) {
 		"/shop.order.v1.OrderService/GetOrder":          nil,
 		"/shop.order.v1.OrderService/PayOrder":          {"shop.events.v1.OrderPaid", "shop.order.v1", "order.user_id", "order.order_id"},
 		"/shop.order.v1.OrderService/ProcessOrderStock": {"shop.events.v1.StockProcessed", "shop.stock.v1", "items.product_id", ""},
+		// The Watch streams read events; they emit none.
+		"/shop.stock.v1.StockService/WatchStock":  nil,
+		"/shop.cart.v1.CartService/WatchCart":     nil,
+		"/shop.order.v1.OrderService/WatchOrders": nil,
 	}
 	specs, err := compileSpecs(shopServices(), nil)
 	if err != nil {

@@ -160,6 +160,9 @@ func New(services []protoreflect.ServiceDescriptor, table Table, doers map[strin
 	for _, sd := range services {
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
+			if httprule.Streaming(md) {
+				continue // served by the gateway itself, not forwarded
+			}
 			rt, ok := table[md.FullName()]
 			if !ok {
 				errs = append(errs, fmt.Sprintf("%s: no route in the table", md.FullName()))
@@ -270,7 +273,7 @@ func Plans(services []protoreflect.ServiceDescriptor, table Table) ([]Plan, erro
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
 			rt, ok := table[md.FullName()]
-			if !ok {
+			if !ok || httprule.Streaming(md) {
 				continue
 			}
 			p, err := planOf(md, rt)

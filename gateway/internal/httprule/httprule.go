@@ -23,6 +23,12 @@ func FullMethod(md protoreflect.MethodDescriptor) string {
 	return "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
 }
 
+// Streaming reports whether md streams (the Watch RPCs): such a method is
+// served by the gateway itself from Kafka, never forwarded to a service.
+func Streaming(md protoreflect.MethodDescriptor) bool {
+	return md.IsStreamingServer() || md.IsStreamingClient()
+}
+
 // Binding is one HTTP binding of an RPC: its method and path template.
 type Binding struct {
 	// Method is the HTTP method, for example "GET".

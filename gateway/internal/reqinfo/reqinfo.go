@@ -5,6 +5,7 @@ package reqinfo
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -103,6 +104,9 @@ type Caller struct {
 	UserID int64
 	// Scopes are the caller's scopes, space-separated.
 	Scopes string
+	// Expiry is when the caller's token expires (zero: never); a stream
+	// ends then.
+	Expiry time.Time
 }
 
 type callerKey struct{}

@@ -21,6 +21,7 @@ import (
 type inprocChannel struct {
 	methods     map[string]method
 	handler     Handler
+	streams     StreamHandler
 	interceptor grpc.UnaryServerInterceptor
 }
 
@@ -28,7 +29,7 @@ var _ grpc.ClientConnInterface = (*inprocChannel)(nil)
 
 // Invoke runs one unary RPC in process.
 func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, reply any, opts ...grpc.CallOption) error {
-	if _, ok := c.methods[fullMethod]; !ok {
+	if m, ok := c.methods[fullMethod]; !ok || m.streaming {
 		return apierr.Errorf(codes.Unimplemented, "method %s not implemented", fullMethod)
 	}
 	req, ok1 := args.(proto.Message)
@@ -66,9 +67,13 @@ func (c *inprocChannel) Invoke(ctx context.Context, fullMethod string, args, rep
 	return err
 }
 
-// NewStream is not supported: the API has no streaming methods.
-func (c *inprocChannel) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, apierr.New(codes.Unimplemented, "streaming is not supported in process")
+// NewStream starts a server-streaming call in process (the Watch RPCs).
+func (c *inprocChannel) NewStream(ctx context.Context, desc *grpc.StreamDesc, fullMethod string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	m, ok := c.methods[fullMethod]
+	if !ok || !m.streaming || desc.ClientStreams {
+		return nil, apierr.Errorf(codes.Unimplemented, "method %s not implemented", fullMethod)
+	}
+	return c.newInprocStream(ctx, m), nil
 }
 
 // inprocStream collects the header and trailer metadata a handler sets with
@@ -79,6 +84,10 @@ type inprocStream struct {
 	mu      sync.Mutex
 	header  metadata.MD
 	trailer metadata.MD
+	// For a server-streaming call: onHeader runs when the headers are sent,
+	// sent records that a message was.
+	onHeader func()
+	sent     bool
 }
 
 func (s *inprocStream) Method() string { return s.method }
@@ -90,7 +99,13 @@ func (s *inprocStream) SetHeader(md metadata.MD) error {
 	return nil
 }
 
-func (s *inprocStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+func (s *inprocStream) SendHeader(md metadata.MD) error {
+	_ = s.SetHeader(md)
+	if s.onHeader != nil {
+		s.onHeader()
+	}
+	return nil
+}
 
 func (s *inprocStream) SetTrailer(md metadata.MD) error {
 	s.mu.Lock()

@@ -15,7 +15,7 @@ import (
 )
 
 // corsHeaders are the request headers a browser may send cross-origin.
-var corsHeaders = []string{"Authorization", "Content-Type", "Idempotency-Key", "Grpc-Timeout", "X-Request-Id", "Traceparent", "Tracestate"}
+var corsHeaders = []string{"Authorization", "Content-Type", "Idempotency-Key", "Grpc-Timeout", "X-Request-Id", "Traceparent", "Tracestate", "Last-Event-Id"}
 
 // corsExposed are the response headers a browser script may read.
 var corsExposed = []string{"X-Request-Id", "Traceparent", "X-Cart-Source", "Idempotency-Replayed", "Retry-After", "RateLimit", "RateLimit-Policy", "WWW-Authenticate"}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/apierr"
@@ -44,6 +45,7 @@ var incomingHeaders = map[string]bool{
 	"Traceparent":     true,
 	"Tracestate":      true,
 	"Idempotency-Key": true,
+	"Last-Event-Id":   true, // an EventSource's resume token
 }
 
 // Response metadata written back as plain HTTP headers. Other metadata is
@@ -67,9 +69,11 @@ type restRoute struct {
 	// pattern is the path template as grpc-gateway reports it, body the
 	// request field bound to the body ("item"; "" or "*" for none or all).
 	pattern, body string
+	// stream marks a server-streaming RPC's route.
+	stream bool
 }
 
-func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute) (*runtime.ServeMux, error) {
+func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute, sseEvent func(proto.Message) (string, []byte, bool)) (*runtime.ServeMux, error) {
 	bodyFields := map[string]string{}
 	for _, rt := range routes {
 		if rt.body != "" && rt.body != "*" {
@@ -78,6 +82,7 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 	}
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonMarshaler),
+		runtime.WithMarshalerOption(mimeEventStream, &sseMarshaler{json: jsonMarshaler, event: sseEvent}),
 		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
 			if incomingHeaders[textproto.CanonicalMIMEHeaderKey(h)] {
 				return strings.ToLower(h), true
@@ -96,6 +101,13 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 			if limit, ok := bodyTooLarge(r); ok {
 				writeError(w, http.StatusRequestEntityTooLarge, tooLarge(limit))
 				return
+			}
+			for k, vs := range headerMDOf(err) { // a stream denied before it began
+				if h, ok := outgoingHeaders[k]; ok {
+					for _, v := range vs {
+						w.Header().Add(h, v)
+					}
+				}
 			}
 			runtime.DefaultHTTPErrorHandler(ctx, mux, m, &challengeWriter{ResponseWriter: w}, r, restError(r, err, bodyFieldOf(ctx, r, bodyFields)))
 		}),
@@ -145,7 +157,7 @@ func restRoutes(services []protoreflect.ServiceDescriptor) ([]restRoute, error) 
 				if err != nil {
 					return nil, err
 				}
-				out = append(out, restRoute{method: b.Method, tmpl: t, pattern: b.Template, body: b.Body})
+				out = append(out, restRoute{method: b.Method, tmpl: t, pattern: b.Template, body: b.Body, stream: md.IsStreamingServer()})
 			}
 		}
 	}

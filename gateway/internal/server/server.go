@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shopgateway/shop/gateway/internal/apierr"
@@ -88,8 +89,19 @@ type Config struct {
 	// Register registers each service's REST routes (the generated
 	// Register…HandlerClient functions).
 	Register []RegisterFunc
-	// Handler serves every RPC.
+	// Handler serves every unary RPC.
 	Handler Handler
+	// Streams serves the server-streaming RPCs (the Watch streams);
+	// required when a service has one.
+	Streams StreamHandler
+	// StreamEvent renders a streamed message as a Server-Sent Event: its
+	// event name and data. ok false (a message without an event) is sent as
+	// a comment. Required with Streams for REST clients asking for
+	// text/event-stream.
+	StreamEvent func(proto.Message) (event string, data []byte, ok bool)
+	// OnDrain runs when shutdown begins, before the servers drain: it must
+	// end the open streams, which would otherwise hold the drain.
+	OnDrain func()
 	// Interceptors run after recovery, access logging, the check of
 	// metadata sent twice and the contract check (required fields, rules),
 	// outermost first, for gRPC and REST alike.
@@ -281,13 +293,14 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server config: %w", err)
 	}
-	descs, methods, err := serviceDescs(cfg.Services, cfg.Handler)
+	var chain grpc.UnaryServerInterceptor
+	descs, methods, err := serviceDescs(cfg.Services, cfg.Handler, cfg.Streams, &chain)
 	if err != nil {
 		return nil, err
 	}
 	al := &accessLog{log: cfg.Logger, observe: cfg.Observe}
 	traced := cfg.Tracing != nil
-	chain := chainUnary(append([]grpc.UnaryServerInterceptor{
+	chain = chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
 		accessInterceptor(al, traced),
 		singleMetadataInterceptor(),
@@ -320,17 +333,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var conn grpc.ClientConnInterface = &inprocChannel{methods: methods, handler: cfg.Handler, interceptor: chain}
+	var conn grpc.ClientConnInterface = &inprocChannel{methods: methods, handler: cfg.Handler, streams: cfg.Streams, interceptor: chain}
+	if cfg.Streams == nil {
+		conn.(*inprocChannel).streams = noStreams
+	}
 	if cfg.RESTChannel != nil {
 		conn = cfg.RESTChannel(descs, chain)
 	}
-	mux, err := newMux(context.Background(), conn, cfg.Register, routes)
+	mux, err := newMux(context.Background(), conn, cfg.Register, routes, cfg.StreamEvent)
 	if err != nil {
 		return nil, err
 	}
 	// Health paths are matched by hand rather than with http.ServeMux, which
 	// would also clean paths and answer redirects on the API's behalf.
-	api := httpMiddleware(mux, al, cfg.MaxBodyBytes, literalRoutes(routes), traced, cfg.TrustedProxies, cfg.Cacheable)
+	api := httpMiddleware(streamEdge(mux, routes), al, cfg.MaxBodyBytes, literalRoutes(routes), traced, cfg.TrustedProxies, cfg.Cacheable)
 	if traced {
 		api = cfg.Tracing.HTTPHandler(api)
 	}
@@ -580,6 +596,9 @@ func (s *Server) serve(ctx context.Context, hl, gl, al net.Listener) error {
 	}
 	s.draining.Store(true)
 	s.health.Shutdown()
+	if s.cfg.OnDrain != nil {
+		s.cfg.OnDrain()
+	}
 	s.cfg.Logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
 
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)

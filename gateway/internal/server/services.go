@@ -21,12 +21,19 @@ type Handler func(ctx context.Context, fullMethod string, req, resp proto.Messag
 type method struct {
 	fullMethod string
 	in, out    protoreflect.MessageType
+	streaming  bool // server-streaming: served by the StreamHandler
 }
 
 // serviceDescs builds a grpc.ServiceDesc for every service from its proto
 // descriptor, with one generic handler for all methods. The same descs serve
 // the network gRPC server and the in-process channel behind the REST mux.
-func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc.ServiceDesc, map[string]method, error) {
+//
+// Server-streaming methods are served by streams, through the unary chain
+// that *chain points at once the server is built (see method.runStream).
+func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler, streams StreamHandler, chain *grpc.UnaryServerInterceptor) ([]*grpc.ServiceDesc, map[string]method, error) {
+	if streams == nil {
+		streams = noStreams
+	}
 	var descs []*grpc.ServiceDesc
 	methods := map[string]method{}
 	for _, sd := range services {
@@ -37,8 +44,8 @@ func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc
 		}
 		for i := 0; i < sd.Methods().Len(); i++ {
 			md := sd.Methods().Get(i)
-			if md.IsStreamingClient() || md.IsStreamingServer() {
-				return nil, nil, fmt.Errorf("server: %s: streaming methods are not supported", md.FullName())
+			if md.IsStreamingClient() {
+				return nil, nil, fmt.Errorf("server: %s: client-streaming methods are not supported", md.FullName())
 			}
 			in, err := protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
 			if err != nil {
@@ -48,8 +55,16 @@ func serviceDescs(services []protoreflect.ServiceDescriptor, h Handler) ([]*grpc
 			if err != nil {
 				return nil, nil, fmt.Errorf("server: %s: %w", md.FullName(), err)
 			}
-			m := method{fullMethod: httprule.FullMethod(md), in: in, out: out}
+			m := method{fullMethod: httprule.FullMethod(md), in: in, out: out, streaming: md.IsStreamingServer()}
 			methods[m.fullMethod] = m
+			if m.streaming {
+				desc.Streams = append(desc.Streams, grpc.StreamDesc{
+					StreamName:    string(md.Name()),
+					ServerStreams: true,
+					Handler:       m.grpcStreamHandler(chain, streams),
+				})
+				continue
+			}
 			desc.Methods = append(desc.Methods, grpc.MethodDesc{
 				MethodName: string(md.Name()),
 				Handler:    m.grpcHandler(h),

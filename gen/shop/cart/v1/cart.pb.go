@@ -515,6 +515,206 @@ func (x *RemoveCartItemResponse) GetItem() *CartItem {
 	return nil
 }
 
+// WatchCartRequest names the user whose cart to watch.
+type WatchCartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Owner of the cart; filled from the caller's token when absent.
+	UserId int64 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Position to continue after: a resume_token of an earlier event. Empty
+	// starts at the newest event (nothing before the subscription is sent).
+	ResumeToken   string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCartRequest) Reset() {
+	*x = WatchCartRequest{}
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCartRequest) ProtoMessage() {}
+
+func (x *WatchCartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCartRequest.ProtoReflect.Descriptor instead.
+func (*WatchCartRequest) Descriptor() ([]byte, []int) {
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WatchCartRequest) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *WatchCartRequest) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+// WatchCartResponse is one cart event.
+type WatchCartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque position just after this event: send it back as resume_token
+	// (or, over Server-Sent Events, as Last-Event-ID) to continue after it,
+	// on any gateway instance.
+	ResumeToken string `protobuf:"bytes,1,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// CloudEvents id of the event (ce_id), unique per event.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// CloudEvents source (ce_source): the deployment that emitted it.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// CloudEvents type (ce_type): the payload's full name, for example
+	// "shop.events.v1.CartItemAdded".
+	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// CloudEvents subject (ce_subject): the id of the resource.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// CloudEvents time (ce_time): when the event was emitted.
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// The event's payload: the cart item as the event carries it.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchCartResponse_ItemAdded
+	//	*WatchCartResponse_ItemRemoved
+	Event         isWatchCartResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCartResponse) Reset() {
+	*x = WatchCartResponse{}
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCartResponse) ProtoMessage() {}
+
+func (x *WatchCartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_cart_v1_cart_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCartResponse.ProtoReflect.Descriptor instead.
+func (*WatchCartResponse) Descriptor() ([]byte, []int) {
+	return file_shop_cart_v1_cart_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WatchCartResponse) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *WatchCartResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WatchCartResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *WatchCartResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WatchCartResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WatchCartResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WatchCartResponse) GetEvent() isWatchCartResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchCartResponse) GetItemAdded() *CartItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchCartResponse_ItemAdded); ok {
+			return x.ItemAdded
+		}
+	}
+	return nil
+}
+
+func (x *WatchCartResponse) GetItemRemoved() *CartItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchCartResponse_ItemRemoved); ok {
+			return x.ItemRemoved
+		}
+	}
+	return nil
+}
+
+type isWatchCartResponse_Event interface {
+	isWatchCartResponse_Event()
+}
+
+type WatchCartResponse_ItemAdded struct {
+	// A shop.events.v1.CartItemAdded event's item.
+	ItemAdded *CartItem `protobuf:"bytes,10,opt,name=item_added,json=itemAdded,proto3,oneof"`
+}
+
+type WatchCartResponse_ItemRemoved struct {
+	// A shop.events.v1.CartItemRemoved event's item.
+	ItemRemoved *CartItem `protobuf:"bytes,11,opt,name=item_removed,json=itemRemoved,proto3,oneof"`
+}
+
+func (*WatchCartResponse_ItemAdded) isWatchCartResponse_Event() {}
+
+func (*WatchCartResponse_ItemRemoved) isWatchCartResponse_Event() {}
+
 var File_shop_cart_v1_cart_proto protoreflect.FileDescriptor
 
 const file_shop_cart_v1_cart_proto_rawDesc = "" +
@@ -547,7 +747,22 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"\x15RemoveCartItemRequest\x12(\n" +
 	"\aitem_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"1\"\xbaH\x04\"\x02 \x00R\x06itemId\"D\n" +
 	"\x16RemoveCartItemResponse\x12*\n" +
-	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item2\xfc\x05\n" +
+	"\x04item\x18\x01 \x01(\v2\x16.shop.cart.v1.CartItemR\x04item\"p\n" +
+	"\x10WatchCartRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\x122\n" +
+	"\fresume_token\x18\x02 \x01(\tB\x0f\x92A\x04J\x02\"\"\xbaH\x05r\x03\x18\x80\bR\vresumeToken\"\xbb\x02\n" +
+	"\x11WatchCartResponse\x12!\n" +
+	"\fresume_token\x18\x01 \x01(\tR\vresumeToken\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x127\n" +
+	"\n" +
+	"item_added\x18\n" +
+	" \x01(\v2\x16.shop.cart.v1.CartItemH\x00R\titemAdded\x12;\n" +
+	"\fitem_removed\x18\v \x01(\v2\x16.shop.cart.v1.CartItemH\x00R\vitemRemovedB\a\n" +
+	"\x05event2\xfd\x06\n" +
 	"\vCartService\x12\xd6\x01\n" +
 	"\vAddCartItem\x12 .shop.cart.v1.AddCartItemRequest\x1a!.shop.cart.v1.AddCartItemResponse\"\x81\x01\xca\xf3\x18H\n" +
 	"\x1cshop.events.v1.CartItemAdded\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
@@ -558,7 +773,9 @@ const file_shop_cart_v1_cart_proto_rawDesc = "" +
 	"shop:admin\x82\xd3\xe4\x93\x02\x1aZ\x11\x12\x0f/cart/{user_id}\x12\x05/cart\x12\xda\x01\n" +
 	"\x0eRemoveCartItem\x12#.shop.cart.v1.RemoveCartItemRequest\x1a$.shop.cart.v1.RemoveCartItemResponse\"}\xca\xf3\x18J\n" +
 	"\x1eshop.events.v1.CartItemRemoved\x12\fshop.cart.v1\x1a\fitem.user_id\"\fitem.item_id\xd2\xf3\x18\x0e\b\x02\x1a\n" +
-	"shop:admin\x82\xd3\xe4\x93\x02\x17b\x04item*\x0f/cart/{item_id}B5Z3github.com/shopgateway/shop/gen/shop/cart/v1;cartv1b\x06proto3"
+	"shop:admin\x82\xd3\xe4\x93\x02\x17b\x04item*\x0f/cart/{item_id}\x12\x7f\n" +
+	"\tWatchCart\x12\x1e.shop.cart.v1.WatchCartRequest\x1a\x1f.shop.cart.v1.WatchCartResponse\"/\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x0e\x12\f/cart/events0\x01B5Z3github.com/shopgateway/shop/gen/shop/cart/v1;cartv1b\x06proto3"
 
 var (
 	file_shop_cart_v1_cart_proto_rawDescOnce sync.Once
@@ -572,7 +789,7 @@ func file_shop_cart_v1_cart_proto_rawDescGZIP() []byte {
 	return file_shop_cart_v1_cart_proto_rawDescData
 }
 
-var file_shop_cart_v1_cart_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shop_cart_v1_cart_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_shop_cart_v1_cart_proto_goTypes = []any{
 	(*CartItem)(nil),                // 0: shop.cart.v1.CartItem
 	(*AddCartItemRequest)(nil),      // 1: shop.cart.v1.AddCartItemRequest
@@ -583,27 +800,34 @@ var file_shop_cart_v1_cart_proto_goTypes = []any{
 	(*GetCartResponse)(nil),         // 6: shop.cart.v1.GetCartResponse
 	(*RemoveCartItemRequest)(nil),   // 7: shop.cart.v1.RemoveCartItemRequest
 	(*RemoveCartItemResponse)(nil),  // 8: shop.cart.v1.RemoveCartItemResponse
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
+	(*WatchCartRequest)(nil),        // 9: shop.cart.v1.WatchCartRequest
+	(*WatchCartResponse)(nil),       // 10: shop.cart.v1.WatchCartResponse
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
 }
 var file_shop_cart_v1_cart_proto_depIdxs = []int32{
-	9, // 0: shop.cart.v1.CartItem.added_at:type_name -> google.protobuf.Timestamp
-	0, // 1: shop.cart.v1.AddCartItemResponse.item:type_name -> shop.cart.v1.CartItem
-	0, // 2: shop.cart.v1.GetFallbackCartResponse.items:type_name -> shop.cart.v1.CartItem
-	0, // 3: shop.cart.v1.GetCartResponse.items:type_name -> shop.cart.v1.CartItem
-	0, // 4: shop.cart.v1.RemoveCartItemResponse.item:type_name -> shop.cart.v1.CartItem
-	1, // 5: shop.cart.v1.CartService.AddCartItem:input_type -> shop.cart.v1.AddCartItemRequest
-	3, // 6: shop.cart.v1.CartService.GetFallbackCart:input_type -> shop.cart.v1.GetFallbackCartRequest
-	5, // 7: shop.cart.v1.CartService.GetCart:input_type -> shop.cart.v1.GetCartRequest
-	7, // 8: shop.cart.v1.CartService.RemoveCartItem:input_type -> shop.cart.v1.RemoveCartItemRequest
-	2, // 9: shop.cart.v1.CartService.AddCartItem:output_type -> shop.cart.v1.AddCartItemResponse
-	4, // 10: shop.cart.v1.CartService.GetFallbackCart:output_type -> shop.cart.v1.GetFallbackCartResponse
-	6, // 11: shop.cart.v1.CartService.GetCart:output_type -> shop.cart.v1.GetCartResponse
-	8, // 12: shop.cart.v1.CartService.RemoveCartItem:output_type -> shop.cart.v1.RemoveCartItemResponse
-	9, // [9:13] is the sub-list for method output_type
-	5, // [5:9] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	11, // 0: shop.cart.v1.CartItem.added_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: shop.cart.v1.AddCartItemResponse.item:type_name -> shop.cart.v1.CartItem
+	0,  // 2: shop.cart.v1.GetFallbackCartResponse.items:type_name -> shop.cart.v1.CartItem
+	0,  // 3: shop.cart.v1.GetCartResponse.items:type_name -> shop.cart.v1.CartItem
+	0,  // 4: shop.cart.v1.RemoveCartItemResponse.item:type_name -> shop.cart.v1.CartItem
+	11, // 5: shop.cart.v1.WatchCartResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 6: shop.cart.v1.WatchCartResponse.item_added:type_name -> shop.cart.v1.CartItem
+	0,  // 7: shop.cart.v1.WatchCartResponse.item_removed:type_name -> shop.cart.v1.CartItem
+	1,  // 8: shop.cart.v1.CartService.AddCartItem:input_type -> shop.cart.v1.AddCartItemRequest
+	3,  // 9: shop.cart.v1.CartService.GetFallbackCart:input_type -> shop.cart.v1.GetFallbackCartRequest
+	5,  // 10: shop.cart.v1.CartService.GetCart:input_type -> shop.cart.v1.GetCartRequest
+	7,  // 11: shop.cart.v1.CartService.RemoveCartItem:input_type -> shop.cart.v1.RemoveCartItemRequest
+	9,  // 12: shop.cart.v1.CartService.WatchCart:input_type -> shop.cart.v1.WatchCartRequest
+	2,  // 13: shop.cart.v1.CartService.AddCartItem:output_type -> shop.cart.v1.AddCartItemResponse
+	4,  // 14: shop.cart.v1.CartService.GetFallbackCart:output_type -> shop.cart.v1.GetFallbackCartResponse
+	6,  // 15: shop.cart.v1.CartService.GetCart:output_type -> shop.cart.v1.GetCartResponse
+	8,  // 16: shop.cart.v1.CartService.RemoveCartItem:output_type -> shop.cart.v1.RemoveCartItemResponse
+	10, // 17: shop.cart.v1.CartService.WatchCart:output_type -> shop.cart.v1.WatchCartResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_shop_cart_v1_cart_proto_init() }
@@ -611,13 +835,17 @@ func file_shop_cart_v1_cart_proto_init() {
 	if File_shop_cart_v1_cart_proto != nil {
 		return
 	}
+	file_shop_cart_v1_cart_proto_msgTypes[10].OneofWrappers = []any{
+		(*WatchCartResponse_ItemAdded)(nil),
+		(*WatchCartResponse_ItemRemoved)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_cart_v1_cart_proto_rawDesc), len(file_shop_cart_v1_cart_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

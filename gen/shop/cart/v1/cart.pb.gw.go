@@ -241,6 +241,34 @@ func local_request_CartService_RemoveCartItem_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
+var filter_CartService_WatchCart_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_CartService_WatchCart_0(ctx context.Context, marshaler runtime.Marshaler, client CartServiceClient, req *http.Request, pathParams map[string]string) (CartService_WatchCartClient, runtime.ServerMetadata, error) {
+	var (
+		protoReq WatchCartRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_CartService_WatchCart_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	stream, err := client.WatchCart(ctx, &protoReq)
+	if err != nil {
+		return nil, metadata, err
+	}
+	header, err := stream.Header()
+	if err != nil {
+		return nil, metadata, err
+	}
+	metadata.HeaderMD = header
+	return stream, metadata, nil
+}
+
 // RegisterCartServiceHandlerServer registers the http handlers for service CartService to "mux".
 // UnaryRPC     :call CartServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -366,6 +394,13 @@ func RegisterCartServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux
 			return
 		}
 		forward_CartService_RemoveCartItem_0(annotatedContext, mux, outboundMarshaler, w, req, response_CartService_RemoveCartItem_0{resp.(*RemoveCartItemResponse)}, mux.GetForwardResponseOptions()...)
+	})
+
+	mux.Handle(http.MethodGet, pattern_CartService_WatchCart_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
+		_, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+		return
 	})
 
 	return nil
@@ -509,6 +544,23 @@ func RegisterCartServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 		}
 		forward_CartService_RemoveCartItem_0(annotatedContext, mux, outboundMarshaler, w, req, response_CartService_RemoveCartItem_0{resp.(*RemoveCartItemResponse)}, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_CartService_WatchCart_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/shop.cart.v1.CartService/WatchCart", runtime.WithHTTPPathPattern("/cart/events"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_CartService_WatchCart_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_CartService_WatchCart_0(annotatedContext, mux, outboundMarshaler, w, req, func() (proto.Message, error) { return resp.Recv() }, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
@@ -537,6 +589,7 @@ var (
 	pattern_CartService_GetCart_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0}, []string{"cart"}, ""))
 	pattern_CartService_GetCart_1         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"cart", "user_id"}, ""))
 	pattern_CartService_RemoveCartItem_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"cart", "item_id"}, ""))
+	pattern_CartService_WatchCart_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"cart", "events"}, ""))
 )
 
 var (
@@ -546,4 +599,5 @@ var (
 	forward_CartService_GetCart_0         = runtime.ForwardResponseMessage
 	forward_CartService_GetCart_1         = runtime.ForwardResponseMessage
 	forward_CartService_RemoveCartItem_0  = runtime.ForwardResponseMessage
+	forward_CartService_WatchCart_0       = runtime.ForwardResponseStream
 )

@@ -26,6 +26,7 @@ const (
 	CartService_GetFallbackCart_FullMethodName = "/shop.cart.v1.CartService/GetFallbackCart"
 	CartService_GetCart_FullMethodName         = "/shop.cart.v1.CartService/GetCart"
 	CartService_RemoveCartItem_FullMethodName  = "/shop.cart.v1.CartService/RemoveCartItem"
+	CartService_WatchCart_FullMethodName       = "/shop.cart.v1.CartService/WatchCart"
 )
 
 // CartServiceClient is the client API for CartService service.
@@ -47,6 +48,11 @@ type CartServiceClient interface {
 	GetCart(ctx context.Context, in *GetCartRequest, opts ...grpc.CallOption) (*GetCartResponse, error)
 	// RemoveCartItem removes one item from a cart and returns it.
 	RemoveCartItem(ctx context.Context, in *RemoveCartItemRequest, opts ...grpc.CallOption) (*RemoveCartItemResponse, error)
+	// WatchCart streams the changes of a user's cart as they happen: each
+	// CartItemAdded and CartItemRemoved event keyed to the user, read by the
+	// gateway from the cart topic. Over REST an Accept: text/event-stream
+	// request gets Server-Sent Events, otherwise newline-delimited JSON.
+	WatchCart(ctx context.Context, in *WatchCartRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCartResponse], error)
 }
 
 type cartServiceClient struct {
@@ -97,6 +103,25 @@ func (c *cartServiceClient) RemoveCartItem(ctx context.Context, in *RemoveCartIt
 	return out, nil
 }
 
+func (c *cartServiceClient) WatchCart(ctx context.Context, in *WatchCartRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCartResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CartService_ServiceDesc.Streams[0], CartService_WatchCart_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCartRequest, WatchCartResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CartService_WatchCartClient = grpc.ServerStreamingClient[WatchCartResponse]
+
 // CartServiceServer is the server API for CartService service.
 // All implementations must embed UnimplementedCartServiceServer
 // for forward compatibility.
@@ -116,6 +141,11 @@ type CartServiceServer interface {
 	GetCart(context.Context, *GetCartRequest) (*GetCartResponse, error)
 	// RemoveCartItem removes one item from a cart and returns it.
 	RemoveCartItem(context.Context, *RemoveCartItemRequest) (*RemoveCartItemResponse, error)
+	// WatchCart streams the changes of a user's cart as they happen: each
+	// CartItemAdded and CartItemRemoved event keyed to the user, read by the
+	// gateway from the cart topic. Over REST an Accept: text/event-stream
+	// request gets Server-Sent Events, otherwise newline-delimited JSON.
+	WatchCart(*WatchCartRequest, grpc.ServerStreamingServer[WatchCartResponse]) error
 	mustEmbedUnimplementedCartServiceServer()
 }
 
@@ -137,6 +167,9 @@ func (UnimplementedCartServiceServer) GetCart(context.Context, *GetCartRequest) 
 }
 func (UnimplementedCartServiceServer) RemoveCartItem(context.Context, *RemoveCartItemRequest) (*RemoveCartItemResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveCartItem not implemented")
+}
+func (UnimplementedCartServiceServer) WatchCart(*WatchCartRequest, grpc.ServerStreamingServer[WatchCartResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCart not implemented")
 }
 func (UnimplementedCartServiceServer) mustEmbedUnimplementedCartServiceServer() {}
 func (UnimplementedCartServiceServer) testEmbeddedByValue()                     {}
@@ -231,6 +264,17 @@ func _CartService_RemoveCartItem_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CartService_WatchCart_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCartRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CartServiceServer).WatchCart(m, &grpc.GenericServerStream[WatchCartRequest, WatchCartResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CartService_WatchCartServer = grpc.ServerStreamingServer[WatchCartResponse]
+
 // CartService_ServiceDesc is the grpc.ServiceDesc for CartService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -255,6 +299,12 @@ var CartService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CartService_RemoveCartItem_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchCart",
+			Handler:       _CartService_WatchCart_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shop/cart/v1/cart.proto",
 }

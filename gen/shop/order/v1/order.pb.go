@@ -666,6 +666,189 @@ func (x *ProcessOrderStockResponse) GetItems() []*v1.StockItem {
 	return nil
 }
 
+// WatchOrdersRequest names the user whose orders to watch.
+type WatchOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Owner of the orders; filled from the caller's token when absent.
+	UserId int64 `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Position to continue after: a resume_token of an earlier event. Empty
+	// starts at the newest event (nothing before the subscription is sent).
+	ResumeToken   string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrdersRequest) Reset() {
+	*x = WatchOrdersRequest{}
+	mi := &file_shop_order_v1_order_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersRequest) ProtoMessage() {}
+
+func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_order_v1_order_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_shop_order_v1_order_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchOrdersRequest) GetUserId() int64 {
+	if x != nil {
+		return x.UserId
+	}
+	return 0
+}
+
+func (x *WatchOrdersRequest) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+// WatchOrdersResponse is one order event.
+type WatchOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque position just after this event: send it back as resume_token
+	// (or, over Server-Sent Events, as Last-Event-ID) to continue after it,
+	// on any gateway instance.
+	ResumeToken string `protobuf:"bytes,1,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// CloudEvents id of the event (ce_id), unique per event.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// CloudEvents source (ce_source): the deployment that emitted it.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// CloudEvents type (ce_type): the payload's full name, for example
+	// "shop.events.v1.OrderPaid".
+	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// CloudEvents subject (ce_subject): the id of the resource.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// CloudEvents time (ce_time): when the event was emitted.
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// The event's payload: the order as the event carries it.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchOrdersResponse_OrderPaid
+	Event         isWatchOrdersResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrdersResponse) Reset() {
+	*x = WatchOrdersResponse{}
+	mi := &file_shop_order_v1_order_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersResponse) ProtoMessage() {}
+
+func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_order_v1_order_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_shop_order_v1_order_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchOrdersResponse) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WatchOrdersResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WatchOrdersResponse) GetEvent() isWatchOrdersResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchOrdersResponse) GetOrderPaid() *Order {
+	if x != nil {
+		if x, ok := x.Event.(*WatchOrdersResponse_OrderPaid); ok {
+			return x.OrderPaid
+		}
+	}
+	return nil
+}
+
+type isWatchOrdersResponse_Event interface {
+	isWatchOrdersResponse_Event()
+}
+
+type WatchOrdersResponse_OrderPaid struct {
+	// A shop.events.v1.OrderPaid event's order.
+	OrderPaid *Order `protobuf:"bytes,10,opt,name=order_paid,json=orderPaid,proto3,oneof"`
+}
+
+func (*WatchOrdersResponse_OrderPaid) isWatchOrdersResponse_Event() {}
+
 var File_shop_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_shop_order_v1_order_proto_rawDesc = "" +
@@ -705,12 +888,26 @@ const file_shop_order_v1_order_proto_rawDesc = "" +
 	"\x18ProcessOrderStockRequest\x12?\n" +
 	"\x05items\x18\x01 \x03(\v2\x18.shop.order.v1.StockLineB\x0f\xe2A\x01\x02\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x05items\"K\n" +
 	"\x19ProcessOrderStockResponse\x12.\n" +
-	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items*u\n" +
+	"\x05items\x18\x01 \x03(\v2\x18.shop.stock.v1.StockItemR\x05items\"r\n" +
+	"\x12WatchOrdersRequest\x12(\n" +
+	"\auser_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"7\"\xbaH\x04\"\x02(\x00R\x06userId\x122\n" +
+	"\fresume_token\x18\x02 \x01(\tB\x0f\x92A\x04J\x02\"\"\xbaH\x05r\x03\x18\x80\bR\vresumeToken\"\xfe\x01\n" +
+	"\x13WatchOrdersResponse\x12!\n" +
+	"\fresume_token\x18\x01 \x01(\tR\vresumeToken\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\n" +
+	"order_paid\x18\n" +
+	" \x01(\v2\x14.shop.order.v1.OrderH\x00R\torderPaidB\a\n" +
+	"\x05event*u\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12\x17\n" +
-	"\x13ORDER_STATUS_FAILED\x10\x032\xd7\x05\n" +
+	"\x13ORDER_STATUS_FAILED\x10\x032\xe2\x06\n" +
 	"\fOrderService\x12|\n" +
 	"\n" +
 	"ListOrders\x12 .shop.order.v1.ListOrdersRequest\x1a!.shop.order.v1.ListOrdersResponse\")\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
@@ -723,7 +920,9 @@ const file_shop_order_v1_order_proto_rawDesc = "" +
 	"/order/pay\x12\xf3\x01\n" +
 	"\x11ProcessOrderStock\x12'.shop.order.v1.ProcessOrderStockRequest\x1a(.shop.order.v1.ProcessOrderStockResponse\"\x8a\x01\xca\xf3\x18G\n" +
 	"\x1dshop.events.v1.StockProcessed\x12\rshop.stock.v1\x1a\x10items.product_id*\x05items\xd2\xf3\x18\x1c\b\x03\x1a\fshop:service\x1a\n" +
-	"shop:admin\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/order/process_stockB7Z5github.com/shopgateway/shop/gen/shop/order/v1;orderv1b\x06proto3"
+	"shop:admin\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/order/process_stock\x12\x88\x01\n" +
+	"\vWatchOrders\x12!.shop.order.v1.WatchOrdersRequest\x1a\".shop.order.v1.WatchOrdersResponse\"0\xd2\xf3\x18\x17\b\x02\x12\auser_id\x1a\n" +
+	"shop:admin\x82\xd3\xe4\x93\x02\x0f\x12\r/order/events0\x01B7Z5github.com/shopgateway/shop/gen/shop/order/v1;orderv1b\x06proto3"
 
 var (
 	file_shop_order_v1_order_proto_rawDescOnce sync.Once
@@ -738,7 +937,7 @@ func file_shop_order_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_shop_order_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shop_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_shop_order_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_shop_order_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: shop.order.v1.OrderStatus
 	(*OrderItem)(nil),                 // 1: shop.order.v1.OrderItem
@@ -752,31 +951,37 @@ var file_shop_order_v1_order_proto_goTypes = []any{
 	(*StockLine)(nil),                 // 9: shop.order.v1.StockLine
 	(*ProcessOrderStockRequest)(nil),  // 10: shop.order.v1.ProcessOrderStockRequest
 	(*ProcessOrderStockResponse)(nil), // 11: shop.order.v1.ProcessOrderStockResponse
-	(*timestamppb.Timestamp)(nil),     // 12: google.protobuf.Timestamp
-	(*v1.StockItem)(nil),              // 13: shop.stock.v1.StockItem
+	(*WatchOrdersRequest)(nil),        // 12: shop.order.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),       // 13: shop.order.v1.WatchOrdersResponse
+	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
+	(*v1.StockItem)(nil),              // 15: shop.stock.v1.StockItem
 }
 var file_shop_order_v1_order_proto_depIdxs = []int32{
 	1,  // 0: shop.order.v1.Order.items:type_name -> shop.order.v1.OrderItem
 	0,  // 1: shop.order.v1.Order.status:type_name -> shop.order.v1.OrderStatus
-	12, // 2: shop.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	14, // 2: shop.order.v1.Order.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 3: shop.order.v1.ListOrdersResponse.orders:type_name -> shop.order.v1.Order
 	2,  // 4: shop.order.v1.GetOrderResponse.order:type_name -> shop.order.v1.Order
 	2,  // 5: shop.order.v1.PayOrderResponse.order:type_name -> shop.order.v1.Order
 	9,  // 6: shop.order.v1.ProcessOrderStockRequest.items:type_name -> shop.order.v1.StockLine
-	13, // 7: shop.order.v1.ProcessOrderStockResponse.items:type_name -> shop.stock.v1.StockItem
-	3,  // 8: shop.order.v1.OrderService.ListOrders:input_type -> shop.order.v1.ListOrdersRequest
-	5,  // 9: shop.order.v1.OrderService.GetOrder:input_type -> shop.order.v1.GetOrderRequest
-	7,  // 10: shop.order.v1.OrderService.PayOrder:input_type -> shop.order.v1.PayOrderRequest
-	10, // 11: shop.order.v1.OrderService.ProcessOrderStock:input_type -> shop.order.v1.ProcessOrderStockRequest
-	4,  // 12: shop.order.v1.OrderService.ListOrders:output_type -> shop.order.v1.ListOrdersResponse
-	6,  // 13: shop.order.v1.OrderService.GetOrder:output_type -> shop.order.v1.GetOrderResponse
-	8,  // 14: shop.order.v1.OrderService.PayOrder:output_type -> shop.order.v1.PayOrderResponse
-	11, // 15: shop.order.v1.OrderService.ProcessOrderStock:output_type -> shop.order.v1.ProcessOrderStockResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 7: shop.order.v1.ProcessOrderStockResponse.items:type_name -> shop.stock.v1.StockItem
+	14, // 8: shop.order.v1.WatchOrdersResponse.time:type_name -> google.protobuf.Timestamp
+	2,  // 9: shop.order.v1.WatchOrdersResponse.order_paid:type_name -> shop.order.v1.Order
+	3,  // 10: shop.order.v1.OrderService.ListOrders:input_type -> shop.order.v1.ListOrdersRequest
+	5,  // 11: shop.order.v1.OrderService.GetOrder:input_type -> shop.order.v1.GetOrderRequest
+	7,  // 12: shop.order.v1.OrderService.PayOrder:input_type -> shop.order.v1.PayOrderRequest
+	10, // 13: shop.order.v1.OrderService.ProcessOrderStock:input_type -> shop.order.v1.ProcessOrderStockRequest
+	12, // 14: shop.order.v1.OrderService.WatchOrders:input_type -> shop.order.v1.WatchOrdersRequest
+	4,  // 15: shop.order.v1.OrderService.ListOrders:output_type -> shop.order.v1.ListOrdersResponse
+	6,  // 16: shop.order.v1.OrderService.GetOrder:output_type -> shop.order.v1.GetOrderResponse
+	8,  // 17: shop.order.v1.OrderService.PayOrder:output_type -> shop.order.v1.PayOrderResponse
+	11, // 18: shop.order.v1.OrderService.ProcessOrderStock:output_type -> shop.order.v1.ProcessOrderStockResponse
+	13, // 19: shop.order.v1.OrderService.WatchOrders:output_type -> shop.order.v1.WatchOrdersResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shop_order_v1_order_proto_init() }
@@ -784,13 +989,16 @@ func file_shop_order_v1_order_proto_init() {
 	if File_shop_order_v1_order_proto != nil {
 		return
 	}
+	file_shop_order_v1_order_proto_msgTypes[12].OneofWrappers = []any{
+		(*WatchOrdersResponse_OrderPaid)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_order_v1_order_proto_rawDesc), len(file_shop_order_v1_order_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	OrderService_GetOrder_FullMethodName          = "/shop.order.v1.OrderService/GetOrder"
 	OrderService_PayOrder_FullMethodName          = "/shop.order.v1.OrderService/PayOrder"
 	OrderService_ProcessOrderStock_FullMethodName = "/shop.order.v1.OrderService/ProcessOrderStock"
+	OrderService_WatchOrders_FullMethodName       = "/shop.order.v1.OrderService/WatchOrders"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -46,6 +47,11 @@ type OrderServiceClient interface {
 	// ProcessOrderStock decrements the stock of all the given products at
 	// once: all or nothing, never below zero, safe under concurrent calls.
 	ProcessOrderStock(ctx context.Context, in *ProcessOrderStockRequest, opts ...grpc.CallOption) (*ProcessOrderStockResponse, error)
+	// WatchOrders streams a user's order events as they happen (OrderPaid),
+	// read by the gateway from the order topic. Over REST an Accept:
+	// text/event-stream request gets Server-Sent Events, otherwise
+	// newline-delimited JSON.
+	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
 type orderServiceClient struct {
@@ -96,6 +102,25 @@ func (c *orderServiceClient) ProcessOrderStock(ctx context.Context, in *ProcessO
 	return out, nil
 }
 
+func (c *orderServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[0], OrderService_WatchOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrdersRequest, WatchOrdersResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrdersResponse]
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -114,6 +139,11 @@ type OrderServiceServer interface {
 	// ProcessOrderStock decrements the stock of all the given products at
 	// once: all or nothing, never below zero, safe under concurrent calls.
 	ProcessOrderStock(context.Context, *ProcessOrderStockRequest) (*ProcessOrderStockResponse, error)
+	// WatchOrders streams a user's order events as they happen (OrderPaid),
+	// read by the gateway from the order topic. Over REST an Accept:
+	// text/event-stream request gets Server-Sent Events, otherwise
+	// newline-delimited JSON.
+	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -135,6 +165,9 @@ func (UnimplementedOrderServiceServer) PayOrder(context.Context, *PayOrderReques
 }
 func (UnimplementedOrderServiceServer) ProcessOrderStock(context.Context, *ProcessOrderStockRequest) (*ProcessOrderStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ProcessOrderStock not implemented")
+}
+func (UnimplementedOrderServiceServer) WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -229,6 +262,17 @@ func _OrderService_ProcessOrderStock_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_WatchOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrdersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderServiceServer).WatchOrders(m, &grpc.GenericServerStream[WatchOrdersRequest, WatchOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrdersServer = grpc.ServerStreamingServer[WatchOrdersResponse]
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -253,6 +297,12 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _OrderService_ProcessOrderStock_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOrders",
+			Handler:       _OrderService_WatchOrders_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shop/order/v1/order.proto",
 }

@@ -16,6 +16,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -698,11 +699,245 @@ func (x *SetStockLevelResponse) GetItem() *StockItem {
 	return nil
 }
 
+// WatchStockRequest chooses the stock events to watch.
+type WatchStockRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Products to watch, at most 100; empty watches every product.
+	ProductIds []int64 `protobuf:"varint,1,rep,packed,name=product_ids,json=productIds,proto3" json:"product_ids,omitempty"`
+	// Position to continue after: a resume_token of an earlier event. Empty
+	// starts at the newest event (nothing before the subscription is sent).
+	ResumeToken   string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStockRequest) Reset() {
+	*x = WatchStockRequest{}
+	mi := &file_shop_stock_v1_stock_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStockRequest) ProtoMessage() {}
+
+func (x *WatchStockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_stock_v1_stock_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStockRequest.ProtoReflect.Descriptor instead.
+func (*WatchStockRequest) Descriptor() ([]byte, []int) {
+	return file_shop_stock_v1_stock_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchStockRequest) GetProductIds() []int64 {
+	if x != nil {
+		return x.ProductIds
+	}
+	return nil
+}
+
+func (x *WatchStockRequest) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+// WatchStockResponse is one stock event.
+type WatchStockResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque position just after this event: send it back as resume_token
+	// (or, over Server-Sent Events, as Last-Event-ID) to continue after it,
+	// on any gateway instance.
+	ResumeToken string `protobuf:"bytes,1,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	// CloudEvents id of the event (ce_id), unique per event.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// CloudEvents source (ce_source): the deployment that emitted it.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// CloudEvents type (ce_type): the payload's full name, for example
+	// "shop.events.v1.StockUpdated".
+	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// CloudEvents subject (ce_subject): the id of the resource.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// CloudEvents time (ce_time): when the event was emitted.
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// The event's payload: the stock item as the event carries it.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchStockResponse_StockCreated
+	//	*WatchStockResponse_StockUpdated
+	//	*WatchStockResponse_StockDeleted
+	//	*WatchStockResponse_StockProcessed
+	Event         isWatchStockResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchStockResponse) Reset() {
+	*x = WatchStockResponse{}
+	mi := &file_shop_stock_v1_stock_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchStockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchStockResponse) ProtoMessage() {}
+
+func (x *WatchStockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_stock_v1_stock_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchStockResponse.ProtoReflect.Descriptor instead.
+func (*WatchStockResponse) Descriptor() ([]byte, []int) {
+	return file_shop_stock_v1_stock_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchStockResponse) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
+func (x *WatchStockResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WatchStockResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *WatchStockResponse) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WatchStockResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WatchStockResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WatchStockResponse) GetEvent() isWatchStockResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchStockResponse) GetStockCreated() *StockItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchStockResponse_StockCreated); ok {
+			return x.StockCreated
+		}
+	}
+	return nil
+}
+
+func (x *WatchStockResponse) GetStockUpdated() *StockItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchStockResponse_StockUpdated); ok {
+			return x.StockUpdated
+		}
+	}
+	return nil
+}
+
+func (x *WatchStockResponse) GetStockDeleted() *StockItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchStockResponse_StockDeleted); ok {
+			return x.StockDeleted
+		}
+	}
+	return nil
+}
+
+func (x *WatchStockResponse) GetStockProcessed() *StockItem {
+	if x != nil {
+		if x, ok := x.Event.(*WatchStockResponse_StockProcessed); ok {
+			return x.StockProcessed
+		}
+	}
+	return nil
+}
+
+type isWatchStockResponse_Event interface {
+	isWatchStockResponse_Event()
+}
+
+type WatchStockResponse_StockCreated struct {
+	// A shop.events.v1.StockCreated event's item.
+	StockCreated *StockItem `protobuf:"bytes,10,opt,name=stock_created,json=stockCreated,proto3,oneof"`
+}
+
+type WatchStockResponse_StockUpdated struct {
+	// A shop.events.v1.StockUpdated event's item.
+	StockUpdated *StockItem `protobuf:"bytes,11,opt,name=stock_updated,json=stockUpdated,proto3,oneof"`
+}
+
+type WatchStockResponse_StockDeleted struct {
+	// A shop.events.v1.StockDeleted event's item.
+	StockDeleted *StockItem `protobuf:"bytes,12,opt,name=stock_deleted,json=stockDeleted,proto3,oneof"`
+}
+
+type WatchStockResponse_StockProcessed struct {
+	// A shop.events.v1.StockProcessed event's item (one per event).
+	StockProcessed *StockItem `protobuf:"bytes,13,opt,name=stock_processed,json=stockProcessed,proto3,oneof"`
+}
+
+func (*WatchStockResponse_StockCreated) isWatchStockResponse_Event() {}
+
+func (*WatchStockResponse_StockUpdated) isWatchStockResponse_Event() {}
+
+func (*WatchStockResponse_StockDeleted) isWatchStockResponse_Event() {}
+
+func (*WatchStockResponse_StockProcessed) isWatchStockResponse_Event() {}
+
 var File_shop_stock_v1_stock_proto protoreflect.FileDescriptor
 
 const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xb0\x02\n" +
+	"\x19shop/stock/v1/stock.proto\x12\rshop.stock.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\x1a%shop/annotations/v1/annotations.proto\"\xb0\x02\n" +
 	"\tStockItem\x12.\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\x03B\x0f\x92A\x05J\x03\"6\"\xbaH\x04\"\x02(\x00R\tproductId\x12\x89\x01\n" +
@@ -743,7 +978,24 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"product_id\x18\x01 \x01(\x03B\x13\x92A\x05J\x03\"1\"\xe2A\x01\x02\xbaH\x04\"\x02 \x00R\tproductId\x12/\n" +
 	"\bquantity\x18\x02 \x01(\x05B\x13\x92A\x05J\x03100\xe2A\x01\x02\xbaH\x04\x1a\x02(\x00R\bquantity\"E\n" +
 	"\x15SetStockLevelResponse\x12,\n" +
-	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item2\xe7\b\n" +
+	"\x04item\x18\x01 \x01(\v2\x18.shop.stock.v1.StockItemR\x04item\"\x82\x01\n" +
+	"\x11WatchStockRequest\x129\n" +
+	"\vproduct_ids\x18\x01 \x03(\x03B\x18\x92A\aJ\x05[\"1\"]\xbaH\v\x92\x01\b\x10d\"\x04\"\x02 \x00R\n" +
+	"productIds\x122\n" +
+	"\fresume_token\x18\x02 \x01(\tB\x0f\x92A\x04J\x02\"\"\xbaH\x05r\x03\x18\x80\bR\vresumeToken\"\xce\x03\n" +
+	"\x12WatchStockResponse\x12!\n" +
+	"\fresume_token\x18\x01 \x01(\tR\vresumeToken\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12?\n" +
+	"\rstock_created\x18\n" +
+	" \x01(\v2\x18.shop.stock.v1.StockItemH\x00R\fstockCreated\x12?\n" +
+	"\rstock_updated\x18\v \x01(\v2\x18.shop.stock.v1.StockItemH\x00R\fstockUpdated\x12?\n" +
+	"\rstock_deleted\x18\f \x01(\v2\x18.shop.stock.v1.StockItemH\x00R\fstockDeleted\x12C\n" +
+	"\x0fstock_processed\x18\r \x01(\v2\x18.shop.stock.v1.StockItemH\x00R\x0estockProcessedB\a\n" +
+	"\x05event2\xd9\t\n" +
 	"\fStockService\x12d\n" +
 	"\tListStock\x12\x1f.shop.stock.v1.ListStockRequest\x1a .shop.stock.v1.ListStockResponse\"\x14\xd2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\b\x12\x06/stock\x12t\n" +
 	"\bGetStock\x12\x1e.shop.stock.v1.GetStockRequest\x1a\x1f.shop.stock.v1.GetStockResponse\"'\xd2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x1bb\x04item\x12\x13/stock/{product_id}\x12\xd4\x01\n" +
@@ -758,7 +1010,9 @@ const file_shop_stock_v1_stock_proto_rawDesc = "" +
 	"shop:admin\x82\xd3\xe4\x93\x02\x1bb\x04item*\x13/stock/{product_id}\x12\xdf\x01\n" +
 	"\rSetStockLevel\x12#.shop.stock.v1.SetStockLevelRequest\x1a$.shop.stock.v1.SetStockLevelResponse\"\x82\x01\xca\xf3\x18N\n" +
 	"\x1bshop.events.v1.StockUpdated\x12\rshop.stock.v1\x1a\x0fitem.product_id\"\x0fitem.product_id\xd2\xf3\x18\x0e\b\x03\x1a\n" +
-	"shop:admin\x82\xd3\xe4\x93\x02\x18:\x01*b\x04item\"\r/stock/updateB7Z5github.com/shopgateway/shop/gen/shop/stock/v1;stockv1b\x06proto3"
+	"shop:admin\x82\xd3\xe4\x93\x02\x18:\x01*b\x04item\"\r/stock/update\x12p\n" +
+	"\n" +
+	"WatchStock\x12 .shop.stock.v1.WatchStockRequest\x1a!.shop.stock.v1.WatchStockResponse\"\x1b\xd2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/stock/events0\x01B7Z5github.com/shopgateway/shop/gen/shop/stock/v1;stockv1b\x06proto3"
 
 var (
 	file_shop_stock_v1_stock_proto_rawDescOnce sync.Once
@@ -772,7 +1026,7 @@ func file_shop_stock_v1_stock_proto_rawDescGZIP() []byte {
 	return file_shop_stock_v1_stock_proto_rawDescData
 }
 
-var file_shop_stock_v1_stock_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shop_stock_v1_stock_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shop_stock_v1_stock_proto_goTypes = []any{
 	(*StockItem)(nil),             // 0: shop.stock.v1.StockItem
 	(*ListStockRequest)(nil),      // 1: shop.stock.v1.ListStockRequest
@@ -787,6 +1041,9 @@ var file_shop_stock_v1_stock_proto_goTypes = []any{
 	(*DeleteStockResponse)(nil),   // 10: shop.stock.v1.DeleteStockResponse
 	(*SetStockLevelRequest)(nil),  // 11: shop.stock.v1.SetStockLevelRequest
 	(*SetStockLevelResponse)(nil), // 12: shop.stock.v1.SetStockLevelResponse
+	(*WatchStockRequest)(nil),     // 13: shop.stock.v1.WatchStockRequest
+	(*WatchStockResponse)(nil),    // 14: shop.stock.v1.WatchStockResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_shop_stock_v1_stock_proto_depIdxs = []int32{
 	0,  // 0: shop.stock.v1.ListStockResponse.items:type_name -> shop.stock.v1.StockItem
@@ -797,23 +1054,30 @@ var file_shop_stock_v1_stock_proto_depIdxs = []int32{
 	0,  // 5: shop.stock.v1.UpdateStockResponse.item:type_name -> shop.stock.v1.StockItem
 	0,  // 6: shop.stock.v1.DeleteStockResponse.item:type_name -> shop.stock.v1.StockItem
 	0,  // 7: shop.stock.v1.SetStockLevelResponse.item:type_name -> shop.stock.v1.StockItem
-	1,  // 8: shop.stock.v1.StockService.ListStock:input_type -> shop.stock.v1.ListStockRequest
-	3,  // 9: shop.stock.v1.StockService.GetStock:input_type -> shop.stock.v1.GetStockRequest
-	5,  // 10: shop.stock.v1.StockService.CreateStock:input_type -> shop.stock.v1.CreateStockRequest
-	7,  // 11: shop.stock.v1.StockService.UpdateStock:input_type -> shop.stock.v1.UpdateStockRequest
-	9,  // 12: shop.stock.v1.StockService.DeleteStock:input_type -> shop.stock.v1.DeleteStockRequest
-	11, // 13: shop.stock.v1.StockService.SetStockLevel:input_type -> shop.stock.v1.SetStockLevelRequest
-	2,  // 14: shop.stock.v1.StockService.ListStock:output_type -> shop.stock.v1.ListStockResponse
-	4,  // 15: shop.stock.v1.StockService.GetStock:output_type -> shop.stock.v1.GetStockResponse
-	6,  // 16: shop.stock.v1.StockService.CreateStock:output_type -> shop.stock.v1.CreateStockResponse
-	8,  // 17: shop.stock.v1.StockService.UpdateStock:output_type -> shop.stock.v1.UpdateStockResponse
-	10, // 18: shop.stock.v1.StockService.DeleteStock:output_type -> shop.stock.v1.DeleteStockResponse
-	12, // 19: shop.stock.v1.StockService.SetStockLevel:output_type -> shop.stock.v1.SetStockLevelResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 8: shop.stock.v1.WatchStockResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 9: shop.stock.v1.WatchStockResponse.stock_created:type_name -> shop.stock.v1.StockItem
+	0,  // 10: shop.stock.v1.WatchStockResponse.stock_updated:type_name -> shop.stock.v1.StockItem
+	0,  // 11: shop.stock.v1.WatchStockResponse.stock_deleted:type_name -> shop.stock.v1.StockItem
+	0,  // 12: shop.stock.v1.WatchStockResponse.stock_processed:type_name -> shop.stock.v1.StockItem
+	1,  // 13: shop.stock.v1.StockService.ListStock:input_type -> shop.stock.v1.ListStockRequest
+	3,  // 14: shop.stock.v1.StockService.GetStock:input_type -> shop.stock.v1.GetStockRequest
+	5,  // 15: shop.stock.v1.StockService.CreateStock:input_type -> shop.stock.v1.CreateStockRequest
+	7,  // 16: shop.stock.v1.StockService.UpdateStock:input_type -> shop.stock.v1.UpdateStockRequest
+	9,  // 17: shop.stock.v1.StockService.DeleteStock:input_type -> shop.stock.v1.DeleteStockRequest
+	11, // 18: shop.stock.v1.StockService.SetStockLevel:input_type -> shop.stock.v1.SetStockLevelRequest
+	13, // 19: shop.stock.v1.StockService.WatchStock:input_type -> shop.stock.v1.WatchStockRequest
+	2,  // 20: shop.stock.v1.StockService.ListStock:output_type -> shop.stock.v1.ListStockResponse
+	4,  // 21: shop.stock.v1.StockService.GetStock:output_type -> shop.stock.v1.GetStockResponse
+	6,  // 22: shop.stock.v1.StockService.CreateStock:output_type -> shop.stock.v1.CreateStockResponse
+	8,  // 23: shop.stock.v1.StockService.UpdateStock:output_type -> shop.stock.v1.UpdateStockResponse
+	10, // 24: shop.stock.v1.StockService.DeleteStock:output_type -> shop.stock.v1.DeleteStockResponse
+	12, // 25: shop.stock.v1.StockService.SetStockLevel:output_type -> shop.stock.v1.SetStockLevelResponse
+	14, // 26: shop.stock.v1.StockService.WatchStock:output_type -> shop.stock.v1.WatchStockResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_shop_stock_v1_stock_proto_init() }
@@ -821,13 +1085,19 @@ func file_shop_stock_v1_stock_proto_init() {
 	if File_shop_stock_v1_stock_proto != nil {
 		return
 	}
+	file_shop_stock_v1_stock_proto_msgTypes[14].OneofWrappers = []any{
+		(*WatchStockResponse_StockCreated)(nil),
+		(*WatchStockResponse_StockUpdated)(nil),
+		(*WatchStockResponse_StockDeleted)(nil),
+		(*WatchStockResponse_StockProcessed)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_stock_v1_stock_proto_rawDesc), len(file_shop_stock_v1_stock_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

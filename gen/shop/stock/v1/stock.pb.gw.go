@@ -247,6 +247,34 @@ func local_request_StockService_SetStockLevel_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
+var filter_StockService_WatchStock_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_StockService_WatchStock_0(ctx context.Context, marshaler runtime.Marshaler, client StockServiceClient, req *http.Request, pathParams map[string]string) (StockService_WatchStockClient, runtime.ServerMetadata, error) {
+	var (
+		protoReq WatchStockRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_StockService_WatchStock_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	stream, err := client.WatchStock(ctx, &protoReq)
+	if err != nil {
+		return nil, metadata, err
+	}
+	header, err := stream.Header()
+	if err != nil {
+		return nil, metadata, err
+	}
+	metadata.HeaderMD = header
+	return stream, metadata, nil
+}
+
 // RegisterStockServiceHandlerServer registers the http handlers for service StockService to "mux".
 // UnaryRPC     :call StockServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -372,6 +400,13 @@ func RegisterStockServiceHandlerServer(ctx context.Context, mux *runtime.ServeMu
 			return
 		}
 		forward_StockService_SetStockLevel_0(annotatedContext, mux, outboundMarshaler, w, req, response_StockService_SetStockLevel_0{resp.(*SetStockLevelResponse)}, mux.GetForwardResponseOptions()...)
+	})
+
+	mux.Handle(http.MethodGet, pattern_StockService_WatchStock_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
+		_, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+		return
 	})
 
 	return nil
@@ -515,6 +550,23 @@ func RegisterStockServiceHandlerClient(ctx context.Context, mux *runtime.ServeMu
 		}
 		forward_StockService_SetStockLevel_0(annotatedContext, mux, outboundMarshaler, w, req, response_StockService_SetStockLevel_0{resp.(*SetStockLevelResponse)}, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_StockService_WatchStock_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/shop.stock.v1.StockService/WatchStock", runtime.WithHTTPPathPattern("/stock/events"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_StockService_WatchStock_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_StockService_WatchStock_0(annotatedContext, mux, outboundMarshaler, w, req, func() (proto.Message, error) { return resp.Recv() }, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
@@ -570,6 +622,7 @@ var (
 	pattern_StockService_UpdateStock_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"stock", "product_id"}, ""))
 	pattern_StockService_DeleteStock_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"stock", "product_id"}, ""))
 	pattern_StockService_SetStockLevel_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"stock", "update"}, ""))
+	pattern_StockService_WatchStock_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"stock", "events"}, ""))
 )
 
 var (
@@ -579,4 +632,5 @@ var (
 	forward_StockService_UpdateStock_0   = runtime.ForwardResponseMessage
 	forward_StockService_DeleteStock_0   = runtime.ForwardResponseMessage
 	forward_StockService_SetStockLevel_0 = runtime.ForwardResponseMessage
+	forward_StockService_WatchStock_0    = runtime.ForwardResponseStream
 )

@@ -28,6 +28,7 @@ const (
 	StockService_UpdateStock_FullMethodName   = "/shop.stock.v1.StockService/UpdateStock"
 	StockService_DeleteStock_FullMethodName   = "/shop.stock.v1.StockService/DeleteStock"
 	StockService_SetStockLevel_FullMethodName = "/shop.stock.v1.StockService/SetStockLevel"
+	StockService_WatchStock_FullMethodName    = "/shop.stock.v1.StockService/WatchStock"
 )
 
 // StockServiceClient is the client API for StockService service.
@@ -48,6 +49,11 @@ type StockServiceClient interface {
 	DeleteStock(ctx context.Context, in *DeleteStockRequest, opts ...grpc.CallOption) (*DeleteStockResponse, error)
 	// SetStockLevel sets the quantity on hand of a product.
 	SetStockLevel(ctx context.Context, in *SetStockLevelRequest, opts ...grpc.CallOption) (*SetStockLevelResponse, error)
+	// WatchStock streams stock events as they happen (created, updated,
+	// deleted, processed), optionally of some products only, read by the
+	// gateway from the stock topic. Over REST an Accept: text/event-stream
+	// request gets Server-Sent Events, otherwise newline-delimited JSON.
+	WatchStock(ctx context.Context, in *WatchStockRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStockResponse], error)
 }
 
 type stockServiceClient struct {
@@ -118,6 +124,25 @@ func (c *stockServiceClient) SetStockLevel(ctx context.Context, in *SetStockLeve
 	return out, nil
 }
 
+func (c *stockServiceClient) WatchStock(ctx context.Context, in *WatchStockRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchStockResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StockService_ServiceDesc.Streams[0], StockService_WatchStock_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchStockRequest, WatchStockResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StockService_WatchStockClient = grpc.ServerStreamingClient[WatchStockResponse]
+
 // StockServiceServer is the server API for StockService service.
 // All implementations must embed UnimplementedStockServiceServer
 // for forward compatibility.
@@ -136,6 +161,11 @@ type StockServiceServer interface {
 	DeleteStock(context.Context, *DeleteStockRequest) (*DeleteStockResponse, error)
 	// SetStockLevel sets the quantity on hand of a product.
 	SetStockLevel(context.Context, *SetStockLevelRequest) (*SetStockLevelResponse, error)
+	// WatchStock streams stock events as they happen (created, updated,
+	// deleted, processed), optionally of some products only, read by the
+	// gateway from the stock topic. Over REST an Accept: text/event-stream
+	// request gets Server-Sent Events, otherwise newline-delimited JSON.
+	WatchStock(*WatchStockRequest, grpc.ServerStreamingServer[WatchStockResponse]) error
 	mustEmbedUnimplementedStockServiceServer()
 }
 
@@ -163,6 +193,9 @@ func (UnimplementedStockServiceServer) DeleteStock(context.Context, *DeleteStock
 }
 func (UnimplementedStockServiceServer) SetStockLevel(context.Context, *SetStockLevelRequest) (*SetStockLevelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetStockLevel not implemented")
+}
+func (UnimplementedStockServiceServer) WatchStock(*WatchStockRequest, grpc.ServerStreamingServer[WatchStockResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchStock not implemented")
 }
 func (UnimplementedStockServiceServer) mustEmbedUnimplementedStockServiceServer() {}
 func (UnimplementedStockServiceServer) testEmbeddedByValue()                      {}
@@ -293,6 +326,17 @@ func _StockService_SetStockLevel_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StockService_WatchStock_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchStockRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StockServiceServer).WatchStock(m, &grpc.GenericServerStream[WatchStockRequest, WatchStockResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StockService_WatchStockServer = grpc.ServerStreamingServer[WatchStockResponse]
+
 // StockService_ServiceDesc is the grpc.ServiceDesc for StockService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -325,6 +369,12 @@ var StockService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _StockService_SetStockLevel_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchStock",
+			Handler:       _StockService_WatchStock_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shop/stock/v1/stock.proto",
 }
