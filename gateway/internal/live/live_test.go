@@ -234,6 +234,18 @@ func TestServeEnds(t *testing.T) {
 			t.Error("the ended stream still counts")
 		}
 	})
+	t.Run("call deadline", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 4)
+		h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge = 10, 10, time.Hour
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		errc, _ := serve(h, ctx)
+		if err := <-errc; status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("ended with %v, want DEADLINE_EXCEEDED (the caller's deadline, not the token's)", err)
+		}
+	})
 	t.Run("drain", func(t *testing.T) {
 		t.Parallel()
 		h := testHub(t, 4)
