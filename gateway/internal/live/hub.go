@@ -174,10 +174,19 @@ func (h *Hub) Methods() []string {
 	return []string{WatchCart, WatchOrders, WatchStock}
 }
 
-// Close ends every stream (UNAVAILABLE, resumable) and stops reading.
+// closeWait bounds Close's wait for the reader: a Kafka call in flight
+// (a dial to a broker that is down) must not hold the gateway's exit.
+const closeWait = 3 * time.Second
+
+// Close ends every stream (UNAVAILABLE, resumable) and stops reading,
+// waiting at most closeWait for the reader to let go of Kafka.
 func (h *Hub) Close() {
 	h.stopOnce.Do(func() { close(h.stop) })
-	<-h.done
+	select {
+	case <-h.done:
+	case <-time.After(closeWait):
+		h.cfg.Logger.Warn("live: the Kafka reader did not stop in time; leaving it")
+	}
 }
 
 // Drain ends every stream without waiting for the reader: the graceful
@@ -194,6 +203,7 @@ func (h *Hub) saramaConfig() *sarama.Config {
 	sc.Version = sarama.V2_8_0_0
 	sc.Consumer.Return.Errors = true
 	sc.Metadata.Full = false
+	sc.Net.DialTimeout = 5 * time.Second
 	return sc
 }
 

@@ -291,3 +291,25 @@ func TestServeEnds(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseWithoutKafka: a hub whose brokers never answer starts, refuses
+// streams as not ready, and closes promptly.
+func TestCloseWithoutKafka(t *testing.T) {
+	t.Parallel()
+	h, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Serve(context.Background(), WatchStock, &stockv1.WatchStockRequest{}, func(proto.Message) error { return nil })
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("stream before Kafka: %v, want UNAVAILABLE", err)
+	}
+	start := time.Now()
+	h.Close()
+	if d := time.Since(start); d > closeWait+time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if h.Streams() != 0 {
+		t.Errorf("%d streams after a refusal", h.Streams())
+	}
+}
