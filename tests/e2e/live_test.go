@@ -341,9 +341,10 @@ func TestLiveUpdates(t *testing.T) {
 // while a client of the same events that keeps up gets every one.
 func TestLiveSlowSubscriberIsCut(t *testing.T) {
 	t.Parallel()
-	s := harness.Start(t, harness.Options{GatewayArgs: []string{"-live-buffer", "4"}})
+	s := harness.Start(t, harness.Options{GatewayArgs: []string{"-live-buffer", "100"}})
 	// A long name makes each event large, so that the transport's buffers
-	// fill after a few hundred events.
+	// fill after a few hundred events. The buffer is well above one Kafka
+	// fetch's burst, which a client that keeps up must absorb.
 	product := createProduct(t, s, strings.Repeat("n", 500), 1, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -368,7 +369,7 @@ func TestLiveSlowSubscriberIsCut(t *testing.T) {
 		}
 	}
 	slow, fast := open(), open()
-	const n = 600
+	const n = 800
 	got := 0
 	var fastErr error
 	var wg sync.WaitGroup
@@ -415,6 +416,7 @@ func TestLiveSlowSubscriberIsCut(t *testing.T) {
 		_, err = slow.Recv()
 		read++
 	}
+	t.Logf("the slow client read %d of %d events before its end", read-1, n)
 	if status.Code(err) != codes.ResourceExhausted || read >= n {
 		t.Errorf("the slow client read %d events and ended with %v, want RESOURCE_EXHAUSTED before the end", read, err)
 	}

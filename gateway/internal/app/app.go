@@ -324,7 +324,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		log.Warn("API docs off: events' ce_dataschema points at " + cfg.Events.SchemaBase + apidocs.AsyncAPIPath +
 			", which this gateway does not serve; set -event-schema-base to a gateway that does")
 	}
-	streams, drain, err := g.newLive(cfg, log)
+	streams, drain, err := g.newLive(cfg, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +378,7 @@ type LiveConfig struct {
 // newLive starts the hub that serves the Watch streams from the event
 // topics. Without Kafka brokers (events off) the streams answer
 // UNAVAILABLE.
-func (g *Gateway) newLive(cfg Config, log *slog.Logger) (server.StreamHandler, func(), error) {
+func (g *Gateway) newLive(cfg Config, m *metrics.Metrics, log *slog.Logger) (server.StreamHandler, func(), error) {
 	if len(cfg.Events.Brokers) == 0 {
 		off := func(context.Context, string, proto.Message, func(proto.Message) error) error {
 			return apierr.New(codes.Unavailable, "live updates are off: the gateway has no Kafka brokers")
@@ -398,6 +398,8 @@ func (g *Gateway) newLive(cfg Config, log *slog.Logger) (server.StreamHandler, f
 		return nil, nil, err
 	}
 	g.closers = append(g.closers, hub.Close)
+	m.GaugeFunc("shop_gateway_live_streams", "Open Watch streams (live updates) on this instance.",
+		func() float64 { return float64(hub.Streams()) })
 	return hub.Serve, hub.Drain, nil
 }
 

@@ -174,10 +174,19 @@ func (h *Hub) Methods() []string {
 	return []string{WatchCart, WatchOrders, WatchStock}
 }
 
-// Close ends every stream (UNAVAILABLE, resumable) and stops reading.
+// closeWait bounds Close's wait for the reader: a Kafka call in flight
+// (a dial to a broker that is down) must not hold the gateway's exit.
+const closeWait = 3 * time.Second
+
+// Close ends every stream (UNAVAILABLE, resumable) and stops reading,
+// waiting at most closeWait for the reader to let go of Kafka.
 func (h *Hub) Close() {
 	h.stopOnce.Do(func() { close(h.stop) })
-	<-h.done
+	select {
+	case <-h.done:
+	case <-time.After(closeWait):
+		h.cfg.Logger.Warn("live: the Kafka reader did not stop in time; leaving it")
+	}
 }
 
 // Drain ends every stream without waiting for the reader: the graceful
@@ -194,6 +203,7 @@ func (h *Hub) saramaConfig() *sarama.Config {
 	sc.Version = sarama.V2_8_0_0
 	sc.Consumer.Return.Errors = true
 	sc.Metadata.Full = false
+	sc.Net.DialTimeout = 5 * time.Second
 	return sc
 }
 
@@ -454,6 +464,7 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 		deadline = c.Expiry
 		expired = apierr.New(codes.Unauthenticated, "the access token expired; resume with a fresh token and the last resume_token")
 	}
+	parent := ctx
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
@@ -473,7 +484,7 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 	if len(spans) > 0 {
 		var err error
 		if cur, err = h.catchUp(ctx, f, s, cur, spans, send); err != nil {
-			return h.ended(ctx, err, expired)
+			return h.ended(parent, ctx, err, expired)
 		}
 	}
 	for {
@@ -488,19 +499,22 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 		case <-h.stop:
 			return apierr.New(codes.Unavailable, "the gateway is shutting down; resume with the last resume_token on another instance").WithRetryDelay(time.Second)
 		case <-ctx.Done():
-			return h.ended(ctx, ctx.Err(), expired)
+			return h.ended(parent, ctx, ctx.Err(), expired)
 		}
 	}
 }
 
-// ended is the status of a stream whose context ended: the deadline set
-// by Serve (token expiry or max age) or the client going away.
-func (h *Hub) ended(ctx context.Context, err, expired error) error {
-	if errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return expired
-	}
-	if errors.Is(err, context.Canceled) {
+// ended is the status of a stream whose context ended: the client going
+// away or its own deadline (parent's), else the deadline set by Serve
+// (token expiry or max age).
+func (h *Hub) ended(parent, ctx context.Context, err, expired error) error {
+	switch {
+	case errors.Is(parent.Err(), context.Canceled):
 		return apierr.New(codes.Canceled, "the client closed the stream")
+	case errors.Is(parent.Err(), context.DeadlineExceeded):
+		return apierr.New(codes.DeadlineExceeded, "the call's deadline passed; resume with the last resume_token")
+	case errors.Is(err, context.DeadlineExceeded) && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return expired
 	}
 	return err
 }

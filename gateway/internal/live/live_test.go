@@ -234,6 +234,18 @@ func TestServeEnds(t *testing.T) {
 			t.Error("the ended stream still counts")
 		}
 	})
+	t.Run("call deadline", func(t *testing.T) {
+		t.Parallel()
+		h := testHub(t, 4)
+		h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge = 10, 10, time.Hour
+		h.perUser, h.stop = map[string]int{}, make(chan struct{})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		errc, _ := serve(h, ctx)
+		if err := <-errc; status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("ended with %v, want DEADLINE_EXCEEDED (the caller's deadline, not the token's)", err)
+		}
+	})
 	t.Run("drain", func(t *testing.T) {
 		t.Parallel()
 		h := testHub(t, 4)
@@ -278,4 +290,26 @@ func TestServeEnds(t *testing.T) {
 			t.Errorf("bad token: %v, want INVALID_ARGUMENT", err)
 		}
 	})
+}
+
+// TestCloseWithoutKafka: a hub whose brokers never answer starts, refuses
+// streams as not ready, and closes promptly.
+func TestCloseWithoutKafka(t *testing.T) {
+	t.Parallel()
+	h, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = h.Serve(context.Background(), WatchStock, &stockv1.WatchStockRequest{}, func(proto.Message) error { return nil })
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("stream before Kafka: %v, want UNAVAILABLE", err)
+	}
+	start := time.Now()
+	h.Close()
+	if d := time.Since(start); d > closeWait+time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if h.Streams() != 0 {
+		t.Errorf("%d streams after a refusal", h.Streams())
+	}
 }

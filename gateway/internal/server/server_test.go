@@ -95,6 +95,14 @@ func newTestServerWith(tb testing.TB, log *slog.Logger, maxBody int64) *testServ
 	if err != nil {
 		tb.Fatal(err)
 	}
+	hs, cc := serveTest(tb, srv)
+	return &testServer{srv: srv, http: hs, grpc: cc, calls: calls}
+}
+
+// serveTest serves srv's REST handler and gRPC server on loopback until
+// the test ends, and returns a gRPC client of it.
+func serveTest(tb testing.TB, srv *server.Server) (*httptest.Server, *grpc.ClientConn) {
+	tb.Helper()
 	hs := httptest.NewServer(srv.HTTPHandler())
 	tb.Cleanup(hs.Close)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,7 +116,7 @@ func newTestServerWith(tb testing.TB, log *slog.Logger, maxBody int64) *testServ
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cc.Close() })
-	return &testServer{srv: srv, http: hs, grpc: cc, calls: calls}
+	return hs, cc
 }
 
 func (ts *testServer) do(tb testing.TB, method, path, body string, hdr ...string) (*http.Response, map[string]any) {
