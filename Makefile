@@ -80,7 +80,7 @@ lint: tools protos lint-python lint-asyncapi check-contract check-clients ## go 
 	$(BUF) lint
 
 .PHONY: check-clients
-check-clients: ## Generate clients of the served OpenAPI document (openapi-python-client + mypy --strict, oapi-codegen + go vet), lint it (Redocly, openapi-generator); fail on any warning. Tools pinned in tools/clients/, installed into .clients/.
+check-clients: ## Generate clients of the served OpenAPI document (openapi-python-client + mypy --strict, oapi-codegen + go vet, openapi-typescript + tsc --strict), lint it (Redocly, openapi-generator); fail on any warning. Tools pinned in tools/clients/, installed into .clients/.
 	bash scripts/check-clients.sh
 
 ## ---- Kafka -----------------------------------------------------------------

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Generates clients of the OpenAPI document the gateway serves with two
-# independent generators, and lints it with two independent linters, and
-# fails on any warning or type error, as an API consumer would meet them:
+# Generates clients of the OpenAPI document the gateway serves with three
+# independent generators, lints it with two independent linters, and fails
+# on any warning or type error, as an API consumer would meet them:
 #   1. openapi-python-client (PyPI), then mypy --strict on the package;
-#   2. oapi-codegen (Go module proxy; pinned in tools/go.mod), then go vet;
-#   3. Redocly CLI's linter (npm), its recommended rules all errors;
-#   4. openapi-generator's validate --recommend (PyPI; needs java).
+#   2. oapi-codegen (Go module proxy; pinned in tools/go.mod), then go build
+#      and go vet;
+#   3. openapi-typescript (npm), then tsc --strict on the types and on
+#      tools/clients/usage.ts, which reads every field of an answer as
+#      present;
+#   4. Redocly CLI's linter (npm), its recommended rules all errors;
+#   5. openapi-generator's validate --recommend (PyPI; needs java).
 # It installs what it needs, at the versions pinned in tools/clients/ and
 # tools/go.mod, into .clients/ (ignored; reinstalled when a pin changes),
 # and writes the clients under .clients/out/.
@@ -50,14 +54,14 @@ run() {
 install_tools() {
   mkdir -p "$DIR"
   if ! fresh "$DIR/venv/.stamp" "$PINS/requirements.txt"; then
-    log "installing openapi-python-client and mypy (tools/clients/requirements.txt)"
+    log "installing openapi-python-client, mypy and openapi-generator (tools/clients/requirements.txt)"
     rm -rf "$DIR/venv"
     python3 -m venv "$DIR/venv"
     "$DIR/venv/bin/pip" install --quiet --disable-pip-version-check -r "$PINS/requirements.txt"
     touch "$DIR/venv/.stamp"
   fi
   if ! fresh "$DIR/npm/.stamp" "$PINS/package.json" "$PINS/package-lock.json"; then
-    log "installing Redocly CLI (tools/clients/package-lock.json)"
+    log "installing Redocly CLI, openapi-typescript and tsc (tools/clients/package-lock.json)"
     rm -rf "$DIR/npm"
     mkdir -p "$DIR/npm"
     cp "$PINS/package.json" "$PINS/package-lock.json" "$DIR/npm/"
@@ -94,6 +98,17 @@ go_client() {
   log "go: oapi-codegen $(cd "$ROOT/tools" && "$GO" list -m -f '{{.Version}}' github.com/oapi-codegen/oapi-codegen/v2), go vet: clean"
 }
 
+typescript_client() {
+  local out="$OUT/typescript" bin="$DIR/npm/node_modules/.bin"
+  rm -rf "$out"
+  mkdir -p "$out"
+  NODE_NO_WARNINGS=1 run "openapi-typescript" "$bin/openapi-typescript" "$DOC" -o "$out/shop.d.ts"
+  cp "$PINS/usage.ts" "$out/"
+  run "tsc --strict on the TypeScript client" "$bin/tsc" --strict --noEmit --noUnusedLocals --target es2022 \
+    --module es2022 --moduleResolution bundler "$out/shop.d.ts" "$out/usage.ts"
+  log "typescript: openapi-typescript $(grep -oP '"openapi-typescript": "\K[^"]+' "$PINS/package.json"), tsc --strict: clean"
+}
+
 redocly_lint() {
   local out
   # Node's own deprecation notices are not the document's problems.
@@ -128,6 +143,7 @@ install_tools
 log "checking $DOC"
 python_client
 go_client
+typescript_client
 redocly_lint
 openapi_generator_validate
-log "2 generators and 2 linters, no warning"
+log "3 generators and 2 linters, no warning"

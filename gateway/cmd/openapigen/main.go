@@ -2,8 +2,13 @@
 // the Swagger 2.0 document that protoc-gen-openapiv2 made from proto/,
 // converts it with kin-openapi, and completes it from the proto descriptors
 // compiled into the gateway: the rules the gateway enforces on fields, the
-// bearer security scheme, the Idempotency-Key and Grpc-Timeout headers and
-// the error responses. `make generate` runs it after buf; its output, in
+// bearer security scheme of each operation, the Idempotency-Key and
+// Grpc-Timeout headers, the error responses, and responses that require
+// every field. It refuses a request field without an example, and a last
+// pass over the JSON tree (tree.go) writes integer bounds exactly, renames
+// schemas that clash with client languages' names and drops unused
+// components, so that generated clients build without a warning (make
+// check-clients). `make generate` runs it after buf; its output, in
 // gen/openapi/, is embedded in the gateway and served at GET /openapi.json.
 package main
 

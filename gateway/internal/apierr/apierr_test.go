@@ -172,6 +172,13 @@ func TestPrefixFields(t *testing.T) {
 	if len(got) != 1 || got[0].Field != "item.product_name" || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("PrefixFields: %v (%v), want item.product_name", got, err)
 	}
+	if got, want := status.Convert(err).Message(), "invalid request: item.product_name: is required; whole"; got != want {
+		t.Errorf("message %q, want %q: the message names the fields by their new paths", got, want)
+	}
+	own := New(codes.InvalidArgument, "a message of its own").WithViolations(FieldViolation{"quantity", "x"})
+	if got := status.Convert(PrefixFields(own, "item.")).Message(); got != "a message of its own" {
+		t.Errorf("PrefixFields changed a message not made by InvalidArgument: %q", got)
+	}
 	plain := status.Error(codes.NotFound, "x")
 	if PrefixFields(plain, "item.") != plain {
 		t.Fatal("PrefixFields changed an error without BadRequest")
