@@ -266,10 +266,30 @@ func startGatewayProcess(client *http.Client, bin, logPath, upURL string, authAr
 	if grpcAddr, err = freeAddr(); err != nil {
 		return nil, "", "", err
 	}
-	args := append([]string{"-http-addr", httpAddr, "-grpc-addr", grpcAddr, "-service-a", upURL, "-service-b", upURL,
-		"-kafka-brokers=", "-admin-addr=", "-log-format", "json"}, authArgs...)
+	args := []string{"-http-addr", httpAddr, "-grpc-addr", grpcAddr, "-service-a", upURL, "-service-b", upURL,
+		"-kafka-brokers=", "-log-format", "json"}
+	// Flags a build being compared may predate: given only to a binary
+	// that has them.
+	if binaryHasFlag(bin, "admin-addr") {
+		args = append(args, "-admin-addr=")
+	}
+	if binaryHasFlag(bin, "service-signing-key") {
+		key, kerr := benchServiceKey()
+		if kerr != nil {
+			return nil, "", "", kerr
+		}
+		args = append(args, "-service-signing-key", key)
+	}
+	args = append(args, authArgs...)
 	gw, err = startChild("gateway", bin, logPath, "http://"+httpAddr+"/healthz", client, args...)
 	return gw, httpAddr, grpcAddr, err
+}
+
+// binaryHasFlag reports whether the gateway binary bin lists -name in its
+// usage.
+func binaryHasFlag(bin, name string) bool {
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	return strings.Contains(string(out), "  -"+name+" ") || strings.Contains(string(out), "  -"+name+"\n")
 }
 
 // soakGateway keeps the gateway under GET and POST load for d and prints
