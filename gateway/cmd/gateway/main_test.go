@@ -1,80 +1,126 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// readmeRow is one row of the README's gateway configuration table:
-// | `-flag` | `ENV` | `default` ... | meaning |
-var readmeRow = regexp.MustCompile("^\\| `-([a-z0-9-]+)` \\| `([A-Z0-9_]+)` \\| ([^|]*) \\|")
+var update = flag.Bool("update", false, "rewrite the README's configuration table from the declared settings")
 
-// The README's flag table is the gateway's documentation of its defaults: it
-// must list every flag, with its environment variable and the default the
-// flag really has.
-func TestREADMEListsEveryFlagWithItsDefault(t *testing.T) {
-	readme, err := os.ReadFile("../../../README.md")
+// The README's configuration table is made of the declared settings: one
+// row each, in order, with the flag, variable, default and documentation
+// the gateway has. go test ./gateway/cmd/gateway -update rewrites it.
+func TestREADMEConfigTable(t *testing.T) {
+	const path = "../../../README.md"
+	readme, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type row struct{ env, def string }
-	rows := map[string]row{}
-	for _, line := range strings.Split(string(readme), "\n") {
-		m := readmeRow.FindStringSubmatch(line)
-		if m == nil {
-			continue
+	lines := strings.Split(string(readme), "\n")
+	first, last := -1, -1
+	for i, line := range lines {
+		if strings.HasPrefix(line, "| `-") {
+			if first < 0 {
+				first = i
+			}
+			last = i
 		}
-		def := strings.TrimSpace(m[3])
-		if def == "(none)" {
-			def = ""
-		} else if f := strings.Split(def, "`"); len(f) >= 3 {
-			def = f[1] // the first code span: "`268435456` (256 MiB)"
-		}
-		rows[m[1]] = row{env: m[2], def: def}
 	}
-	// The defaults without the environment: unset every variable the
-	// table names, for the length of the test.
-	for _, r := range rows {
-		t.Setenv(r.env, "")
-		os.Unsetenv(r.env)
+	if first < 0 {
+		t.Fatal("README has no configuration table (rows starting with | `-)")
 	}
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	if err := run(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("run -h: %v, want flag.ErrHelp", err)
+	var o options
+	var want []string
+	for _, st := range o.declare() {
+		want = append(want, st.readmeRow())
 	}
-	n := 0
-	fs.VisitAll(func(f *flag.Flag) {
-		n++
-		r, ok := rows[f.Name]
-		if !ok {
-			t.Errorf("-%s is not in the README's table", f.Name)
-			return
+	got := lines[first : last+1]
+	if *update {
+		out := append(append(append([]string{}, lines[:first]...), want...), lines[last+1:]...)
+		if err := os.WriteFile(path, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if got, want := r.def, f.DefValue; got != want && !sameDuration(got, want) {
-			t.Errorf("-%s: README default %q, flag default %q", f.Name, got, want)
+		return
+	}
+	for i := 0; i < max(len(got), len(want)); i++ {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
 		}
-		if !strings.Contains(f.Usage, "(env "+r.env) {
-			t.Errorf("-%s: README env %s, usage %q", f.Name, r.env, f.Usage)
+		if i < len(want) {
+			w = want[i]
 		}
-	})
-	if got, want := len(rows), n; got != want {
-		t.Errorf("README table has %d rows, the gateway %d flags", got, want)
+		if g != w {
+			t.Errorf("README table row %d:\n got  %s\n want %s", i+1, g, w)
+		}
+	}
+	if t.Failed() {
+		t.Log("go test ./gateway/cmd/gateway -run TestREADMEConfigTable -update rewrites the table")
 	}
 }
 
-// sameDuration reports whether a and b are the same duration written
-// differently ("24h", "24h0m0s").
-func sameDuration(a, b string) bool {
-	da, errA := time.ParseDuration(a)
-	db, errB := time.ParseDuration(b)
-	return errA == nil && errB == nil && da == db
+// Every declared setting is a flag of the gateway with its variable in
+// the usage, and -h shows the declared default.
+func TestEverySettingIsAFlag(t *testing.T) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var o options
+	decl := o.declare()
+	if err := decl.load(fs, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, st := range decl {
+		f := fs.Lookup(st.name)
+		if f == nil {
+			t.Fatalf("-%s is not a flag", st.name)
+		}
+		if f.DefValue != st.def || !strings.HasSuffix(f.Usage, "(env "+st.env+")") {
+			t.Errorf("-%s: default %q usage %q", st.name, f.DefValue, f.Usage)
+		}
+		if seen[st.env] {
+			t.Errorf("%s names two settings", st.env)
+		}
+		seen[st.env] = true
+	}
+}
+
+// "off" turns off what can be turned off, in place of the negative numbers
+// and empty strings that used to.
+func TestOffIsSpelledOff(t *testing.T) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var o options
+	if err := o.declare().load(fs, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	err := fs.Parse([]string{"-first-byte-timeout", "off", "-rate-limit", "off", "-admin-addr", "off", "-kafka-brokers", "off", "-kafka-replication", "broker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.firstByteTimeout >= 0 || o.rateLimit != 0 || o.adminAddr != "" || o.kafkaBrokers != nil || o.replication != -1 {
+		t.Errorf("off: first-byte %v, rate %v, admin %q, brokers %v, replication %d", o.firstByteTimeout, o.rateLimit, o.adminAddr, o.kafkaBrokers, o.replication)
+	}
+	if err := fs.Parse([]string{"-kafka-replication", "3", "-rate-limit", "2.5", "-first-byte-timeout", "1s"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.replication != 3 || o.rateLimit != 2.5 || o.firstByteTimeout != time.Second {
+		t.Errorf("on: replication %d, rate %v, first-byte %v", o.replication, o.rateLimit, o.firstByteTimeout)
+	}
+	// An environment variable set empty turns a list off only where empty
+	// is a value (the brokers); elsewhere it is unset.
+	fs = flag.NewFlagSet("gateway", flag.ContinueOnError)
+	o = options{}
+	env := map[string]string{"KAFKA_BROKERS": "", "GATEWAY_UPSTREAM_TIMEOUT": ""}
+	if err := o.declare().load(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if o.kafkaBrokers != nil || o.upstreamTimeout == 0 {
+		t.Errorf("empty env: brokers %v, upstream timeout %v", o.kafkaBrokers, o.upstreamTimeout)
+	}
 }
 
 func TestRunRefusesOutOfRangeFlags(t *testing.T) {
@@ -84,6 +130,16 @@ func TestRunRefusesOutOfRangeFlags(t *testing.T) {
 		{"-log-flush-interval", "-1s"},
 		{"-kafka-partitions", "0"},
 		{"-rate-burst", "-1"},
+		{"-kafka-replication", "-1"},
+		{"-kafka-replication", "0"},
+		{"-first-byte-timeout", "-1s"},
+		{"-max-body-bytes", "0"},
+		{"-cart-fallback-fraction", "0"},
+		{"-cart-fallback-fraction", "NaN"},
+		{"-log-format", "xml"},
+		{"-outbox-sync", "never"},
+		{"-upstream-timeout", "0s"},
+		{"-outbox-dir", ""},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
@@ -105,6 +161,9 @@ func TestRunRefusesMalformedEnvironment(t *testing.T) {
 		"GATEWAY_RATE_LIMIT":       "fast",
 		"GATEWAY_MAX_CONNS":        "1e3",
 		"GATEWAY_API_DOCS":         "yes please",
+		"GATEWAY_LIVE_BUFFER":      "0",
+		"KAFKA_REPLICATION":        "-1",
+		"GATEWAY_TRUSTED_PROXIES":  "10.0.0.0/33",
 	} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, value)
