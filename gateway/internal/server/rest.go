@@ -227,14 +227,20 @@ func writeMethodNotAllowed(w http.ResponseWriter, method, path string, allowed [
 // RPC: it writes err, shaped by apierr.Status as RPC errors are, as
 // google.rpc.Status JSON with the given HTTP status.
 func writeError(w http.ResponseWriter, httpStatus int, err error) {
-	body, merr := jsonMarshaler.Marshal(apierr.Status(err).Proto())
-	if merr != nil {
-		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
-		httpStatus = http.StatusInternalServerError
-	}
+	httpStatus, body := errorBody(httpStatus, err)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(body)
+}
+
+// errorBody is err as google.rpc.Status JSON, shaped by apierr.Status, with
+// the HTTP status to send it with (500 if it cannot be marshalled).
+func errorBody(httpStatus int, err error) (int, []byte) {
+	body, merr := jsonMarshaler.Marshal(apierr.Status(err).Proto())
+	if merr != nil {
+		return http.StatusInternalServerError, []byte(`{"code":13,"message":"internal error","details":[]}`)
+	}
+	return httpStatus, body
 }
 
 // statusRecorder remembers the status code written through it. When the
