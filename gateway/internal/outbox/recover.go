@@ -10,15 +10,8 @@ import (
 
 // recover rebuilds the in-memory state from the directory. See Open.
 func (o *Outbox) recover() error {
-	if err := os.Remove(filepath.Join(o.dir, cursorTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("outbox: remove stale cursor: %w", err)
-	}
-	ack, err := readCursor(o.dir)
-	if errors.Is(err, errBadCursor) {
-		// Losing the cursor costs duplicates, never records.
-		o.log.Warn("outbox ack cursor damaged, delivering every stored record again")
-		ack = 0
-	} else if err != nil {
+	ack, err := o.readAck()
+	if err != nil {
 		return err
 	}
 	o.persisted = ack
@@ -38,44 +31,9 @@ func (o *Outbox) recover() error {
 	// cursor may not have caught up with the deletion.
 	ack = max(ack, segs[0].base-1)
 
-	var (
-		ackSeg *segment
-		ackOff int64
-		expect = segs[0].base
-	)
-	for i, s := range segs {
-		if s.base != expect {
-			return fmt.Errorf("%w: %s starts at id %d, want %d", ErrCorrupt, s.path, s.base, expect)
-		}
-		data, err := os.ReadFile(s.path)
-		if err != nil {
-			return fmt.Errorf("outbox: read segment: %w", err)
-		}
-		res := scanSegment(data, s.base, func(id ID, off, size int64) {
-			if id <= ack {
-				return
-			}
-			if ackSeg == nil {
-				ackSeg, ackOff = s, off
-			}
-			o.depth++
-			o.bytes += size
-		})
-		last := i == len(segs)-1
-		if res.damaged {
-			// Only the tail of the last segment can be torn by a crash: a
-			// sealed segment was synced before the next one was created.
-			if !last || validFrameAfter(data, res.valid, res.last) {
-				return fmt.Errorf("%w: %s: %s", ErrCorrupt, s.path, res.reason)
-			}
-			o.log.Warn("outbox truncating torn tail left by a crash",
-				slog.String("path", s.path), slog.String("reason", res.reason), slog.Int64("bytes", int64(len(data))-res.valid))
-			if err := truncateFile(s.path, res.valid, !o.opts.NoSync); err != nil {
-				return err
-			}
-		}
-		s.size, s.last, s.sealed = res.valid, res.last, !last
-		expect = res.last + 1
+	ackSeg, ackOff, expect, err := o.scanSegments(segs, ack)
+	if err != nil {
+		return err
 	}
 	o.lastID = expect - 1
 	if ack > o.lastID {
@@ -135,4 +93,64 @@ func truncateFile(path string, size int64, sync bool) error {
 		return fmt.Errorf("outbox: truncate torn tail: %w", err)
 	}
 	return nil
+}
+
+// readAck reads the ack cursor: the last record delivered. A damaged cursor
+// reads as 0, which costs duplicates, never records.
+func (o *Outbox) readAck() (ID, error) {
+	if err := os.Remove(filepath.Join(o.dir, cursorTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("outbox: remove stale cursor: %w", err)
+	}
+	ack, err := readCursor(o.dir)
+	if errors.Is(err, errBadCursor) {
+		// Losing the cursor costs duplicates, never records.
+		o.log.Warn("outbox ack cursor damaged, delivering every stored record again")
+		ack = 0
+	} else if err != nil {
+		return 0, err
+	}
+	return ack, nil
+}
+
+// scanSegments checks that segs follow each other, counts the records
+// after ack (depth, bytes), truncates a torn tail of the last segment, and
+// returns where the first record after ack starts (nil when none) and the
+// id the next record will have.
+func (o *Outbox) scanSegments(segs []*segment, ack ID) (ackSeg *segment, ackOff int64, expect ID, err error) {
+	expect = segs[0].base
+	for i, s := range segs {
+		if s.base != expect {
+			return nil, 0, 0, fmt.Errorf("%w: %s starts at id %d, want %d", ErrCorrupt, s.path, s.base, expect)
+		}
+		data, err := os.ReadFile(s.path)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("outbox: read segment: %w", err)
+		}
+		res := scanSegment(data, s.base, func(id ID, off, size int64) {
+			if id <= ack {
+				return
+			}
+			if ackSeg == nil {
+				ackSeg, ackOff = s, off
+			}
+			o.depth++
+			o.bytes += size
+		})
+		last := i == len(segs)-1
+		if res.damaged {
+			// Only the tail of the last segment can be torn by a crash: a
+			// sealed segment was synced before the next one was created.
+			if !last || validFrameAfter(data, res.valid, res.last) {
+				return nil, 0, 0, fmt.Errorf("%w: %s: %s", ErrCorrupt, s.path, res.reason)
+			}
+			o.log.Warn("outbox truncating torn tail left by a crash",
+				slog.String("path", s.path), slog.String("reason", res.reason), slog.Int64("bytes", int64(len(data))-res.valid))
+			if err := truncateFile(s.path, res.valid, !o.opts.NoSync); err != nil {
+				return nil, 0, 0, err
+			}
+		}
+		s.size, s.last, s.sealed = res.valid, res.last, !last
+		expect = res.last + 1
+	}
+	return ackSeg, ackOff, expect, nil
 }

@@ -40,83 +40,10 @@ func (r *Relay) session(ctx context.Context, c *conn) error {
 		}
 	}()
 
-	var probe <-chan time.Time
-	if c.probe != nil && r.cfg.ProbeEvery > 0 {
-		t := time.NewTicker(r.cfg.ProbeEvery)
-		defer t.Stop()
-		probe = t.C
-	}
-	probeRes := make(chan error, 1)
-	probing := false
-
-	var failure error
-loop:
-	for {
-		select {
-		case m, ok := <-s.p.Successes():
-			if !ok {
-				failure = errProducerGone
-				break loop
-			}
-			if err := s.succeeded(m); err != nil {
-				failure = err
-				break loop
-			}
-		case pe, ok := <-s.p.Errors():
-			if !ok {
-				failure = errProducerGone
-				break loop
-			}
-			failure = publishError(pe)
-			s.failed(pe)
-			break loop
-		case err := <-feedErr:
-			failure = err
-			break loop
-		case <-probe:
-			if !probing {
-				probing = true
-				go func() { probeRes <- c.probe() }()
-			}
-		case err := <-probeRes:
-			probing = false
-			if err != nil {
-				failure = fmt.Errorf("relay: kafka metadata: %w", err)
-				break loop
-			}
-			if r.inFlight.Load() == 0 {
-				r.setUp()
-			}
-		case <-ctx.Done():
-			break loop
-		}
-	}
-
+	failure := s.run(ctx, c, feedErr)
 	stopFeed()
 	<-feedDone
-	// On a stop the producer gets the whole CloseTimeout to flush. After a
-	// failure the outage is reported first, and the wait is short: the
-	// confirmations still worth waiting for (other partitions) come fast,
-	// and what is unconfirmed is sent again anyway.
-	timeout := r.cfg.CloseTimeout
-	if failure != nil {
-		r.setDown(failure)
-		timeout = min(timeout, failureDrain)
-	}
-	if err := s.drain(timeout); err != nil && failure == nil && ctx.Err() == nil {
-		failure = err
-	}
-	if err := c.close(); err != nil {
-		r.log.Debug("relay: closing kafka client", slog.Any("error", err))
-	}
-	r.inFlight.Store(0)
-	if err := r.ob.Rewind(); err != nil && !errors.Is(err, outbox.ErrClosed) {
-		return fmt.Errorf("relay: rewind outbox: %w", err)
-	}
-	if ctx.Err() != nil && failure == nil {
-		return nil
-	}
-	return failure
+	return r.endSession(ctx, s, c, failure)
 }
 
 var errProducerGone = errors.New("relay: producer stopped unexpectedly")
@@ -281,4 +208,90 @@ func toMessage(e *outbox.Entry) *sarama.ProducerMessage {
 		}
 	}
 	return m
+}
+
+// run confirms what the producer publishes and probes the link until the
+// producer, the feed or a probe fails (the failure) or ctx ends (nil).
+func (s *sessionState) run(ctx context.Context, c *conn, feedErr <-chan error) error {
+	var probe <-chan time.Time
+	if c.probe != nil && s.r.cfg.ProbeEvery > 0 {
+		t := time.NewTicker(s.r.cfg.ProbeEvery)
+		defer t.Stop()
+		probe = t.C
+	}
+	probeRes := make(chan error, 1)
+	probing := false
+
+	var failure error
+loop:
+	for {
+		select {
+		case m, ok := <-s.p.Successes():
+			if !ok {
+				failure = errProducerGone
+				break loop
+			}
+			if err := s.succeeded(m); err != nil {
+				failure = err
+				break loop
+			}
+		case pe, ok := <-s.p.Errors():
+			if !ok {
+				failure = errProducerGone
+				break loop
+			}
+			failure = publishError(pe)
+			s.failed(pe)
+			break loop
+		case err := <-feedErr:
+			failure = err
+			break loop
+		case <-probe:
+			if !probing {
+				probing = true
+				go func() { probeRes <- c.probe() }()
+			}
+		case err := <-probeRes:
+			probing = false
+			if err != nil {
+				failure = fmt.Errorf("relay: kafka metadata: %w", err)
+				break loop
+			}
+			if s.r.inFlight.Load() == 0 {
+				s.r.setUp()
+			}
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	return failure
+}
+
+// endSession closes a session: the outage reported after a failure, the
+// producer drained, the client closed, the outbox rewound to the first
+// unconfirmed event so that the next session sends it again.
+func (r *Relay) endSession(ctx context.Context, s *sessionState, c *conn, failure error) error {
+	// On a stop the producer gets the whole CloseTimeout to flush. After a
+	// failure the outage is reported first, and the wait is short: the
+	// confirmations still worth waiting for (other partitions) come fast,
+	// and what is unconfirmed is sent again anyway.
+	timeout := r.cfg.CloseTimeout
+	if failure != nil {
+		r.setDown(failure)
+		timeout = min(timeout, failureDrain)
+	}
+	if err := s.drain(timeout); err != nil && failure == nil && ctx.Err() == nil {
+		failure = err
+	}
+	if err := c.close(); err != nil {
+		r.log.Debug("relay: closing kafka client", slog.Any("error", err))
+	}
+	r.inFlight.Store(0)
+	if err := r.ob.Rewind(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+		return fmt.Errorf("relay: rewind outbox: %w", err)
+	}
+	if ctx.Err() != nil && failure == nil {
+		return nil
+	}
+	return failure
 }
