@@ -163,18 +163,10 @@ func Violations(err error) []FieldViolation {
 }
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo details the API
-// answers with: reasons are unique within it.
+// answers with: reasons are unique within it. The services choose them
+// (OUT_OF_STOCK, EMPTY_CART, UNKNOWN_PRODUCT…, listed in the README); the
+// gateway passes them on and adds its own.
 const ErrorDomain = "shop.api"
-
-// Reasons of google.rpc.ErrorInfo that clients may branch on.
-const (
-	// ReasonOutOfStock: fewer units on hand than asked for (FAILED_PRECONDITION).
-	ReasonOutOfStock = "OUT_OF_STOCK"
-	// ReasonEmptyCart: a payment of an empty cart (FAILED_PRECONDITION).
-	ReasonEmptyCart = "EMPTY_CART"
-	// ReasonUnknownProduct: a product id that does not exist (NOT_FOUND).
-	ReasonUnknownProduct = "UNKNOWN_PRODUCT"
-)
 
 // WithReason adds a google.rpc.ErrorInfo with reason in ErrorDomain to st.
 // A reason that is not UPPER_SNAKE_CASE of at most 63 characters, as

@@ -116,7 +116,7 @@ func TestWithReason(t *testing.T) {
 		reason string
 		want   bool
 	}{
-		{ReasonOutOfStock, true}, {"A1_B", true}, {"", false}, {"out_of_stock", false}, {"TRAILING_", false},
+		{"OUT_OF_STOCK", true}, {"A1_B", true}, {"", false}, {"out_of_stock", false}, {"TRAILING_", false},
 		{"1ABC", false}, {strings.Repeat("A", 64), false}, {"BAD REASON", false},
 	} {
 		st := WithReason(status.New(codes.FailedPrecondition, "m"), tc.reason)

@@ -42,8 +42,6 @@ const (
 	DefaultFetchTimeout = 10 * time.Second
 	// MaxJWKSBytes bounds the size of a JWKS document.
 	MaxJWKSBytes = 1 << 20
-	// AdminScope is the scope of the shop's administrators.
-	AdminScope = "shop:admin"
 )
 
 // DefaultAlgorithms is the allow-list of signature algorithms: asymmetric

@@ -14,7 +14,8 @@ import (
 )
 
 // Handler serves one unary RPC: it fills resp, an empty message of the
-// method's output type, from req. The error is a gRPC status error.
+// method's output type, from req. The error is an *apierr.Error, or any
+// error with a gRPC status; apierr.Finish shapes it on the way out.
 type Handler func(ctx context.Context, fullMethod string, req, resp proto.Message) error
 
 // method is one servable RPC with its message types.

@@ -17,8 +17,8 @@ import (
 
 // StreamHandler serves one server-streaming RPC: req is the request,
 // already through the interceptor chain (authorized, validated), and send
-// delivers one response. It returns when the stream ends; the error is a
-// gRPC status error (nil ends the stream OK).
+// delivers one response. It returns when the stream ends; the error is an
+// *apierr.Error or any error with a gRPC status (nil ends the stream OK).
 type StreamHandler func(ctx context.Context, fullMethod string, req proto.Message, send func(proto.Message) error) error
 
 // noStreams answers every stream UNIMPLEMENTED: the streams of a server

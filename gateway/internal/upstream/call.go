@@ -53,7 +53,7 @@ type Response struct {
 // Do sends req to an instance of the pool and reads the whole answer.
 //
 // It returns (resp, nil) for a 2xx answer. For anything else it returns a
-// gRPC status error (mapped as the package documentation says) along with a
+// *apierr.Error (mapped as the package documentation says) along with a
 // non-nil resp describing the last attempt, for the access log:
 // resp.Status is 0 when no answer was received. The context's deadline
 // bounds every attempt together; without one, Options.Timeout does.

@@ -31,7 +31,7 @@
 //
 // # Errors
 //
-// A non-2xx answer becomes a gRPC status error. A gRPC code in the body
+// A non-2xx answer becomes an *apierr.Error. A gRPC code in the body
 // wins: {"code": "NOT_FOUND", "message": "..."} is NOT_FOUND with that
 // message (a numeric code, as in google.rpc.Status, too). Otherwise 422
 // (FastAPI validation) is INVALID_ARGUMENT with a message made of the

@@ -84,7 +84,7 @@ type validationError struct {
 	Msg string            `json:"msg"`
 }
 
-// statusFromHTTP maps a non-2xx answer of service to a gRPC status error.
+// statusFromHTTP maps a non-2xx answer of service to an *apierr.Error.
 // A known gRPC code in the body wins (a service says what it means);
 // without one, 422 (FastAPI validation) is INVALID_ARGUMENT and any other
 // status goes through codeFromHTTP. The message is the body's "message",
