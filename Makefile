@@ -71,6 +71,7 @@ breaking: tools protos ## Check proto/ for WIRE_JSON breaking changes against ma
 
 .PHONY: build
 build: ## Build the gateway binary into bin/gateway.
+	@echo "building bin/gateway (a first build downloads and compiles the Go modules: minutes)"
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/gateway ./gateway/cmd/gateway
 
 .PHONY: lint

@@ -199,8 +199,15 @@ fi
 log "preparing: venv, gateway build, Kafka (first run: downloads; later: seconds)"
 (setup_venv) > >(prefixed venv) 2>&1 &
 venv_pid=$!
-(go build -o "${GATEWAY_BIN}" ./gateway/cmd/gateway && go build -o "${DEVTOKEN}" ./gateway/cmd/devtoken &&
-  echo "built ${GATEWAY_BIN} and ${DEVTOKEN}") > >(prefixed build) 2>&1 &
+# A first build downloads and compiles the Go modules for minutes: say so
+# every 30 s, as the venv step does, rather than staying silent.
+(
+  (while sleep 30; do echo "still building (a first build downloads and compiles the Go modules: minutes)"; done) &
+  ticker=$!
+  trap 'kill "${ticker}" 2>/dev/null' EXIT
+  go build -o "${GATEWAY_BIN}" ./gateway/cmd/gateway && go build -o "${DEVTOKEN}" ./gateway/cmd/devtoken &&
+    echo "built ${GATEWAY_BIN} and ${DEVTOKEN}"
+) > >(prefixed build) 2>&1 &
 build_pid=$!
 kafka_pid=""
 if ((KAFKA_STARTED)); then
@@ -305,7 +312,7 @@ cat <<EOF
 [run]   curl -s -X POST ${REST}/cart/add -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"product_id":1,"quantity":2}'
 [run]   curl -s ${REST}/cart -H "Authorization: Bearer \$TOKEN"
 [run]   .tools/bin/grpcurl -plaintext -H "authorization: Bearer \$TOKEN" ${HOST}:${GRPC_PORT} shop.cart.v1.CartService/GetCart   (make grpcurl builds it)
-[run]   scripts/kafka.sh consume shop.cart.v1      (the gateway's events)
+[run]   KAFKA_PORT=${KAFKA_PORT} scripts/kafka.sh consume shop.cart.v1      (the gateway's events, from this stack's broker)
 [run] Ctrl-C stops everything.
 [run] ------------------------------------------------------------------------
 EOF
