@@ -89,6 +89,7 @@ const (
 	mAddCartItem = "/shop.cart.v1.CartService/AddCartItem"
 	mRemoveItem  = "/shop.cart.v1.CartService/RemoveCartItem"
 	mProcess     = "/shop.order.v1.OrderService/ProcessOrderStock"
+	mListOrders  = "/shop.order.v1.OrderService/ListOrders"
 	mHealth      = "/grpc.health.v1.Health/Check"
 )
 
@@ -122,6 +123,10 @@ func TestAuthorizer(t *testing.T) {
 		{"owner other user", mAddCartItem, &cartv1.AddCartItemRequest{UserId: 7, ProductId: 1, Quantity: 1}, other, codes.PermissionDenied, 0, ""},
 		{"owner admin for another", mAddCartItem, &cartv1.AddCartItemRequest{UserId: 7, ProductId: 1, Quantity: 1}, admin, codes.OK, 7, ""},
 		{"owner service for another", mAddCartItem, &cartv1.AddCartItemRequest{UserId: 7, ProductId: 1, Quantity: 1}, service, codes.PermissionDenied, 0, ""},
+		{"owner list own orders", mListOrders, &orderv1.ListOrdersRequest{UserId: 7}, user, codes.OK, 0, ""},
+		{"owner list orders from sub", mListOrders, &orderv1.ListOrdersRequest{}, user, codes.OK, 0, ""},
+		{"owner list another's orders", mListOrders, &orderv1.ListOrdersRequest{UserId: 7}, other, codes.PermissionDenied, 0, ""},
+		{"owner list orders anonymous", mListOrders, &orderv1.ListOrdersRequest{UserId: 7}, "", codes.Unauthenticated, 0, ""},
 		{"owner by id anonymous", mRemoveItem, &cartv1.RemoveCartItemRequest{ItemId: 5}, "", codes.Unauthenticated, 0, ""},
 		{"owner by id user", mRemoveItem, &cartv1.RemoveCartItemRequest{ItemId: 5}, other, codes.OK, 0, ""},
 		{"admin anonymous", mCreateStock, &stockv1.CreateStockRequest{}, "", codes.Unauthenticated, 0, ""},

@@ -104,3 +104,19 @@ func FuzzValidateName(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckRequiredMessage: a required message field left out is one
+// violation naming it; present, its own required fields are checked with
+// their path.
+func TestCheckRequiredMessage(t *testing.T) {
+	t.Parallel()
+	if got := contract.Check((&stockv1.CreateStockRequest{}).ProtoReflect()); len(got) != 1 || got[0].Field != "item" || got[0].Description != "is required" {
+		t.Errorf("CreateStock without item: %v, want one violation of item", got)
+	}
+	if got := contract.Check((&stockv1.CreateStockRequest{Item: item("beans")}).ProtoReflect()); len(got) != 0 {
+		t.Errorf("CreateStock with an item: %v, want none", got)
+	}
+	if got := contract.Check((&stockv1.CreateStockRequest{Item: &stockv1.StockItem{ProductId: 1}}).ProtoReflect()); !slices.ContainsFunc(got, func(v apierr.FieldViolation) bool { return v.Field == "item.product_name" }) {
+		t.Errorf("CreateStock with an item without a name: %v, want item.product_name", got)
+	}
+}

@@ -56,7 +56,7 @@ func TestAccessLogLine(t *testing.T) {
 
 	uuidV4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	// Fields every access line has, whatever the call.
-	always := []string{"time", "level", "msg", "protocol", "method", "path", "rpc", "upstream", "instance", "attempts", "duration_ms", "request_id"}
+	always := []string{"time", "level", "msg", "protocol", "method", "path", "rpc", "upstream", "instance", "attempts", "duration_ms", "request_id", "trace_id", "span_id"}
 
 	tests := []struct {
 		name string
@@ -87,6 +87,15 @@ func TestAccessLogLine(t *testing.T) {
 			},
 			want: map[string]any{"protocol": "http", "method": "GET", "path": "/stock/2",
 				"rpc": "/shop.stock.v1.StockService/GetStock", "code": "NotFound", "status": float64(404)},
+		},
+		{
+			name: "REST with the caller's trace context",
+			call: func(t *testing.T) string {
+				ts.do(t, "GET", "/stock/1", "", "X-Request-Id", "req-with-trace-1",
+					"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+				return "req-with-trace-1"
+			},
+			want: map[string]any{"protocol": "http", "path": "/stock/1", "status": float64(200), "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
 		},
 		{
 			name: "gRPC with the caller's request id",
