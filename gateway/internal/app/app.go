@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -116,6 +117,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		GRPCAddr:        cfg.GRPCAddr,
 		AdminAddr:       cfg.AdminAddr,
 		Services:        Services(),
+		ResponseHeaders: ResponseHeaders(),
+		SingleMetadata:  auth.SingleMetadata,
 		Register:        Registers(),
 		Handler:         fwd.Handle,
 		Interceptors:    interceptors,
@@ -137,6 +140,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 	g.Server = srv
 	ok = true
 	return g, nil
+}
+
+// ResponseHeaders are the features' response metadata with the HTTP
+// header each is answered as over REST.
+func ResponseHeaders() map[string]string {
+	h := maps.Clone(auth.ResponseHeaders)
+	maps.Copy(h, forward.ResponseHeaders)
+	return h
 }
 
 // newTracing starts the OpenTelemetry exporter when configured (flushed at

@@ -25,14 +25,32 @@ import (
 	"github.com/shopgateway/shop/gateway/internal/reqinfo"
 )
 
-// Metadata keys the authorizer reads and answers with, from reqinfo.
+// Metadata keys the authorizer reads and answers with.
 const (
-	AuthorizationKey   = reqinfo.AuthorizationKey
-	ChallengeKey       = reqinfo.ChallengeKey
-	RetryAfterKey      = reqinfo.RetryAfterKey
-	RateLimitPolicyKey = reqinfo.RateLimitPolicyKey
-	RateLimitKey       = reqinfo.RateLimitKey
+	// AuthorizationKey carries the caller's "Bearer <token>"; sent at most
+	// once (SingleMetadata).
+	AuthorizationKey = "authorization"
+	// ChallengeKey carries the RFC 6750 challenge of a 401 or 403.
+	ChallengeKey = "www-authenticate"
+	// RetryAfterKey carries the seconds to wait after a 429.
+	RetryAfterKey = reqinfo.RetryAfterKey
+	// RateLimitPolicyKey and RateLimitKey carry the IETF RateLimit fields
+	// of a 429.
+	RateLimitPolicyKey = "ratelimit-policy"
+	RateLimitKey       = "ratelimit"
 )
+
+// ResponseHeaders are the authorizer's response metadata with the HTTP
+// header each is answered as over REST.
+var ResponseHeaders = map[string]string{
+	ChallengeKey:       "WWW-Authenticate",
+	RateLimitPolicyKey: "RateLimit-Policy",
+	RateLimitKey:       "RateLimit",
+}
+
+// SingleMetadata are the metadata keys the authorizer reads that a call
+// must not repeat: with two tokens, which one is the caller?
+var SingleMetadata = []string{AuthorizationKey}
 
 // realm names the protection space in challenges.
 const realm = "shop"

@@ -45,6 +45,13 @@ var passHeaders = []struct{ md, http string }{
 	{reqinfo.IdempotencyKey, "Idempotency-Key"},
 }
 
+// CartSourceKey is "fallback" on a response served by a fallback route.
+const CartSourceKey = "x-cart-source"
+
+// ResponseHeaders are the forwarder's own response metadata with the HTTP
+// header each is answered as over REST.
+var ResponseHeaders = map[string]string{CartSourceKey: "X-Cart-Source"}
+
 // DeadlineHeader is the call's deadline in Unix milliseconds; a service
 // does not commit a mutation after it.
 const DeadlineHeader = "X-Request-Deadline"
@@ -269,7 +276,7 @@ func (f *Forwarder) handle(ctx context.Context, fullMethod string, req, resp pro
 	}
 	// Outside a gRPC call (direct use in tests) there is no stream to set the
 	// header on; that is not an error of the RPC.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(reqinfo.CartSourceKey, "fallback"))
+	_ = grpc.SetHeader(ctx, metadata.Pairs(CartSourceKey, "fallback"))
 	return nil
 }
 

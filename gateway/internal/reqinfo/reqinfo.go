@@ -11,8 +11,13 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
-// Metadata keys the gateway reads from a call and answers on it. Through the
-// REST mux they are the HTTP headers of the same names.
+// Metadata keys of more than one feature: the request id and trace
+// context every layer passes on, the idempotency key the event emitter
+// matches and the forwarder sends on, the replay mark either may set, and
+// Retry-After, which the rate limit and the forwarder both answer with.
+// Through the REST mux they are the HTTP headers of the same names. A key
+// of one feature is declared by it, with the HTTP header it answers as
+// (auth.ResponseHeaders, forward.ResponseHeaders), and given to the server.
 const (
 	// RequestIDKey carries X-Request-Id (generated when absent).
 	RequestIDKey = "x-request-id"
@@ -25,20 +30,9 @@ const (
 	// ReplayedKey is "true" on a response answered from the idempotency
 	// store.
 	ReplayedKey = "idempotency-replayed"
-	// AuthorizationKey carries the caller's "Bearer <token>".
-	AuthorizationKey = "authorization"
-	// ChallengeKey carries the RFC 6750 challenge of a 401 or 403
-	// (WWW-Authenticate).
-	ChallengeKey = "www-authenticate"
-	// RetryAfterKey carries the seconds to wait after a 429 (Retry-After).
+	// RetryAfterKey carries the seconds to wait (Retry-After) after a 429
+	// or an UNAVAILABLE.
 	RetryAfterKey = "retry-after"
-	// RateLimitPolicyKey and RateLimitKey carry the IETF RateLimit fields
-	// of a 429.
-	RateLimitPolicyKey = "ratelimit-policy"
-	RateLimitKey       = "ratelimit"
-	// CartSourceKey is "fallback" on a response served by a fallback route
-	// (X-Cart-Source through the REST mux).
-	CartSourceKey = "x-cart-source"
 )
 
 // First returns the first value of key in md, or "".

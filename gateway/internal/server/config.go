@@ -70,6 +70,13 @@ type Config struct {
 	AdminAddr string
 	// Services are the proto services served.
 	Services []protoreflect.ServiceDescriptor
+	// ResponseHeaders are the features' response metadata keys with the
+	// HTTP header each is answered as over REST (auth.ResponseHeaders,
+	// forward.ResponseHeaders); other metadata is not exposed.
+	ResponseHeaders map[string]string
+	// SingleMetadata are the features' metadata keys a call must not
+	// repeat (auth.SingleMetadata), refused with INVALID_ARGUMENT.
+	SingleMetadata []string
 	// Register registers each service's REST routes (the generated
 	// Register…HandlerClient functions).
 	Register []RegisterFunc

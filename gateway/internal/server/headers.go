@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,8 +42,8 @@ func secureHeaders(next http.Handler) http.Handler {
 var singleHeaders = []string{"Content-Type", "Idempotency-Key", "Authorization", grpcTimeoutHeader}
 
 // singleMetadata are the gRPC metadata keys that must appear at most once,
-// for the same reason.
-var singleMetadata = []string{reqinfo.AuthorizationKey, reqinfo.IdempotencyKey}
+// for the same reason: the server's own, and Config.SingleMetadata.
+var singleMetadata = []string{reqinfo.IdempotencyKey}
 
 // checkSingleHeaders refuses a request that repeats one of singleHeaders.
 func checkSingleHeaders(h http.Header) error {
@@ -71,11 +72,12 @@ func repeated(vs []apierr.FieldViolation) error {
 // singleMetadataInterceptor refuses a call that repeats one of
 // singleMetadata with INVALID_ARGUMENT. Through the REST mux these are the
 // headers checkSingleHeaders has already checked.
-func singleMetadataInterceptor() grpc.UnaryServerInterceptor {
+func singleMetadataInterceptor(more []string) grpc.UnaryServerInterceptor {
+	keys := append(slices.Clip(singleMetadata), more...)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		var vs []apierr.FieldViolation
-		for _, key := range singleMetadata {
+		for _, key := range keys {
 			if len(md.Get(key)) > 1 {
 				vs = append(vs, apierr.FieldViolation{Field: key, Description: "must be sent at most once"})
 			}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/textproto"
@@ -48,18 +49,15 @@ var incomingHeaders = map[string]bool{
 	"Last-Event-Id":   true, // an EventSource's resume token
 }
 
-// Response metadata written back as plain HTTP headers. Other metadata is
-// not exposed.
+// Response metadata written back as plain HTTP headers: the server's
+// own and the shared keys; the features add theirs (Config.ResponseHeaders).
+// Other metadata is not exposed.
 var outgoingHeaders = map[string]string{
-	reqinfo.RequestIDKey:       "X-Request-Id",
-	reqinfo.TraceparentKey:     "Traceparent",
-	reqinfo.TracestateKey:      "Tracestate",
-	reqinfo.CartSourceKey:      "X-Cart-Source",
-	reqinfo.ReplayedKey:        "Idempotency-Replayed",
-	reqinfo.ChallengeKey:       "WWW-Authenticate",
-	reqinfo.RetryAfterKey:      "Retry-After",
-	reqinfo.RateLimitPolicyKey: "RateLimit-Policy",
-	reqinfo.RateLimitKey:       "RateLimit",
+	reqinfo.RequestIDKey:   "X-Request-Id",
+	reqinfo.TraceparentKey: "Traceparent",
+	reqinfo.TracestateKey:  "Tracestate",
+	reqinfo.ReplayedKey:    "Idempotency-Replayed",
+	reqinfo.RetryAfterKey:  "Retry-After",
 }
 
 // restRoute is one HTTP binding, for the Allow header of a 405.
@@ -73,7 +71,9 @@ type restRoute struct {
 	stream bool
 }
 
-func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute, sseEvent func(proto.Message) (string, []byte, bool)) (*runtime.ServeMux, error) {
+func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []RegisterFunc, routes []restRoute, sseEvent func(proto.Message) (string, []byte, bool), responseHeaders map[string]string) (*runtime.ServeMux, error) {
+	outgoing := maps.Clone(outgoingHeaders)
+	maps.Copy(outgoing, responseHeaders)
 	bodyFields := map[string]string{}
 	for _, rt := range routes {
 		if rt.body != "" && rt.body != "*" {
@@ -90,7 +90,7 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 			return runtime.DefaultHeaderMatcher(h)
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(k string) (string, bool) {
-			h, ok := outgoingHeaders[k]
+			h, ok := outgoing[k]
 			return h, ok
 		}),
 		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
@@ -103,7 +103,7 @@ func newMux(ctx context.Context, conn grpc.ClientConnInterface, registers []Regi
 				return
 			}
 			for k, vs := range headerMDOf(err) { // a stream denied before it began
-				if h, ok := outgoingHeaders[k]; ok {
+				if h, ok := outgoing[k]; ok {
 					for _, v := range vs {
 						w.Header().Add(h, v)
 					}

@@ -46,7 +46,7 @@ func New(cfg Config) (*Server, error) {
 	chain = chainUnary(append([]grpc.UnaryServerInterceptor{
 		recoveryInterceptor(cfg.Logger),
 		accessInterceptor(al, traced),
-		singleMetadataInterceptor(),
+		singleMetadataInterceptor(cfg.SingleMetadata),
 		contract.Interceptor(),
 	}, cfg.Interceptors...)...)
 
@@ -70,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RESTChannel != nil {
 		conn = cfg.RESTChannel(descs, chain)
 	}
-	mux, err := newMux(context.Background(), conn, cfg.Register, routes, cfg.StreamEvent)
+	mux, err := newMux(context.Background(), conn, cfg.Register, routes, cfg.StreamEvent, cfg.ResponseHeaders)
 	if err != nil {
 		return nil, err
 	}

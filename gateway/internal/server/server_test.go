@@ -25,6 +25,7 @@ import (
 	stockv1 "github.com/shopgateway/shop/gen/shop/stock/v1"
 
 	"github.com/shopgateway/shop/gateway/internal/app"
+	"github.com/shopgateway/shop/gateway/internal/auth"
 	"github.com/shopgateway/shop/gateway/internal/metrics"
 	"github.com/shopgateway/shop/gateway/internal/server"
 )
@@ -85,12 +86,14 @@ func newTestServerWith(tb testing.TB, log *slog.Logger, maxBody int64) *testServ
 		return handler(ctx, req)
 	}
 	srv, err := server.New(server.Config{
-		Services:     app.Services(),
-		Register:     app.Registers(),
-		Handler:      fakeHandler,
-		Interceptors: []grpc.UnaryServerInterceptor{counting},
-		Logger:       log,
-		Limits:       server.Limits{MaxBodyBytes: maxBody},
+		Services:        app.Services(),
+		ResponseHeaders: app.ResponseHeaders(),
+		SingleMetadata:  auth.SingleMetadata,
+		Register:        app.Registers(),
+		Handler:         fakeHandler,
+		Interceptors:    []grpc.UnaryServerInterceptor{counting},
+		Logger:          log,
+		Limits:          server.Limits{MaxBodyBytes: maxBody},
 	})
 	if err != nil {
 		tb.Fatal(err)
