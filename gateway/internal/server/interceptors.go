@@ -83,27 +83,16 @@ func accessInterceptor(al *accessLog, traced bool) grpc.UnaryServerInterceptor {
 			ri = &reqinfo.Info{}
 			ctx = reqinfo.NewContext(ctx, ri)
 			md, _ := metadata.FromIncomingContext(ctx)
-			ids := reqinfo.Resolve(reqinfo.First(md, reqinfo.RequestIDKey), reqinfo.First(md, reqinfo.TraceparentKey), reqinfo.First(md, reqinfo.TracestateKey))
-			if traced {
-				ids = withSpan(ctx, ids)
-			}
-			if ids.Changed {
-				md = md.Copy()
-				md.Set(reqinfo.RequestIDKey, ids.RequestID)
-				md.Set(reqinfo.TraceparentKey, ids.Traceparent)
-				md.Delete(reqinfo.TracestateKey)
-				if ids.Tracestate != "" {
-					md.Set(reqinfo.TracestateKey, ids.Tracestate)
-				}
-				ctx = metadata.NewIncomingContext(ctx, md)
+			in := &mdCarrier{md: md}
+			ids := resolveIDs(ctx, in, traced)
+			if in.copied {
+				ctx = metadata.NewIncomingContext(ctx, in.md)
 			}
 			ri.RequestID = ids.RequestID
 			ri.Traceparent = ids.Traceparent
-			out := metadata.Pairs(reqinfo.RequestIDKey, ids.RequestID, reqinfo.TraceparentKey, ids.Traceparent)
-			if ids.Tracestate != "" {
-				out.Set(reqinfo.TracestateKey, ids.Tracestate)
-			}
-			_ = grpc.SetHeader(ctx, out)
+			out := &mdCarrier{md: metadata.MD{}, copied: true}
+			setIDs(out, ids)
+			_ = grpc.SetHeader(ctx, out.md)
 		} else if traced {
 			ri.Route, _ = runtime.HTTPPathPattern(ctx)
 		}

@@ -298,26 +298,12 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map[string][]string, traced bool, trusted []netip.Prefix, cacheable func(string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ids := reqinfo.Resolve(r.Header.Get("X-Request-Id"), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
 		var span trace.Span
 		if traced {
 			span = trace.SpanFromContext(r.Context())
-			ids = withSpan(r.Context(), ids)
 		}
-		if ids.Changed {
-			r.Header.Set("X-Request-Id", ids.RequestID)
-			r.Header.Set("Traceparent", ids.Traceparent)
-			r.Header.Del("Tracestate")
-			if ids.Tracestate != "" {
-				r.Header.Set("Tracestate", ids.Tracestate)
-			}
-		}
-		h := w.Header()
-		h.Set("X-Request-Id", ids.RequestID)
-		h.Set("Traceparent", ids.Traceparent)
-		if ids.Tracestate != "" {
-			h.Set("Tracestate", ids.Tracestate)
-		}
+		ids := resolveIDs(r.Context(), headerCarrier(r.Header), traced)
+		setIDs(headerCarrier(w.Header()), ids)
 		ri := &reqinfo.Info{RequestID: ids.RequestID, Traceparent: ids.Traceparent, ClientIP: ratelimit.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)}
 		if span != nil {
 			defer nameSpan(span, r.Method, ri)
