@@ -150,19 +150,11 @@ func protojsonMessage(err error) string {
 	return protojsonPrefix.ReplaceAllString(err.Error(), "")
 }
 
-// badBody carries the structured error of a rejected body from the decoder
-// to the REST error handler, which answers with it instead of
-// grpc-gateway's wrapping of the error text.
-type badBody struct {
-	io.ReadCloser
-	err error
-}
-
 // rejectBody records the violations on the request's body (when it is a
-// *badBody, as httpMiddleware makes it) and returns them as an error.
+// *requestBody, as httpMiddleware makes it) and returns them as an error.
 func rejectBody(r io.Reader, vs ...apierr.FieldViolation) error {
 	err := apierr.InvalidArgument(vs...)
-	if b, ok := r.(*badBody); ok {
+	if b, ok := r.(*requestBody); ok {
 		b.err = err
 	}
 	return err
@@ -183,7 +175,7 @@ var (
 // decoder saw only that message, so its field paths get it as a prefix, to
 // be relative to the request message as everywhere else.
 func restError(r *http.Request, err error, bodyField string) error {
-	if b, ok := r.Body.(*badBody); ok && b.err != nil {
+	if b, ok := r.Body.(*requestBody); ok && b.err != nil {
 		if bodyField != "" {
 			return apierr.PrefixFields(b.err, bodyField+".")
 		}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -40,47 +39,44 @@ func newCORS(origins []string, routes []restRoute) *cors.Cors {
 	})
 }
 
-// bodyLimitKey marks a request whose body went over the limit, so that the
-// error handler answers 413 instead of grpc-gateway's 400 for the cut body.
-type bodyLimitKey struct{}
-
-type bodyLimit struct {
-	limit    int64
+// requestBody is a REST request's body as the HTTP edge hands it to the
+// mux: bounded to the size limit, and the one place that keeps what went
+// wrong with it for the error handler, which answers with that instead of
+// grpc-gateway's wrapping of the error text: over the limit (413), or
+// rejected by the decoder (err: its field violations, 400).
+type requestBody struct {
+	io.ReadCloser
+	limit    int64 // 0: no limit
 	exceeded bool
+	err      error
 }
 
-// capBody bounds r's body to max bytes: a body longer than max is cut there
-// and the request marked, so that the error handler answers 413. It returns
-// the request carrying the mark and the bounded body.
-func capBody(w http.ResponseWriter, r *http.Request, max int64) (*http.Request, io.ReadCloser) {
-	bl := &bodyLimit{limit: max}
-	r = r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, bl))
-	return r, &markingBody{ReadCloser: http.MaxBytesReader(w, r.Body, max), bl: bl}
+// newRequestBody wraps r's body, bounded to max bytes when max > 0.
+func newRequestBody(w http.ResponseWriter, r *http.Request, max int64) *requestBody {
+	b := &requestBody{ReadCloser: r.Body}
+	if max > 0 {
+		b.ReadCloser, b.limit = http.MaxBytesReader(w, r.Body, max), max
+	}
+	return b
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.exceeded = true
+	}
+	return n, err
 }
 
 func tooLarge(max int64) error {
 	return apierr.Errorf(codes.ResourceExhausted, "request body is larger than %d bytes", max)
 }
 
-type markingBody struct {
-	io.ReadCloser
-	bl *bodyLimit
-}
-
-func (b *markingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		b.bl.exceeded = true
-	}
-	return n, err
-}
-
 // bodyTooLarge reports whether r's body went over its limit, and the limit.
 func bodyTooLarge(r *http.Request) (int64, bool) {
-	bl, _ := r.Context().Value(bodyLimitKey{}).(*bodyLimit)
-	if bl == nil || !bl.exceeded {
-		return 0, false
+	if b, ok := r.Body.(*requestBody); ok && b.exceeded {
+		return b.limit, true
 	}
-	return bl.limit, true
+	return 0, false
 }

@@ -349,11 +349,7 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 					"Content-Type %.64q is not supported: send the body as application/json", r.Header.Get("Content-Type")))
 				return
 			}
-			body := r.Body
-			if maxBody > 0 {
-				r, body = capBody(w, r, maxBody)
-			}
-			r.Body = &badBody{ReadCloser: body}
+			r.Body = newRequestBody(w, r, maxBody)
 		}
 		next.ServeHTTP(rec, r)
 	})
