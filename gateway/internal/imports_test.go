@@ -25,7 +25,6 @@ const module = "github.com/shopgateway/shop/"
 //   - httprule: descriptor and path-template helpers, on protofields only.
 //   - metrics, forward, events, relay, live, server, auth: one job each, sideways
 //     imports between them are not allowed.
-//   - restchan: the REST channels not chosen, on server; for benchmarks.
 //   - drift: the services' OpenAPI against forward's plans, fetched over
 //     upstream; above forward, below app.
 //   - app: the wiring, may import every package.
@@ -58,7 +57,6 @@ var allowed = map[string][]string{
 	"gateway/internal/auth":        {"gateway/internal/apierr", "gateway/internal/httprule", "gateway/internal/ratelimit", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/internal/server":      {"gateway/internal/apierr", "gateway/internal/connlimit", "gateway/internal/contract", "gateway/internal/httprule", "gateway/internal/jsonbody", "gateway/internal/protofields", "gateway/internal/ratelimit", "gateway/internal/reqinfo"},
 	"gateway/internal/jsonbody":    {"gateway/internal/apierr", "gateway/internal/contract"},
-	"gateway/internal/restchan":    {"gateway/internal/server"},
 	"gateway/internal/drift":       {"gateway/internal/forward", "gateway/internal/upstream"},
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
 	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/live", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
@@ -192,27 +190,5 @@ func TestServerAndEventsDoNotDependOnForward(t *testing.T) {
 		if !seen["gateway/internal/httprule"] {
 			t.Errorf("%s does not depend on gateway/internal/httprule: is the graph read at all? deps: %q", from, slices.Sorted(maps.Keys(seen)))
 		}
-	}
-}
-
-// The transports that exist only to be benchmarked against (grpchan, a gRPC
-// loopback) live in gwbench and tests, out of the gateway binary.
-func TestGatewayBinaryLeavesOutBenchmarkTransports(t *testing.T) {
-	t.Parallel()
-	graph := imports(t)
-	seen := deps(graph, "gateway/cmd/gateway")
-	if !seen["gateway/internal/server"] {
-		t.Fatalf("gateway/cmd/gateway does not reach gateway/internal/server: is the graph read at all?")
-	}
-	for p := range seen {
-		if strings.HasPrefix(p, "github.com/fullstorydev/grpchan") {
-			t.Errorf("the gateway binary links %s", p)
-		}
-	}
-	if seen["gateway/internal/restchan"] {
-		t.Errorf("the gateway binary links gateway/internal/restchan")
-	}
-	if !deps(graph, "gateway/cmd/gwbench")["github.com/fullstorydev/grpchan/inprocgrpc"] {
-		t.Errorf("gwbench no longer measures grpchan; drop this check or the dependency")
 	}
 }

@@ -37,7 +37,6 @@ import (
 
 	"github.com/shopgateway/shop/gateway/devkeys"
 	"github.com/shopgateway/shop/gateway/internal/app"
-	"github.com/shopgateway/shop/gateway/internal/restchan"
 )
 
 const itemJSON = `{"product_id":1,"product_name":"green tea","quantity":42,"price_cents":350}`
@@ -83,7 +82,7 @@ func run() error {
 		duration    = flag.Duration("duration", 3*time.Second, "length of one measurement")
 		rounds      = flag.Int("rounds", 3, "interleaved rounds per target")
 		concurrency = flag.Int("c", 64, "concurrent clients")
-		variants    = flag.Bool("variants", true, "also measure the REST designs not chosen (grpchan, loopback gRPC)")
+		variants    = flag.Bool("variants", true, "also measure the reference points and designs not chosen (Go's default proxy transport, no hop at all, an unbuffered access log)")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (goroutines labelled part=client, proxy, upstream or gateway)")
 		only        = flag.String("only", "", "measure only the targets whose name contains this (the baseline is always measured)")
 		ratePerSec  = flag.Float64("rate", 0, "offered load in requests per second over all clients (they wait their turn before each request, and latency is timed from the send); 0 sends as fast as the clients can, to find the throughput")
@@ -203,24 +202,12 @@ func run() error {
 	defer stop()
 	targets = append(targets, getTarget("gateway REST, GET (chosen)", getBase, gwAddr))
 	if *variants {
-		httpAddr, _, stop, err := startGateway(ctx, app.Config{RESTChannel: restchan.Grpchan}, upURL, logBuffered)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		targets = append(targets, getTarget("gateway REST, GET, grpchan", getBase, httpAddr))
-		httpAddr, stop, err = startLoopbackGateway(ctx, upURL, logBuffered)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		targets = append(targets, getTarget("gateway REST, GET, loopback", getBase, httpAddr))
 		// The access log as it was: one write system call per line.
 		logUnbuffered, err := logs.logger(false)
 		if err != nil {
 			return err
 		}
-		httpAddr, _, stop, err = startGateway(ctx, app.Config{}, upURL, logUnbuffered)
+		httpAddr, _, stop, err := startGateway(ctx, app.Config{}, upURL, logUnbuffered)
 		if err != nil {
 			return err
 		}
@@ -414,27 +401,6 @@ func startGateway(ctx context.Context, cfg app.Config, upURL string, log *slog.L
 		return "", "", nil, err
 	}
 	return serveGateway(ctx, cfg, hl, gl, upURL, log)
-}
-
-// startLoopbackGateway serves a gateway whose REST mux calls its own gRPC
-// listener through a gRPC client.
-func startLoopbackGateway(ctx context.Context, upURL string, log *slog.Logger) (httpAddr string, stop func(), err error) {
-	hl, gl, err := listenPair()
-	if err != nil {
-		return "", nil, err
-	}
-	ch, closeCh, err := restchan.Loopback(gl.Addr().String())
-	if err != nil {
-		hl.Close()
-		gl.Close()
-		return "", nil, err
-	}
-	httpAddr, _, stopGW, err := serveGateway(ctx, app.Config{RESTChannel: ch}, hl, gl, upURL, log)
-	if err != nil {
-		closeCh()
-		return "", nil, err
-	}
-	return httpAddr, func() { stopGW(); closeCh() }, nil
 }
 
 // listenPair opens the REST and gRPC listeners of one gateway.

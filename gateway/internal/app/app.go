@@ -130,7 +130,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) {
 		Tracing:         serverTracing(tr),
 		Logger:          log,
 		ShutdownTimeout: cfg.ShutdownTimeout,
-		RESTChannel:     cfg.RESTChannel,
 		TrustedProxies:  cfg.TrustedProxies,
 		Limits:          cfg.Limits,
 	})

@@ -55,10 +55,6 @@ type Config struct {
 	// ShutdownTimeout bounds the drain on SIGTERM. Default
 	// server.DefaultShutdownTimeout (15s).
 	ShutdownTimeout time.Duration
-	// RESTChannel replaces the in-process channel from REST to the
-	// services; see server.Config.RESTChannel. Default nil; set only by
-	// benchmarks.
-	RESTChannel server.RESTChannelFunc
 	// Tracing turns OpenTelemetry tracing on; see telemetry.Config.
 	// Default off.
 	Tracing telemetry.Config

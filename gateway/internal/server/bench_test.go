@@ -18,30 +18,21 @@ import (
 	"github.com/shopgateway/shop/gateway/devkeys"
 	"github.com/shopgateway/shop/gateway/internal/app"
 	"github.com/shopgateway/shop/gateway/internal/auth"
-	"github.com/shopgateway/shop/gateway/internal/restchan"
 	"github.com/shopgateway/shop/gateway/internal/server"
 	"github.com/shopgateway/shop/gateway/internal/telemetry"
 )
 
 // BenchmarkRESTPath measures the gateway's own REST path (middleware,
-// grpc-gateway transcoding, dispatch to the handler, access log) with a
-// handler that answers at once, through the gateway's in-process channel
-// and through grpchan's inprocgrpc channel (the design not chosen).
+// grpc-gateway transcoding, in-process dispatch to the handler, access log)
+// with a handler that answers at once.
 func BenchmarkRESTPath(b *testing.B) {
-	for _, bc := range []struct {
-		name    string
-		channel server.RESTChannelFunc
-	}{
-		{name: "inproc"},
-		{name: "grpchan", channel: restchan.Grpchan},
-	} {
+	for _, bc := range []struct{ name string }{{name: "inproc"}} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv, err := server.New(server.Config{
-				Services:    app.Services(),
-				Register:    app.Registers(),
-				Handler:     fakeHandler,
-				Logger:      slog.New(slog.NewJSONHandler(io.Discard, nil)),
-				RESTChannel: bc.channel,
+				Services: app.Services(),
+				Register: app.Registers(),
+				Handler:  fakeHandler,
+				Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
 			})
 			if err != nil {
 				b.Fatal(err)

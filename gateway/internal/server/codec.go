@@ -102,16 +102,3 @@ func wireViolations(b []byte, md protoreflect.MessageDescriptor, prefix string) 
 	return out
 }
 
-// RequestCopier adapts copy, which copies one request message into another,
-// to the method handlers, which decode into a wrapper of their own. A
-// channel set with Config.RESTChannel that copies requests on their way to
-// the handlers (grpchan's inprocgrpc does) must copy through it.
-func RequestCopier(copy func(out, in any) error) func(out, in any) error {
-	return func(out, in any) error {
-		if t, ok := out.(*decodeTarget); ok {
-			t.err = copy(t.msg, in)
-			return nil
-		}
-		return copy(out, in)
-	}
-}

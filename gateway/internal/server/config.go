@@ -126,20 +126,11 @@ type Config struct {
 	// APIDocs, when set, serves the paths it matches on the REST port (the
 	// OpenAPI document and the explorer) instead of the API.
 	APIDocs PathHandler
-	// RESTChannel, when set, makes the channel through which the REST mux
-	// reaches the services, from the services' descriptions and the unary
-	// interceptor chain the gRPC server runs. Default nil: the in-process
-	// channel, the fastest. Benchmarks set it to measure other designs.
-	RESTChannel RESTChannelFunc
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
 	// (for rate limiting). Empty trusts none.
 	TrustedProxies []netip.Prefix
 }
 
-// RESTChannelFunc makes a channel for the REST mux. descs are served with
-// struct{}{} as their implementation (the handlers ignore it) and chain must
-// run around every call, as on the gRPC server.
-type RESTChannelFunc func(descs []*grpc.ServiceDesc, chain grpc.UnaryServerInterceptor) grpc.ClientConnInterface
 
 // Tracing instruments the server's two edges.
 type Tracing interface {

@@ -67,9 +67,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Streams == nil {
 		conn.(*inprocChannel).streams = noStreams
 	}
-	if cfg.RESTChannel != nil {
-		conn = cfg.RESTChannel(descs, chain)
-	}
 	mux, err := newMux(context.Background(), conn, cfg.Register, routes, cfg.StreamEvent, cfg.ResponseHeaders)
 	if err != nil {
 		return nil, err
