@@ -350,6 +350,7 @@ func New(cfg Config) (*Server, error) {
 	if traced {
 		api = cfg.Tracing.HTTPHandler(api)
 	}
+	api = queryToken(api, routes)
 	s.http = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			switch r.URL.Path {

@@ -147,7 +147,11 @@ func streamEdge(next http.Handler, routes []restRoute) http.Handler {
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
-		w.Header().Set("Cache-Control", "no-cache")
+		// A stream is never stored, not even one of public events.
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.cacheRead = false
+		}
+		w.Header().Set("Cache-Control", cacheNever)
 		w.Header().Set("X-Accel-Buffering", "no")
 		if sse {
 			r.Header.Set("Accept", mimeEventStream)
