@@ -163,6 +163,7 @@ func run(fs *flag.FlagSet, args []string) error {
 		liveMaxStreams    = fs.Int64("live-max-streams", envInt("GATEWAY_LIVE_MAX_STREAMS", live.DefaultMaxStreams), "open Watch streams (live updates) allowed on this instance; over it RESOURCE_EXHAUSTED (env GATEWAY_LIVE_MAX_STREAMS)")
 		livePerUser       = fs.Int64("live-max-streams-per-user", envInt("GATEWAY_LIVE_MAX_STREAMS_PER_USER", live.DefaultMaxStreamsPerUser), "open Watch streams allowed per caller (token user, else client address) (env GATEWAY_LIVE_MAX_STREAMS_PER_USER)")
 		liveBuffer        = fs.Int64("live-buffer", envInt("GATEWAY_LIVE_BUFFER", live.DefaultBuffer), "events a Watch stream may fall behind before it is ended with RESOURCE_EXHAUSTED (env GATEWAY_LIVE_BUFFER)")
+		liveHeartbeat     = fs.Duration("live-heartbeat", envDuration("GATEWAY_LIVE_HEARTBEAT", live.DefaultHeartbeat), "a Watch stream without events is sent its position (a resume token without an event) after this long, at least 100ms (env GATEWAY_LIVE_HEARTBEAT)")
 		liveMaxAge        = fs.Duration("live-max-age", envDuration("GATEWAY_LIVE_MAX_AGE", live.DefaultMaxAge), "a Watch stream ends after this long, resumable; it also ends when the caller's token expires (env GATEWAY_LIVE_MAX_AGE)")
 		idempotencyWindow = fs.Duration("idempotency-window", envDuration("GATEWAY_IDEMPOTENCY_WINDOW", events.DefaultIdempotencyWindow), "how long a mutation's response is replayed for a repeated Idempotency-Key (env GATEWAY_IDEMPOTENCY_WINDOW)")
 	)
@@ -245,6 +246,7 @@ func run(fs *flag.FlagSet, args []string) error {
 			MaxStreamsPerUser: int(*livePerUser),
 			Buffer:            int(*liveBuffer),
 			MaxAge:            *liveMaxAge,
+			Heartbeat:         *liveHeartbeat,
 		},
 		ServiceSigningKey: *svcKey,
 		ServiceIssuer:     *svcIssuer,

@@ -26,7 +26,8 @@ const sseHeartbeat = 15 * time.Second
 //	event: <CloudEvents type>
 //	data: <the event payload JSON>
 //
-// a message without an event (the heartbeat) as a comment line, and an
+// a message without an event (the heartbeat) as a comment line, followed
+// by "id: <resume token>" when it carries the stream's position, and an
 // error that ends the stream as an "error" event with the google.rpc.Status
 // JSON. Everything that is not a stream message (an error answered before
 // the stream began) is the API's usual JSON.
@@ -68,11 +69,19 @@ func (m *sseMarshaler) message(msg proto.Message) ([]byte, error) {
 	if m.event != nil {
 		event, data, ok = m.event(msg)
 	}
+	tok := resumeTokenOf(msg)
 	if !ok {
-		return []byte(": heartbeat\n"), nil
+		// A heartbeat; with a token, the stream's position: an event
+		// without data, which sets the EventSource's last event id (sent
+		// back as Last-Event-ID) and fires nothing.
+		b := []byte(": heartbeat\n")
+		if tok != "" {
+			b = sseField(b, "id", tok)
+		}
+		return b, nil
 	}
 	var b []byte
-	if tok := resumeTokenOf(msg); tok != "" {
+	if tok != "" {
 		b = sseField(b, "id", tok)
 	}
 	b = sseField(b, "event", event)
