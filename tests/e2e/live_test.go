@@ -35,8 +35,8 @@ type sseEvent struct {
 type sseStream struct {
 	events    chan sseEvent
 	positions chan string
-	cancel context.CancelFunc
-	header http.Header
+	cancel    context.CancelFunc
+	header    http.Header
 }
 
 // openSSE opens path with Accept: text/event-stream, retrying while the
