@@ -1,11 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/shopgateway/shop/tests/harness"
 )
@@ -134,5 +142,146 @@ func TestLiveQueryToken(t *testing.T) {
 	}
 	if ok200 == 0 || bad400 < 3 {
 		t.Errorf("access lines of /order/events: %d with 200, %d with 400; want the requests above logged", ok200, bad400)
+	}
+}
+
+// livePage is the browser page of TestLiveBrowser: it opens an
+// EventSource on the gateway's order stream with the token as
+// access_token (?token= in the page's URL replaces the one it was served
+// with), lists each OrderPaid in the DOM, and reports what happens to the
+// test's server (POST /report, same origin as the page).
+var livePage = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>orders</title></head>
+<body><p id="state">connecting</p><ul id="events"></ul>
+<script>
+const report = (kind, detail) => fetch("/report", {method: "POST", body: JSON.stringify({kind, detail})});
+const token = new URLSearchParams(location.search).get("token") || {{.Token}};
+const es = new EventSource({{.Gateway}} + "/order/events?access_token=" + encodeURIComponent(token));
+es.onopen = () => { document.getElementById("state").textContent = "open"; report("open", ""); };
+es.onerror = () => { document.getElementById("state").textContent = "error " + es.readyState; report("error", String(es.readyState)); };
+es.addEventListener("shop.events.v1.OrderPaid", (e) => {
+  const order = JSON.parse(e.data).order;
+  const li = document.createElement("li");
+  li.textContent = order.order_id + " " + order.status;
+  document.getElementById("events").append(li);
+  report("event", li.textContent);
+});
+</script></body></html>`))
+
+// pageReport is one report of the page.
+type pageReport struct{ Kind, Detail string }
+
+// servePage serves livePage for the gateway and token on a loopback port
+// of its own (an origin other than the gateway's), and the page's reports
+// on the returned channel.
+func servePage(tb testing.TB, ln net.Listener, gateway, token string) <-chan pageReport {
+	tb.Helper()
+	reports := make(chan pageReport, 64)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = livePage.Execute(w, struct{ Gateway, Token string }{gateway, token})
+	})
+	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
+		var rep pageReport
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&rep); err == nil {
+			select {
+			case reports <- rep:
+			default:
+			}
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(func() { _ = srv.Close() })
+	return reports
+}
+
+// waitReport waits for the page's report of kind, failing on one of stop.
+func waitReport(tb testing.TB, reports <-chan pageReport, kind string, timeout time.Duration, stop ...string) pageReport {
+	tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case r := <-reports:
+			if r.Kind == kind {
+				return r
+			}
+			for _, k := range stop {
+				if r.Kind == k {
+					tb.Fatalf("the page reported %s (%s) while waiting for %s", r.Kind, r.Detail, kind)
+				}
+			}
+		case <-deadline:
+			tb.Fatalf("the page did not report %s within %v", kind, timeout)
+		}
+	}
+}
+
+func listen(tb testing.TB) (net.Listener, string) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String()
+}
+
+// TestLiveBrowser: a page of another origin (allowed by -cors-origins)
+// opens an EventSource on GET /order/events with the token as
+// access_token; the user's order is created and paid over REST, and the
+// page shows it turning paid. The same page from an origin that is not
+// allowed, or with a token that is not valid, never opens.
+func TestLiveBrowser(t *testing.T) {
+	t.Parallel()
+	pageLn, pageOrigin := listen(t)
+	otherLn, otherOrigin := listen(t)
+	s := harness.Start(t, harness.Options{GatewayArgs: []string{"-cors-origins", pageOrigin}})
+	user := newID()
+	token := s.Token(t, user, "")
+	product := createProduct(t, s, "browser", 100, 250)
+	reports := servePage(t, pageLn, s.RESTURL(), token)
+	otherReports := servePage(t, otherLn, s.RESTURL(), token)
+
+	ctx := newChromium(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageOrigin+"/")); err != nil {
+		t.Fatalf("opening the page: %v", err)
+	}
+	waitReport(t, reports, "open", 30*time.Second, "error")
+
+	addItem(t, s, user, product)
+	waitCart(t, s, user, 1)
+	_, order := do(t, s, http.StatusOK, "POST", "/order/pay", "{}", "Authorization", harness.Bearer(token))
+	want := fmt.Sprint(order["order_id"]) + " ORDER_STATUS_PAID"
+	if got := waitReport(t, reports, "event", 30*time.Second, "error"); got.Detail != want {
+		t.Errorf("the page reported %q, want %q", got.Detail, want)
+	}
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#events")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(shown) != want {
+		t.Errorf("the page shows %q, want %q", shown, want)
+	}
+	if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		keepArtifact(t, "live-orders.png", shot)
+	}
+
+	// An origin the gateway does not allow: the browser refuses the
+	// stream (CORS), although the token is good.
+	if err := chromedp.Do(ctx, chromedp.Navigate(otherOrigin+"/")); err != nil {
+		t.Fatalf("opening the page of another origin: %v", err)
+	}
+	waitReport(t, otherReports, "error", 30*time.Second, "open")
+
+	// The allowed origin with a token that is not valid: 401, and the
+	// EventSource gives up (CLOSED).
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageOrigin+"/?token=not-a-token")); err != nil {
+		t.Fatalf("opening the page with a bad token: %v", err)
+	}
+	if got := waitReport(t, reports, "error", 30*time.Second, "open"); got.Detail != "2" {
+		t.Errorf("EventSource with a bad token: readyState %s, want 2 (CLOSED)", got.Detail)
 	}
 }
