@@ -68,6 +68,12 @@ func TestDecodeCartEvent(t *testing.T) {
 	if _, err := k.decode(headers{"ce_type": "shop.events.v1.CartItemAdded"}, []byte(`{}`)); err == nil {
 		t.Error("payload without its resource decoded")
 	}
+	// Every field present, zeros too, as on Kafka.
+	_, data, _ = PayloadJSON(&cartv1.WatchCartResponse{Type: "shop.events.v1.CartItemAdded",
+		Event: &cartv1.WatchCartResponse_ItemAdded{ItemAdded: &cartv1.CartItem{ItemId: 3}}})
+	if !strings.Contains(string(data), `"quantity":0`) {
+		t.Errorf("PayloadJSON leaves out a zero field: %s", data)
+	}
 	if _, _, ok := PayloadJSON(&cartv1.WatchCartResponse{}); ok {
 		t.Error("a heartbeat (no event) has a payload")
 	}
