@@ -58,10 +58,13 @@ func TestLiveQueryToken(t *testing.T) {
 		if got := stock.header.Get("Cache-Control"); got != "no-store" {
 			t.Errorf("stock stream Cache-Control %q, want no-store", got)
 		}
+		if got := stock.header.Get("Referrer-Policy"); got != "no-referrer" {
+			t.Errorf("stock stream Referrer-Policy %q, want no-referrer", got)
+		}
 		stock.cancel()
 	}
-	// Another user's token in the query is that user: the owner policy
-	// still decides.
+	// No token is 401; a query token is its user, so the owner policy
+	// still decides (another user's cart: 403); a bad one is 401.
 	if _, code, body := openSSE(t, s.RESTURL(), "/order/events?user_id="+str(user), "", ""); code != http.StatusUnauthorized {
 		t.Errorf("no token at all: %d %s, want 401", code, body)
 	}

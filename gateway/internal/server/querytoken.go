@@ -25,14 +25,9 @@ type queryTokenKey struct{}
 // text/event-stream, sent once, non-empty and without an Authorization
 // header: it then becomes that request's Authorization header. Anywhere
 // else the request is marked refused (queryTokenRefused answers 400 once
-// the request is logged). Responses of the streaming routes never send
-// their URL on as a Referer.
+// the request is logged).
 func queryToken(next http.Handler, routes []restRoute) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stream := r.Method == http.MethodGet && isStreamRoute(routes, r.Method, r.URL.Path)
-		if stream {
-			w.Header().Set("Referrer-Policy", "no-referrer")
-		}
 		if r.URL.RawQuery == "" {
 			next.ServeHTTP(w, r)
 			return
@@ -42,6 +37,10 @@ func queryToken(next http.Handler, routes []restRoute) http.Handler {
 		if !sent && perr == nil {
 			next.ServeHTTP(w, r)
 			return
+		}
+		stream := r.Method == http.MethodGet && isStreamRoute(routes, r.Method, r.URL.Path)
+		if stream { // also on a refusal (streamEdge sets it on the others)
+			w.Header().Set("Referrer-Policy", noReferrer)
 		}
 		delete(q, accessTokenParam)
 		u := *r.URL

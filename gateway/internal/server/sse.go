@@ -14,6 +14,9 @@ import (
 // mimeEventStream is the media type of Server-Sent Events.
 const mimeEventStream = "text/event-stream"
 
+// noReferrer is the Referrer-Policy of the streams' answers.
+const noReferrer = "no-referrer"
+
 // sseHeartbeat is how often an idle Server-Sent Events stream gets a
 // comment line, so that proxies and clients see a live connection.
 const sseHeartbeat = 15 * time.Second
@@ -161,6 +164,9 @@ func streamEdge(next http.Handler, routes []restRoute) http.Handler {
 			rec.cacheRead = false
 		}
 		w.Header().Set("Cache-Control", cacheNever)
+		// A page never sends a stream's URL (an access_token in it) on as
+		// a Referer.
+		w.Header().Set("Referrer-Policy", noReferrer)
 		w.Header().Set("X-Accel-Buffering", "no")
 		if sse {
 			r.Header.Set("Accept", mimeEventStream)
