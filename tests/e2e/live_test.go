@@ -544,6 +544,23 @@ func TestLivePositionWithoutEvents(t *testing.T) {
 		t.Errorf("gRPC resumed from its start position: %v, want the one item %s", events, item)
 	}
 
+	// NDJSON: the first line is the position, a result without an event.
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.RESTURL()+"/cart/events", nil)
+	req.Header.Set("Authorization", harness.Bearer(s.Token(t, user, "")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close()
+	var head struct {
+		Result map[string]any `json:"result"`
+	}
+	if err != nil || json.Unmarshal([]byte(line), &head) != nil || head.Result["resume_token"] == nil || head.Result["resume_token"] == "" ||
+		head.Result["type"] != "" || head.Result["item_added"] != nil || head.Result["item_removed"] != nil {
+		t.Errorf("NDJSON first line %q (%v), want a result with only the position", line, err)
+	}
+
 	s2 := harness.Start(t, harness.Options{})
 	once("second gateway", s2.RESTURL())
 }
