@@ -31,7 +31,8 @@ const module = "github.com/shopgateway/shop/"
 //   - cmd/gateway, cmd/gwbench: flags and env (defaults read from the
 //     packages that apply them), then app; cmd/devtoken: devkeys; cmd/openapigen
 //     reads the descriptors, event specs and header rules to write the
-//     OpenAPI document, cmd/asyncapigen the event specs and headers to write
+//     OpenAPI document, cmd/asyncapigen the event specs and headers, and the
+//     Watch streams (live's kinds, their routes and public policy), to write
 //     the AsyncAPI one; cmd/contractcheck runs drift on the routing of app
 //     and forward.
 var allowed = map[string][]string{
@@ -61,7 +62,7 @@ var allowed = map[string][]string{
 	"gateway/internal/app":         {"gateway/internal/...", "gen/..."},
 	"gateway/cmd/gateway":          {"gateway/internal/app", "gateway/internal/auth", "gateway/internal/connlimit", "gateway/internal/events", "gateway/internal/forward", "gateway/internal/live", "gateway/internal/logbuf", "gateway/internal/outbox", "gateway/internal/ratelimit", "gateway/internal/server", "gateway/internal/svcid", "gateway/internal/telemetry", "gateway/internal/upstream"},
 	"gateway/cmd/devtoken":         {"gateway/devkeys", "gateway/internal/svcid"},
-	"gateway/cmd/asyncapigen":      {"gateway/internal/events", "gateway/internal/reqinfo", "gen/..."},
+	"gateway/cmd/asyncapigen":      {"gateway/internal/auth", "gateway/internal/events", "gateway/internal/httprule", "gateway/internal/live", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/contractcheck":    {"gateway/internal/app", "gateway/internal/drift", "gateway/internal/forward"},
 	"gateway/cmd/openapigen":       {"gateway/internal/events", "gateway/internal/httprule", "gateway/internal/protofields", "gateway/internal/reqinfo", "gen/..."},
 	"gateway/cmd/gwbench":          {"gateway/devkeys", "gateway/internal/...", "gen/..."},

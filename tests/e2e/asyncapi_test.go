@@ -73,16 +73,7 @@ func TestEventsDescribeThemselves(t *testing.T) {
 	// The payload fits its schema: every required property present, none
 	// undeclared, and the nested item's schema resolves too.
 	payload := decode(t, e)
-	for _, k := range schema["required"].([]any) {
-		if _, ok := payload[k.(string)]; !ok {
-			t.Errorf("payload %v lacks %v, which %s requires", payload, k, fragment)
-		}
-	}
-	for k := range payload {
-		if _, ok := props[k]; !ok {
-			t.Errorf("payload has %s, which %s does not declare", k, fragment)
-		}
-	}
+	fitsKeys(t, schema, payload, fragment)
 	itemRef := props["item"].(map[string]any)["oneOf"].([]any)[0].(map[string]any)["$ref"].(string)
 	item := resolvePointer(t, doc, strings.TrimPrefix(itemRef, "#"))
 	for k, v := range payload["item"].(map[string]any) {
@@ -100,6 +91,40 @@ func TestEventsDescribeThemselves(t *testing.T) {
 	if got := msg["payload"].(map[string]any)["$ref"]; got != "#"+fragment {
 		t.Errorf("message %s payload %v, want #%s", typ, got, fragment)
 	}
+
+	// The stock stream as the document describes it: a channel at the REST
+	// path of the gateway server, listing a message named as the SSE event,
+	// whose data fits the payload's schema, the same as on Kafka.
+	watched := newID()
+	st, code, body := openSSE(t, s.RESTURL(), "/stock/events?product_ids="+str(watched), "", "")
+	if st == nil {
+		t.Fatalf("GET /stock/events: %d %s", code, body)
+	}
+	do(t, s, http.StatusOK, "POST", "/stock", fmt.Sprintf(`{"product_id":%d,"product_name":"streamed","quantity":1,"price_cents":5}`, watched))
+	ev, ok := st.next(t, eventTimeout)
+	if !ok || ev.id == "" {
+		t.Fatalf("stock stream: %+v (ok %v), want the StockCreated", ev, ok)
+	}
+	st.cancel()
+	ch := resolvePointer(t, doc, "/channels/stock_events")
+	if ch["address"] != "/stock/events" {
+		t.Errorf("channel stock_events address %v, want /stock/events", ch["address"])
+	}
+	var described map[string]any
+	for _, ref := range ch["messages"].(map[string]any) {
+		if m := resolvePointer(t, doc, strings.TrimPrefix(ref.(map[string]any)["$ref"].(string), "#")); m["name"] == ev.event {
+			described = m
+		}
+	}
+	if described == nil {
+		t.Fatalf("channel stock_events lists no message named %s", ev.event)
+	}
+	var data map[string]any
+	if err := json.Unmarshal([]byte(ev.data), &data); err != nil {
+		t.Fatalf("event data %q: %v", ev.data, err)
+	}
+	ref := described["payload"].(map[string]any)["$ref"].(string)
+	fitsKeys(t, resolvePointer(t, doc, strings.TrimPrefix(ref, "#")), data, ref)
 
 	// ce_source: the deployment's id, kept next to the outbox.
 	idFile, err := os.ReadFile(filepath.Join(s.OutboxDir(), "source-id"))
@@ -142,6 +167,23 @@ func TestEventsDescribeThemselves(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// fitsKeys checks that payload has every property schema requires and
+// none it does not declare.
+func fitsKeys(tb testing.TB, schema, payload map[string]any, what string) {
+	tb.Helper()
+	props, _ := schema["properties"].(map[string]any)
+	for _, k := range schema["required"].([]any) {
+		if _, ok := payload[k.(string)]; !ok {
+			tb.Errorf("payload %v lacks %v, which %s requires", payload, k, what)
+		}
+	}
+	for k := range payload {
+		if _, ok := props[k]; !ok {
+			tb.Errorf("payload has %s, which %s does not declare", k, what)
+		}
+	}
 }
 
 // resolvePointer follows a JSON pointer ("/components/schemas/x") in doc

@@ -38,9 +38,6 @@ const chromiumPath = "/usr/bin/chromium"
 // screenshot in test-artifacts/explorer.png.
 func TestExplorer(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath(chromiumPath); err != nil {
-		t.Fatalf("%s not found (%v): install Debian's chromium (make chromium)", chromiumPath, err)
-	}
 	s := harness.Start(t, harness.Options{NoEvents: true})
 	base, err := url.Parse(s.RESTURL())
 	if err != nil {
@@ -52,30 +49,7 @@ func TestExplorer(t *testing.T) {
 		t.Fatalf("stocking the example's product %s: %d %v", ex.productID, status, body)
 	}
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 2400),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-extensions", true),
-		// The network is cut off: every request goes to a proxy address
-		// where nothing listens, except those to the gateway's host.
-		chromedp.ProxyServer("127.0.0.1:1"),
-		chromedp.Flag("proxy-bypass-list", base.Hostname()),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelCtx()
+	ctx := newChromium(t, base.Hostname())
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 
@@ -276,6 +250,39 @@ func countBindings(tb testing.TB) int {
 		}
 	}
 	return n
+}
+
+// newChromium starts a headless Chromium for the test (stopped in its
+// Cleanup) that reaches only bypassHost: every other host goes to a proxy
+// that does not exist, so a page cannot fetch anything from outside.
+func newChromium(tb testing.TB, bypassHost string) context.Context {
+	tb.Helper()
+	if _, err := exec.LookPath(chromiumPath); err != nil {
+		tb.Fatalf("%s not found (%v): install Debian's chromium (make chromium)", chromiumPath, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(tb.TempDir()),
+		chromedp.WindowSize(1280, 2400),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.ProxyServer("127.0.0.1:1"),
+		chromedp.Flag("proxy-bypass-list", bypassHost),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	tb.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(tb.Logf))
+	tb.Cleanup(cancelCtx)
+	return ctx
 }
 
 // keepArtifact writes a test artifact into test-artifacts/ at the

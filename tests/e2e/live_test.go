@@ -29,11 +29,14 @@ type sseEvent struct {
 }
 
 // sseStream is an open Server-Sent Events response, read in the
-// background; events arrive on events, the end of the body closes it.
+// background; events arrive on events, the end of the body closes it, and
+// the ids of dispatches without data (the stream's positions) arrive on
+// positions (the oldest dropped when nobody reads them).
 type sseStream struct {
-	events chan sseEvent
-	cancel context.CancelFunc
-	header http.Header
+	events    chan sseEvent
+	positions chan string
+	cancel    context.CancelFunc
+	header    http.Header
 }
 
 // openSSE opens path with Accept: text/event-stream, retrying while the
@@ -75,7 +78,7 @@ func openSSE(tb testing.TB, baseURL, path, token, lastEventID string) (*sseStrea
 		if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 			tb.Errorf("GET %s: Content-Type %q, want text/event-stream", path, ct)
 		}
-		s := &sseStream{events: make(chan sseEvent, 1024), cancel: cancel, header: resp.Header}
+		s := &sseStream{events: make(chan sseEvent, 1024), positions: make(chan string, 64), cancel: cancel, header: resp.Header}
 		tb.Cleanup(cancel)
 		go func() {
 			defer close(s.events)
@@ -92,6 +95,16 @@ func openSSE(tb testing.TB, baseURL, path, token, lastEventID string) (*sseStrea
 				case line == "":
 					if ev.event != "" {
 						s.events <- ev
+					} else if ev.id != "" {
+						select {
+						case s.positions <- ev.id:
+						default:
+							select {
+							case <-s.positions:
+							default:
+							}
+							s.positions <- ev.id
+						}
 					}
 					ev = sseEvent{}
 				case strings.HasPrefix(line, ":"): // comment (heartbeat)
@@ -199,6 +212,9 @@ func TestLiveUpdates(t *testing.T) {
 		}
 	}
 	msg, err := gs.Recv()
+	for err == nil && msg.GetType() == "" { // the stream's start position
+		msg, err = gs.Recv()
+	}
 	if err != nil {
 		t.Fatalf("WatchCart Recv: %v", err)
 	}
@@ -377,10 +393,13 @@ func TestLiveSlowSubscriberIsCut(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for got < n {
-			if _, fastErr = fast.Recv(); fastErr != nil {
+			var m *stockv1.WatchStockResponse
+			if m, fastErr = fast.Recv(); fastErr != nil {
 				return
 			}
-			got++
+			if m.GetType() != "" { // not a position
+				got++
+			}
 		}
 	}()
 	c := newClients(t, s)
@@ -423,4 +442,125 @@ func TestLiveSlowSubscriberIsCut(t *testing.T) {
 	if errors.Is(err, io.EOF) {
 		t.Error("the slow client's stream ended OK")
 	}
+}
+
+// position waits for the stream's next position (an id without data).
+func (s *sseStream) position(tb testing.TB, timeout time.Duration) string {
+	tb.Helper()
+	select {
+	case id := <-s.positions:
+		return id
+	case <-time.After(timeout):
+		tb.Fatal("no position on the stream")
+		return ""
+	}
+}
+
+// TestLivePositionWithoutEvents: a client that was shown no event still
+// has a position (sent at the start and with each heartbeat, past the
+// other users' events it was not shown); after a disconnect and a
+// mutation, resuming from it gets that event exactly once, over SSE and
+// gRPC, on this gateway and on another instance.
+func TestLivePositionWithoutEvents(t *testing.T) {
+	t.Parallel()
+	s := harness.Start(t, harness.Options{GatewayArgs: []string{"-live-heartbeat", "300ms"}})
+	product := createProduct(t, s, "quiet", 1000, 100)
+	user, other := newID(), newID()
+
+	st, code, body := openSSE(t, s.RESTURL(), "/cart/events", s.Token(t, user, ""), "")
+	if st == nil {
+		t.Fatalf("GET /cart/events: %d %s", code, body)
+	}
+	start := st.position(t, 10*time.Second)
+	// The gRPC stream's first message is its position, without an event.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := newClients(t, s)
+	gctx, gcancel := context.WithCancel(harness.WithToken(ctx, s.Token(t, user, "")))
+	gs, err := c.cart.WatchCart(gctx, &cartv1.WatchCartRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := gs.Recv()
+	if err != nil || first.GetType() != "" || first.GetEvent() != nil || first.GetResumeToken() == "" {
+		t.Fatalf("WatchCart first message %v (%v), want a position alone", first, err)
+	}
+
+	// Another user's event moves the position on without being shown.
+	addItem(t, s, other, product)
+	var pos string
+	eventually(t, 20*time.Second, func() string {
+		if pos = st.position(t, 5*time.Second); pos == start {
+			return "the position did not move past the other user's event"
+		}
+		return ""
+	})
+	if ev, ok := st.next(t, time.Second); ok {
+		t.Fatalf("another user's event was shown: %+v", ev)
+	}
+	st.cancel()
+	gcancel()
+
+	// Gone; the user's own change; back from the last position.
+	item := addItem(t, s, user, product)
+	once := func(name, base string) {
+		t.Helper()
+		st, code, body := openSSE(t, base, "/cart/events", s.Token(t, user, ""), pos)
+		if st == nil {
+			t.Fatalf("%s: resume: %d %s", name, code, body)
+		}
+		defer st.cancel()
+		ev, ok := st.next(t, 20*time.Second)
+		if !ok {
+			t.Fatalf("%s: the event made while away did not arrive", name)
+		}
+		if u, got := itemOf(t, ev); u != str(user) || got != item {
+			t.Errorf("%s: event %+v, want the user's item %s", name, ev, item)
+		}
+		if ev, ok := st.next(t, 2*time.Second); ok {
+			t.Errorf("%s: a second event %+v (repeated, or another user's)", name, ev)
+		}
+	}
+	once("same gateway", s.RESTURL())
+
+	// gRPC, from the position it was given at its start: the other user's
+	// event is not in it, the user's own arrives once.
+	gs, err = c.cart.WatchCart(harness.WithToken(ctx, s.Token(t, user, "")), &cartv1.WatchCartRequest{ResumeToken: first.GetResumeToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []*cartv1.WatchCartResponse
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := gs.Recv()
+		if err != nil {
+			t.Fatalf("WatchCart resumed: %v", err)
+		}
+		if m.GetType() != "" {
+			events = append(events, m)
+		}
+	}
+	if len(events) != 1 || str(events[0].GetItemAdded().GetItemId()) != item {
+		t.Errorf("gRPC resumed from its start position: %v, want the one item %s", events, item)
+	}
+
+	// NDJSON: the first line is the position, a result without an event.
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.RESTURL()+"/cart/events", nil)
+	req.Header.Set("Authorization", harness.Bearer(s.Token(t, user, "")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close()
+	var head struct {
+		Result map[string]any `json:"result"`
+	}
+	if err != nil || json.Unmarshal([]byte(line), &head) != nil || head.Result["resume_token"] == nil || head.Result["resume_token"] == "" ||
+		head.Result["type"] != "" || head.Result["item_added"] != nil || head.Result["item_removed"] != nil {
+		t.Errorf("NDJSON first line %q (%v), want a result with only the position", line, err)
+	}
+
+	s2 := harness.Start(t, harness.Options{})
+	once("second gateway", s2.RESTURL())
 }

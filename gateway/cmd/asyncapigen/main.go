@@ -2,7 +2,8 @@
 // gateway emits to Kafka, from the proto descriptors compiled into the
 // gateway: the (shop.annotations.v1.emits) option of each RPC (topic, key,
 // subject) and the payload messages of shop.events.v1 as JSON schemas under
-// the proto3 JSON mapping. `make generate` runs it; its output, in
+// the proto3 JSON mapping; and the Watch streams that carry the same events
+// to clients as Server-Sent Events (streams.go). `make generate` runs it; its output, in
 // gen/asyncapi/, is embedded in the gateway and served at GET
 // /asyncapi.json, where each event's ce_dataschema points.
 package main

@@ -66,6 +66,7 @@ func Build(services []protoreflect.ServiceDescriptor) ([]byte, error) {
 				"description": "Kafka topic " + d.Topic + " (the default name).",
 				"messages":    obj{},
 				"bindings":    obj{"kafka": obj{"topic": d.Topic, "bindingVersion": kafkaBindingVersion}},
+				"servers":     []any{obj{"$ref": "#/servers/" + serverKafka}},
 			}
 			channels[chID] = ch
 		}
@@ -79,18 +80,23 @@ func Build(services []protoreflect.ServiceDescriptor) ([]byte, error) {
 			"messages": []any{obj{"$ref": "#/channels/" + chID + "/messages/" + string(d.Payload.Name())}},
 		}
 	}
+	security, err := addStreams(services, g, channels, operations, messages)
+	if err != nil {
+		return nil, err
+	}
 	doc := obj{
 		"asyncapi": "3.0.0",
 		"id":       "urn:shop:gateway:events",
 		"info": obj{
 			"title":       "Shop events",
 			"version":     "1.0.0",
-			"description": description,
+			"description": description + "\n\n" + streamsDescription,
 		},
+		"servers":            servers(),
 		"defaultContentType": "application/json",
 		"channels":           channels,
 		"operations":         operations,
-		"components":         obj{"messages": messages, "schemas": g.schemas},
+		"components":         obj{"messages": messages, "schemas": g.schemas, "securitySchemes": security},
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

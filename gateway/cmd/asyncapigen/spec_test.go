@@ -71,7 +71,9 @@ func TestTopicsAndKeys(t *testing.T) {
 	channels := get(t, doc, "channels").(map[string]any)
 	var addrs []string
 	for _, ch := range channels {
-		addrs = append(addrs, get(t, ch, "address").(string))
+		if _, kafka := ch.(map[string]any)["bindings"]; kafka {
+			addrs = append(addrs, get(t, ch, "address").(string))
+		}
 	}
 	slices.Sort(addrs)
 	if want := []string{"shop.cart.v1", "shop.order.v1", "shop.stock.v1"}; !slices.Equal(addrs, want) {
@@ -120,6 +122,9 @@ func TestHeaders(t *testing.T) {
 		"ce_traceparent", "ce_tracestate", "x-request-id"}
 	must := []string{"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_dataschema", "content-type"}
 	for name, msg := range get(t, doc, "components", "messages").(map[string]any) {
+		if strings.HasPrefix(name, "stream.") { // a stream's message has SSE fields (TestStreams)
+			continue
+		}
 		props := get(t, msg, "headers", "properties").(map[string]any)
 		for _, h := range all {
 			if _, ok := props[h]; !ok {
@@ -202,5 +207,65 @@ func TestCommittedDocumentIsCurrent(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Error("gen/asyncapi is out of date: run make generate")
+	}
+}
+
+// TestStreams: the three Watch streams are channels of the gateway server
+// at their REST paths, listing their events (named by ce_type, the SSE
+// event field, with the Kafka payload's schema), the position and the
+// error; the owner streams need a token, the stock stream does not.
+func TestStreams(t *testing.T) {
+	t.Parallel()
+	doc := build(t)
+	cases := []struct {
+		channel, path, op string
+		events            []string
+		owner             bool
+	}{
+		{"cart_events", "/cart/events", "shop.cart.v1.CartService_WatchCart", []string{"shop.events.v1.CartItemAdded", "shop.events.v1.CartItemRemoved"}, true},
+		{"order_events", "/order/events", "shop.order.v1.OrderService_WatchOrders", []string{"shop.events.v1.OrderPaid"}, true},
+		{"stock_events", "/stock/events", "shop.stock.v1.StockService_WatchStock",
+			[]string{"shop.events.v1.StockCreated", "shop.events.v1.StockDeleted", "shop.events.v1.StockProcessed", "shop.events.v1.StockUpdated"}, false},
+	}
+	for _, tc := range cases {
+		ch := get(t, doc, "channels", tc.channel)
+		if got := get(t, ch, "address"); got != tc.path {
+			t.Errorf("%s address %v, want %s", tc.channel, got, tc.path)
+		}
+		if got := get(t, ch, "servers").([]any)[0].(map[string]any)["$ref"]; got != "#/servers/gateway" {
+			t.Errorf("%s server %v, want the gateway", tc.channel, got)
+		}
+		msgs := get(t, ch, "messages").(map[string]any)
+		if len(msgs) != len(tc.events)+2 {
+			t.Errorf("%s lists %d messages, want %d events, the position and the error", tc.channel, len(msgs), len(tc.events))
+		}
+		for _, typ := range tc.events {
+			short := typ[strings.LastIndex(typ, ".")+1:]
+			ref := get(t, msgs, short, "$ref").(string)
+			msg := get(t, doc, strings.Split(strings.TrimPrefix(ref, "#/"), "/")...)
+			if get(t, msg, "name") != typ || get(t, msg, "payload", "$ref") != events.SchemaPointer(typ) ||
+				get(t, msg, "headers", "properties", "event", "const") != typ {
+				t.Errorf("%s %s: message %v, want it named %s with the Kafka payload's schema", tc.channel, short, msg, typ)
+			}
+		}
+		for _, short := range []string{"position", "error"} {
+			get(t, msgs, short, "$ref")
+		}
+		op := get(t, doc, "operations", tc.op)
+		if get(t, op, "bindings", "http", "method") != "GET" {
+			t.Errorf("%s: not a GET", tc.op)
+		}
+		query := get(t, op, "bindings", "http", "query", "properties").(map[string]any)
+		if _, ok := query["resume_token"]; !ok {
+			t.Errorf("%s: no resume_token query parameter", tc.op)
+		}
+		_, hasToken := query["access_token"]
+		_, secured := op.(map[string]any)["security"]
+		if hasToken != tc.owner || secured != tc.owner {
+			t.Errorf("%s: access_token %v, security %v, want both %v", tc.op, hasToken, secured, tc.owner)
+		}
+	}
+	if got := get(t, doc, "components", "securitySchemes", "accessToken", "name"); got != "access_token" {
+		t.Errorf("accessToken scheme names %v", got)
 	}
 }

@@ -49,6 +49,7 @@ type options struct {
 	idempotencyWindow             time.Duration
 	liveMaxStreams, livePerUser   int64
 	liveBuffer                    int64
+	liveHeartbeat                 time.Duration
 	liveMaxAge                    time.Duration
 	authJWKS, authIssuer          string
 	authAudience                  []string
@@ -157,6 +158,8 @@ func (o *options) declareEvents(s *settings) {
 		doc: "open Watch streams per caller (token user, else client address)"})
 	s.add(setting{name: "live-buffer", env: "GATEWAY_LIVE_BUFFER", def: itoa(live.DefaultBuffer), value: intValue(&o.liveBuffer, 1, 1<<20, false),
 		doc: "events a Watch stream may fall behind before it is ended with `RESOURCE_EXHAUSTED`"})
+	s.add(setting{name: "live-heartbeat", env: "GATEWAY_LIVE_HEARTBEAT", def: dur(live.DefaultHeartbeat), value: durationValue(&o.liveHeartbeat, 100*time.Millisecond, false),
+		doc: "a Watch stream without events is sent its position (a resume token without an event) after this long; at least 100ms"})
 	s.add(setting{name: "live-max-age", env: "GATEWAY_LIVE_MAX_AGE", def: dur(live.DefaultMaxAge), value: durationValue(&o.liveMaxAge, time.Second, false),
 		doc: "a Watch stream ends after this long (resumable); it also ends when the caller's token expires"})
 }
@@ -280,6 +283,7 @@ func (o *options) config() app.Config {
 			MaxStreamsPerUser: int(o.livePerUser),
 			Buffer:            int(o.liveBuffer),
 			MaxAge:            o.liveMaxAge,
+			Heartbeat:         o.liveHeartbeat,
 		},
 		ServiceSigningKey: o.svcKey,
 		ServiceIssuer:     o.svcIssuer,

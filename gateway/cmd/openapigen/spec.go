@@ -355,8 +355,10 @@ func completeErrors(op *openapi3.Operation, md protoreflect.MethodDescriptor, b 
 // Last-Event-ID.
 func describeStream(op *openapi3.Operation, ok *openapi3.ResponseRef) {
 	op.Description = joinText(op.Description, "A stream: newline-delimited JSON, one `{\"result\": ...}` per event "+
-		"(`{\"error\": ...}` when it ends in error); with `Accept: text/event-stream`, Server-Sent Events "+
-		"(`id`: the resume token, `event`: the CloudEvents type, `data`: the event payload JSON; a heartbeat comment every 15 s).")
+		"(`{\"error\": ...}` when it ends in error), and a `{\"result\": ...}` with only `resume_token` for the stream's position "+
+		"(at once and after each heartbeat without an event); with `Accept: text/event-stream`, Server-Sent Events "+
+		"(`id`: the resume token, `event`: the CloudEvents type, `data`: the event payload JSON; the position as an `id` without data, "+
+		"with a heartbeat comment; a browser's `EventSource` may send the token as the `access_token` query parameter).")
 	op.Parameters = append(op.Parameters, &openapi3.ParameterRef{Value: &openapi3.Parameter{
 		In: openapi3.ParameterInHeader, Name: "Last-Event-ID",
 		Description: "Server-Sent Events: the id of the last event received, to continue after it (as resume_token).",

@@ -28,6 +28,9 @@ type LiveConfig struct {
 	// MaxAge ends a stream after this long (the client resumes). Default
 	// live.DefaultMaxAge (1h).
 	MaxAge time.Duration
+	// Heartbeat is how long a stream goes without a message before it is
+	// sent its position. Default live.DefaultHeartbeat (15s).
+	Heartbeat time.Duration
 }
 
 // newLive starts the hub that serves the Watch streams from the event
@@ -47,6 +50,7 @@ func (g *Gateway) newLive(cfg Config, m *metrics.Metrics, log *slog.Logger) (ser
 		MaxStreamsPerUser: cfg.Live.MaxStreamsPerUser,
 		Buffer:            cfg.Live.Buffer,
 		MaxAge:            cfg.Live.MaxAge,
+		Heartbeat:         cfg.Live.Heartbeat,
 		Logger:            log.With(slog.String("component", "live")),
 	})
 	if err != nil {

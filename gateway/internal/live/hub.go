@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -37,6 +38,11 @@ const (
 	// DefaultCatchUpTimeout bounds the reading of the events missed since a
 	// resume token.
 	DefaultCatchUpTimeout = 30 * time.Second
+	// DefaultHeartbeat is how often a stream without events is sent its
+	// position.
+	DefaultHeartbeat = 15 * time.Second
+	// MinHeartbeat is the shortest Heartbeat allowed.
+	MinHeartbeat = 100 * time.Millisecond
 )
 
 // Config configures a Hub.
@@ -61,6 +67,10 @@ type Config struct {
 	// CatchUpTimeout bounds the replay of the events after a resume token.
 	// Default 30s.
 	CatchUpTimeout time.Duration
+	// Heartbeat is how long a stream may go without a message: after it,
+	// the stream is sent its position (a response with only the resume
+	// token). Default 15s, at least MinHeartbeat.
+	Heartbeat time.Duration
 	// Sarama, when set, is the client configuration. Default: sarama's,
 	// with the gateway's client id.
 	Sarama *sarama.Config
@@ -74,6 +84,7 @@ func (c *Config) setDefaults() {
 	c.Buffer = cmp.Or(c.Buffer, DefaultBuffer)
 	c.MaxAge = cmp.Or(c.MaxAge, DefaultMaxAge)
 	c.CatchUpTimeout = cmp.Or(c.CatchUpTimeout, DefaultCatchUpTimeout)
+	c.Heartbeat = cmp.Or(c.Heartbeat, DefaultHeartbeat)
 }
 
 // Validate reports every configuration problem at once.
@@ -85,8 +96,11 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		errs = append(errs, errors.New("live: no logger"))
 	}
-	if c.MaxStreams < 0 || c.MaxStreamsPerUser < 0 || c.Buffer < 0 || c.MaxAge < 0 || c.CatchUpTimeout < 0 {
+	if c.MaxStreams < 0 || c.MaxStreamsPerUser < 0 || c.Buffer < 0 || c.MaxAge < 0 || c.CatchUpTimeout < 0 || c.Heartbeat < 0 {
 		errs = append(errs, errors.New("live: negative limit"))
+	}
+	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
+		errs = append(errs, fmt.Errorf("live: heartbeat %s is shorter than %s", c.Heartbeat, MinHeartbeat))
 	}
 	return errors.Join(errs...)
 }
@@ -487,6 +501,14 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 			return h.ended(parent, ctx, err, expired)
 		}
 	}
+	// The position at once and after each quiet heartbeat interval, so
+	// that a client shown no event yet can resume exactly where it is.
+	cur = f.here(s, cur)
+	if err := send(positionMsg(k, encodeToken(k.topic, cur))); err != nil {
+		return err
+	}
+	beat := time.NewTimer(h.cfg.Heartbeat)
+	defer beat.Stop()
 	for {
 		select {
 		case ev := <-s.ch:
@@ -494,6 +516,13 @@ func (h *Hub) Serve(ctx context.Context, fullMethod string, req proto.Message, s
 			if err := send(withToken(k, ev.msg, encodeToken(k.topic, cur))); err != nil {
 				return err
 			}
+			beat.Reset(h.cfg.Heartbeat)
+		case <-beat.C:
+			cur = f.here(s, cur)
+			if err := send(positionMsg(k, encodeToken(k.topic, cur))); err != nil {
+				return err
+			}
+			beat.Reset(h.cfg.Heartbeat)
 		case <-s.slow:
 			return apierr.New(codes.ResourceExhausted, "the client fell too far behind the events and was disconnected; resume with the last resume_token")
 		case <-h.stop:
@@ -517,6 +546,26 @@ func (h *Hub) ended(parent, ctx context.Context, err, expired error) error {
 		return expired
 	}
 	return err
+}
+
+// here is the position of a subscriber that has sent everything it took
+// from its buffer, at cur: past every record dispatched so far (records
+// filtered out for it advance it too) when nothing waits in its buffer,
+// else (or once it was cut off) cur.
+func (f *feed) here(s *sub, cur position) position {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, open := f.subs[s]; !open || len(s.ch) > 0 {
+		return cur
+	}
+	return merged(f.pos, cur)
+}
+
+// positionMsg is a response without an event that carries only tok.
+func positionMsg(k *kind, tok string) proto.Message {
+	m := k.out.New()
+	m.Set(k.attr.token, protoValueString(tok))
+	return m.Interface()
 }
 
 func withToken(k *kind, msg proto.Message, tok string) proto.Message {

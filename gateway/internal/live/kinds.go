@@ -2,6 +2,8 @@ package live
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -159,8 +161,9 @@ func (k *kind) decode(h headers, value []byte) (proto.Message, error) {
 }
 
 // PayloadJSON is the event payload of a stream response as JSON, as it is
-// on Kafka (shop.events.v1 message, proto field names), for the data of a
-// Server-Sent Event; ok is false for a message that carries no event.
+// on Kafka (shop.events.v1 message, proto field names, every field
+// present), for the data of a Server-Sent Event; ok is false for a message
+// that carries no event.
 func PayloadJSON(resp proto.Message) (ceType string, data []byte, ok bool) {
 	m := resp.ProtoReflect()
 	tf := m.Descriptor().Fields().ByName("type")
@@ -187,7 +190,7 @@ func PayloadJSON(resp proto.Message) (ceType string, data []byte, ok bool) {
 	} else {
 		payload.Set(pf, m.Get(set))
 	}
-	data, err = protojson.MarshalOptions{UseProtoNames: true}.Marshal(payload.Interface())
+	data, err = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(payload.Interface())
 	if err != nil {
 		return "", nil, false
 	}
@@ -221,3 +224,21 @@ func tokenOf(req proto.Message) string {
 }
 
 func protoValueString(s string) protoreflect.Value { return protoreflect.ValueOfString(s) }
+
+// Stream describes one Watch stream for documentation: its full method
+// name, the logical topic it reads, and the event types (ce_type) it
+// carries, sorted.
+type Stream struct {
+	Method     string
+	Topic      string
+	EventTypes []string
+}
+
+// Streams are the Watch streams the hub serves, in a fixed order.
+func Streams() []Stream {
+	out := make([]Stream, 0, len(kindSpecs))
+	for _, s := range kindSpecs {
+		out = append(out, Stream{Method: s.method, Topic: s.topic, EventTypes: slices.Sorted(maps.Keys(s.fields))})
+	}
+	return out
+}

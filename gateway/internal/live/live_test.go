@@ -25,7 +25,7 @@ func testHub(t *testing.T, buffer int) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Hub{cfg: Config{Buffer: buffer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, kinds: kinds, feeds: map[string]*feed{}}
+	h := &Hub{cfg: Config{Buffer: buffer, Heartbeat: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, kinds: kinds, feeds: map[string]*feed{}}
 	for _, k := range kinds {
 		h.feeds[k.topic] = &feed{kind: k, topic: k.topic, subs: map[*sub]struct{}{}, pos: position{0: 0, 1: 0}, ready: true}
 	}
@@ -67,6 +67,12 @@ func TestDecodeCartEvent(t *testing.T) {
 	}
 	if _, err := k.decode(headers{"ce_type": "shop.events.v1.CartItemAdded"}, []byte(`{}`)); err == nil {
 		t.Error("payload without its resource decoded")
+	}
+	// Every field present, zeros too, as on Kafka.
+	_, data, _ = PayloadJSON(&cartv1.WatchCartResponse{Type: "shop.events.v1.CartItemAdded",
+		Event: &cartv1.WatchCartResponse_ItemAdded{ItemAdded: &cartv1.CartItem{ItemId: 3}}})
+	if !strings.Contains(string(data), `"quantity":0`) {
+		t.Errorf("PayloadJSON leaves out a zero field: %s", data)
 	}
 	if _, _, ok := PayloadJSON(&cartv1.WatchCartResponse{}); ok {
 		t.Error("a heartbeat (no event) has a payload")
@@ -217,6 +223,9 @@ func TestServeEnds(t *testing.T) {
 		errc, sent := serve(h, ctx)
 		waitSubscribed(t, h.feeds["shop.cart.v1"])
 		h.dispatch(h.feeds["shop.cart.v1"], record(0, 0, "7", "shop.events.v1.CartItemAdded", body))
+		if m := (<-sent).(*cartv1.WatchCartResponse); m.GetType() != "" || m.GetResumeToken() == "" {
+			t.Errorf("first message %v, want the start position alone", m)
+		}
 		m := (<-sent).(*cartv1.WatchCartResponse)
 		pos, err := decodeToken("shop.cart.v1", m.GetResumeToken())
 		if err != nil || pos[0] != 1 || pos[1] != 0 {
@@ -311,5 +320,91 @@ func TestCloseWithoutKafka(t *testing.T) {
 	}
 	if h.Streams() != 0 {
 		t.Errorf("%d streams after a refusal", h.Streams())
+	}
+}
+
+// TestServePosition: a stream is sent its position, without an event, at
+// once and after each quiet heartbeat interval; records filtered out for
+// it advance that position, records waiting in its buffer do not.
+func TestServePosition(t *testing.T) {
+	t.Parallel()
+	body := func(user string) string {
+		return `{"item":{"item_id":"1","user_id":"` + user + `","product_id":"9","quantity":1}}`
+	}
+	h := testHub(t, 4)
+	h.cfg.MaxStreams, h.cfg.MaxStreamsPerUser, h.cfg.MaxAge, h.cfg.Heartbeat = 10, 10, time.Hour, 100*time.Millisecond
+	h.perUser, h.stop = map[string]int{}, make(chan struct{})
+	f := h.feeds["shop.cart.v1"]
+	errc, sent := serve(h, context.Background())
+	next := func(wantEvent bool) position {
+		t.Helper()
+		select {
+		case m := <-sent:
+			r := m.(*cartv1.WatchCartResponse)
+			if (r.GetType() != "") != wantEvent || (r.GetItemAdded() != nil) != wantEvent {
+				t.Fatalf("message %v, want an event: %v", r, wantEvent)
+			}
+			pos, err := decodeToken("shop.cart.v1", r.GetResumeToken())
+			if err != nil {
+				t.Fatalf("token %q: %v", r.GetResumeToken(), err)
+			}
+			return pos
+		case err := <-errc:
+			t.Fatalf("stream ended: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("nothing sent")
+		}
+		return nil
+	}
+	if pos := next(false); pos[0] != 0 || pos[1] != 0 {
+		t.Errorf("start position %v, want the feed's {0:0 1:0}", pos)
+	}
+	waitSubscribed(t, f)
+	// Another user's records: not sent, but the position moves past them.
+	h.dispatch(f, record(0, 0, "8", "shop.events.v1.CartItemAdded", body("8")))
+	h.dispatch(f, record(1, 0, "8", "shop.events.v1.CartItemAdded", body("8")))
+	if pos := next(false); pos[0] != 1 || pos[1] != 1 {
+		t.Errorf("heartbeat position %v, want {0:1 1:1} (past the records filtered out)", pos)
+	}
+	h.dispatch(f, record(0, 1, "7", "shop.events.v1.CartItemAdded", body("7")))
+	if pos := next(true); pos[0] != 2 || pos[1] != 1 {
+		t.Errorf("event position %v, want {0:2 1:1}", pos)
+	}
+	if pos := next(false); pos[0] != 2 || pos[1] != 1 {
+		t.Errorf("position after the event %v, want {0:2 1:1}", pos)
+	}
+
+	// A record waiting in the buffer holds the position where it is.
+	s := &sub{user: 9, ch: make(chan event, 4), slow: make(chan struct{})}
+	f.mu.Lock()
+	f.subs[s] = struct{}{}
+	f.mu.Unlock()
+	h.dispatch(f, record(1, 1, "9", "shop.events.v1.CartItemAdded", body("9")))
+	cur := position{0: 2, 1: 1}
+	if got := f.here(s, cur); got[1] != 1 {
+		t.Errorf("position with a record waiting %v, want %v", got, cur)
+	}
+	<-s.ch
+	if got := f.here(s, cur); got[1] != 2 {
+		t.Errorf("position with nothing waiting %v, want partition 1 at 2", got)
+	}
+	// A subscriber cut off keeps its own position.
+	f.mu.Lock()
+	delete(f.subs, s)
+	f.mu.Unlock()
+	h.dispatch(f, record(0, 2, "9", "shop.events.v1.CartItemAdded", body("9")))
+	if got := f.here(s, cur); got[0] != 2 {
+		t.Errorf("position of a cut subscriber %v, want %v", got, cur)
+	}
+}
+
+func TestConfigHeartbeat(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for hb, ok := range map[time.Duration]bool{0: true, MinHeartbeat: true, time.Minute: true, time.Millisecond: false, -time.Second: false} {
+		c := Config{Brokers: []string{"127.0.0.1:1"}, Logger: log, Heartbeat: hb}
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("heartbeat %s: %v, want ok %v", hb, err, ok)
+		}
 	}
 }

@@ -343,6 +343,10 @@ func httpMiddleware(next http.Handler, al *accessLog, maxBody int64, literal map
 			writeError(rec, http.StatusBadRequest, err)
 			return
 		}
+		if err := queryTokenRefused(r.Context()); err != nil {
+			writeError(rec, http.StatusBadRequest, err)
+			return
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			if r.ContentLength != 0 && !contentTypeOK(r.Header.Get("Content-Type")) {
 				writeError(rec, http.StatusUnsupportedMediaType, apierr.Errorf(codes.InvalidArgument,

@@ -75,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 	if traced {
 		api = cfg.Tracing.HTTPHandler(api)
 	}
+	api = queryToken(api, routes)
 	s.http = s.publicHandler(api, routes)
 	s.http = secureHeaders(s.http)
 	s.admin = secureHeaders(http.HandlerFunc(s.serveAdmin))

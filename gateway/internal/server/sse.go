@@ -14,6 +14,9 @@ import (
 // mimeEventStream is the media type of Server-Sent Events.
 const mimeEventStream = "text/event-stream"
 
+// noReferrer is the Referrer-Policy of the streams' answers.
+const noReferrer = "no-referrer"
+
 // sseHeartbeat is how often an idle Server-Sent Events stream gets a
 // comment line, so that proxies and clients see a live connection.
 const sseHeartbeat = 15 * time.Second
@@ -26,7 +29,8 @@ const sseHeartbeat = 15 * time.Second
 //	event: <CloudEvents type>
 //	data: <the event payload JSON>
 //
-// a message without an event (the heartbeat) as a comment line, and an
+// a message without an event (the heartbeat) as a comment line, followed
+// by "id: <resume token>" when it carries the stream's position, and an
 // error that ends the stream as an "error" event with the google.rpc.Status
 // JSON. Everything that is not a stream message (an error answered before
 // the stream began) is the API's usual JSON.
@@ -68,11 +72,19 @@ func (m *sseMarshaler) message(msg proto.Message) ([]byte, error) {
 	if m.event != nil {
 		event, data, ok = m.event(msg)
 	}
+	tok := resumeTokenOf(msg)
 	if !ok {
-		return []byte(": heartbeat\n"), nil
+		// A heartbeat; with a token, the stream's position: an event
+		// without data, which sets the EventSource's last event id (sent
+		// back as Last-Event-ID) and fires nothing.
+		b := []byte(": heartbeat\n")
+		if tok != "" {
+			b = sseField(b, "id", tok)
+		}
+		return b, nil
 	}
 	var b []byte
-	if tok := resumeTokenOf(msg); tok != "" {
+	if tok != "" {
 		b = sseField(b, "id", tok)
 	}
 	b = sseField(b, "event", event)
@@ -147,7 +159,14 @@ func streamEdge(next http.Handler, routes []restRoute) http.Handler {
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
-		w.Header().Set("Cache-Control", "no-cache")
+		// A stream is never stored, not even one of public events.
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.cacheRead = false
+		}
+		w.Header().Set("Cache-Control", cacheNever)
+		// A page never sends a stream's URL (an access_token in it) on as
+		// a Referer.
+		w.Header().Set("Referrer-Policy", noReferrer)
 		w.Header().Set("X-Accel-Buffering", "no")
 		if sse {
 			r.Header.Set("Accept", mimeEventStream)

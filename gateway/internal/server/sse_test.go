@@ -32,6 +32,10 @@ func TestSSEMarshaler(t *testing.T) {
 	if b, _ := m.Marshal(map[string]any{"result": &cartv1.WatchCartResponse{}}); string(b) != ": heartbeat\n" {
 		t.Errorf("heartbeat %q", b)
 	}
+	// A position: no event, so no data; the id alone.
+	if b, _ := m.Marshal(map[string]any{"result": &cartv1.WatchCartResponse{ResumeToken: "pos"}}); string(b) != ": heartbeat\nid: pos\n" {
+		t.Errorf("position %q", b)
+	}
 	b, _ = m.Marshal(map[string]proto.Message{"error": &spb.Status{Code: 8, Message: "slow"}})
 	if !strings.HasPrefix(string(b), "event: error\ndata: {") || strings.Count(string(b), "\n") != 2 {
 		t.Errorf("error event %q", b)

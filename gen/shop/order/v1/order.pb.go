@@ -722,12 +722,18 @@ func (x *WatchOrdersRequest) GetResumeToken() string {
 	return ""
 }
 
-// WatchOrdersResponse is one order event.
+// WatchOrdersResponse is one order event, or the stream's position (see resume_token).
 type WatchOrdersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque position just after this event: send it back as resume_token
 	// (or, over Server-Sent Events, as Last-Event-ID) to continue after it,
-	// on any gateway instance.
+	// on any gateway instance. A response with only resume_token set (no
+	// event: type empty, no event field) is a position, not an event: it is
+	// sent when the stream starts and after each heartbeat interval (15 s by
+	// default) without an event, and its token continues after everything
+	// the stream has passed, including the events it did not send to this
+	// client. Over Server-Sent Events it is an "id:" line without data,
+	// which sets the EventSource's last event id and fires no event.
 	ResumeToken string `protobuf:"bytes,1,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	// CloudEvents id of the event (ce_id), unique per event.
 	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
