@@ -3,17 +3,19 @@
 PY_REQUIREMENTS := $(ROOT)/requirements.txt $(ROOT)/requirements-dev.txt
 VENV_STAMP      := $(VENV)/.requirements.stamp
 
-# Reruns only when a requirements file or the shared package's metadata
-# changes (its code is installed editable, so edits need no reinstall).
+# Reruns only when a requirements file or the shared packages' metadata
+# changes (their code is installed editable, so edits need no reinstall).
+# shopkit/testing (shopkit_testing, the test suites' helpers) is installed
+# here only: the services' image installs shopkit alone.
 # requirements.txt pins the services' dependencies (the image installs the
 # same file), requirements-dev.txt adds the test runners and the linters.
-$(VENV_STAMP): $(PY_REQUIREMENTS) $(ROOT)/shopkit/pyproject.toml
+$(VENV_STAMP): $(PY_REQUIREMENTS) $(ROOT)/shopkit/pyproject.toml $(ROOT)/shopkit/testing/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	cd $(ROOT) && bash $(ROOT)/scripts/progress.sh "make venv" $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e ./shopkit
+	cd $(ROOT) && bash $(ROOT)/scripts/progress.sh "make venv" $(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e ./shopkit -e ./shopkit/testing
 	touch $@
 
 .PHONY: venv
-venv: $(VENV_STAMP) ## Create .venv: the services' pinned requirements, test and lint tools, shopkit/ (editable).
+venv: $(VENV_STAMP) ## Create .venv: the services' pinned requirements, test and lint tools, shopkit/ and shopkit/testing/ (editable).
 
 .PHONY: test-python-unit
 test-python-unit: venv ## pytest of both services on SQLite (+PostgreSQL with TEST_DATABASE_URL_A/_B); no Kafka.
@@ -35,10 +37,10 @@ run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001
 bench-services: venv ## Services vs a hello-world FastAPI (wrk), SQLite and PostgreSQL: GET /stock, add-to-cart and pay direct vs through the gateway (auth, events, outbox sync always), growth; refuses at a 1-minute load above 1.5; env: scripts/bench-services.sh.
 	PY=$(PY) bash $(ROOT)/scripts/bench-services.sh
 
-PY_SOURCES := shopkit/src service_a service_b tests/compose $(wildcard scripts/*.py)
+PY_SOURCES := shopkit/src shopkit/testing/src service_a service_b tests/compose $(wildcard scripts/*.py)
 
 .PHONY: lint-python
-lint-python: venv ## ruff (lint, format) and mypy: strict on shopkit (mypy.ini), each service's app/ (mypy-services.ini).
+lint-python: venv ## ruff (lint, format) and mypy: strict on shopkit and shopkit_testing (mypy.ini), each service's app/ (mypy-services.ini).
 	cd $(ROOT) && $(VENV)/bin/ruff check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/ruff format --check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/mypy

@@ -9,7 +9,7 @@ Run from service_a/ with the venv (on a quiet machine: see scripts/lib/load.sh):
 
 import asyncio, time
 from shopkit import identity
-from shopkit.testing import TEST_IDENTITY
+from shopkit_testing import TEST_IDENTITY
 
 async def inner(scope, receive, send):
     return None
