@@ -40,7 +40,8 @@ bench-services: venv ## Services vs a hello-world FastAPI (wrk), SQLite and Post
 PY_SOURCES := shopkit/src shopkit/testing/src service_a service_b tests/compose $(wildcard scripts/*.py)
 
 .PHONY: lint-python
-lint-python: venv ## ruff (lint, format) and mypy: strict on shopkit and shopkit_testing (mypy.ini), each service's app/ (mypy-services.ini).
+lint-python: venv ## ruff (lint, format), mypy (strict on shopkit and shopkit_testing: mypy.ini; each service's app/: mypy-services.ini), no module over 400 lines (scripts/check_module_sizes.py).
+	$(PY) $(ROOT)/scripts/check_module_sizes.py
 	cd $(ROOT) && $(VENV)/bin/ruff check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/ruff format --check $(PY_SOURCES)
 	cd $(ROOT) && $(VENV)/bin/mypy
