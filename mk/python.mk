@@ -26,12 +26,15 @@ test-python-integration: venv ## Both services as real processes against the bro
 	PY=$(PY) bash $(ROOT)/scripts/pytest.sh integration
 
 .PHONY: run-service-a
-run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:8002; env: service_a/README.md.
-	cd $(ROOT)/service_a && exec $(PY) -m app
+# The port comes from SERVICE_A_PORT / SERVICE_B_PORT, as in make run, when
+# set (the service's own flag --port, validated like PORT); else PORT or the
+# service's default.
+run-service-a: venv ## Run service_a (stock, master carts) on 127.0.0.1:$SERVICE_A_PORT (default 8002); env: service_a/README.md.
+	cd $(ROOT)/service_a && exec $(PY) -m app $(if $(SERVICE_A_PORT),--port '$(SERVICE_A_PORT)')
 
 .PHONY: run-service-b
-run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:8001; env: see service_b/README.md.
-	cd $(ROOT)/service_b && exec $(PY) -m app
+run-service-b: venv ## Run service_b (cart read model, orders) on 127.0.0.1:$SERVICE_B_PORT (default 8001); env: service_b/README.md.
+	cd $(ROOT)/service_b && exec $(PY) -m app $(if $(SERVICE_B_PORT),--port '$(SERVICE_B_PORT)')
 
 .PHONY: bench-services
 bench-services: venv ## Services vs a hello-world FastAPI (wrk), SQLite and PostgreSQL: GET /stock, add-to-cart and pay direct vs through the gateway (auth, events, outbox sync always), growth; refuses at a 1-minute load above 1.5; env: scripts/bench-services.sh.
