@@ -136,6 +136,7 @@ service-header: ## Print an identity header the make run services accept for 10 
 	@bin/devtoken -assertion -key "$(RUN_DIR)/service-signing-key.json" -aud "$(SVC)" $(if $(filter command line,$(origin SUB)),-sub "$(SUB)") $(if $(SCOPE),-scope "$(SCOPE)")
 
 .PHONY: clean
-clean: ## Remove build output, local tools, venv, Kafka data and jars.
+clean: ## Stop the local broker and PostgreSQL, then remove build output, local tools, venv, Kafka and PostgreSQL data, jars.
 	-bash scripts/kafka.sh stop
+	-bash scripts/postgres.sh stop
 	rm -rf bin .tools .third_party .venv .kafka .pg .run .outbox .asyncapi .clients

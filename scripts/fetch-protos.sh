@@ -7,6 +7,10 @@
 #     (the one registry package that ships the .proto source; its rules are read
 #     at run time by buf.build/go/protovalidate, pinned in go.mod)
 # The versions are pinned here and by go.mod, so generation is reproducible.
+# Env: MAVEN_REPO_LOCAL, Maven's local repository for the jar (default
+# ~/.m2/repository, shared with any other Maven use; set it to a folder of
+# the clone to keep the download there); THIRD_PARTY_DIR (default
+# .third_party/protos).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -8,14 +8,14 @@ Run from service_a/ with the venv (on a quiet machine: see scripts/lib/load.sh):
 """
 
 import asyncio, time
-from shopkit import identity
-from shopkit.testing import TEST_IDENTITY
+from shopkit import identity, trusted_keys
+from shopkit_testing import TEST_IDENTITY
 
 async def inner(scope, receive, send):
     return None
 
 async def main():
-    v = identity.Verifier(identity.parse_trust(TEST_IDENTITY.keys), "service_a")
+    v = identity.Verifier(trusted_keys.parse_trust(TEST_IDENTITY.keys), "service_a")
     v.load()
     mw = identity.IdentityMiddleware(inner, v)
     tok = TEST_IDENTITY.gateway.assertion("service_a", ("shop:admin",), "7").encode()

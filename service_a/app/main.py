@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # app.db is imported for its tables: they join shopkit.db.Base, the migrations' target.
-from app import crud
+from app import carts, crud
 from app import db as _tables  # noqa: F401
 from app.api.routes import cart, master, order, stock
 from app.settings import Settings
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine, sessions = await migrations.open_database(settings.database_url, MIGRATIONS)
 
         async def handle(session: AsyncSession, event: Event) -> None:
-            await crud.apply_order_event(session, settings, event)
+            await carts.apply_order_event(session, settings, event)
 
         bridge = KafkaBridge.from_settings(
             settings,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import (
+from shopkit_testing import (
     TEST_IDENTITY,
     bare_client,  # noqa: F401 - the same without an identity of its own
     client,  # noqa: F401 - the fixture of an in-process HTTP client of app

@@ -1,4 +1,4 @@
-"""What service A's tests share besides :mod:`shopkit.testing`: its folder
+"""What service A's tests share besides :mod:`shopkit_testing`: its folder
 and creating stock through the API."""
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import CartItem
 from shopkit.db import Inbox, Outbox
 from shopkit.events import Event
-from shopkit.testing import event_record
 from shopkit.wire import CartItemPublic
+from shopkit_testing import event_record
 from tests.support import create_stock
 
 
@@ -44,8 +44,8 @@ async def test_order_paid_removes_only_the_paid_items_once(client: AsyncClient, 
     paid = [items[0]["item_id"], items[1]["item_id"]]
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": paid, "reservation_id": "pay-x"})
     bridge = app.state.bridge
-    await bridge._apply(*raw, "test")
-    await bridge._apply(*raw, "test")  # redelivery
+    await bridge.consumer.apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")  # redelivery
     cart = (await client.get("/cart/fallback/5")).json()["items"]
     assert [i["item_id"] for i in cart] == [items[2]["item_id"]]
     removed = await removal_events(app)
@@ -58,16 +58,16 @@ async def test_order_paid_removes_only_the_paid_items_once(client: AsyncClient, 
 async def test_order_paid_for_another_user_removes_nothing(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 1)
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 6}, "item_ids": [items[0]["item_id"]]})
-    await app.state.bridge._apply(*raw, "test")
+    await app.state.bridge.consumer.apply(*raw, "test")
     assert len((await client.get("/cart/fallback/5")).json()["items"]) == 1
 
 
 async def test_cart_item_removed(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 2)
     bridge = app.state.bridge
-    await bridge._apply(*event("cart.item_removed", {"item": items[0]}), "test")
+    await bridge.consumer.apply(*event("cart.item_removed", {"item": items[0]}), "test")
     # A different event for an item already gone changes nothing either.
-    await bridge._apply(*event("cart.item_removed", {"item": items[0]}), "test")
+    await bridge.consumer.apply(*event("cart.item_removed", {"item": items[0]}), "test")
     cart = (await client.get("/cart/fallback/5")).json()["items"]
     assert [i["item_id"] for i in cart] == [items[1]["item_id"]]
     assert len(await removal_events(app)) == 1
@@ -81,9 +81,9 @@ async def test_order_paid_redelivered_after_a_new_add_keeps_it(client: AsyncClie
     items = await fill_cart(client, 5, 1)
     raw = event("order.paid", {"order": {"order_id": 1, "user_id": 5}, "item_ids": [items[0]["item_id"]]}, "paid-1")
     bridge = app.state.bridge
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
     assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
 
@@ -92,9 +92,9 @@ async def test_cart_item_removed_redelivered_after_a_new_add_keeps_it(client: As
     items = await fill_cart(client, 5, 1)
     raw = event("cart.item_removed", {"item": items[0]}, "removed-1")
     bridge = app.state.bridge
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     later = (await client.post("/cart/add", json={"user_id": 5, "product_id": 1, "quantity": 1})).json()
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     assert (await client.get("/cart/fallback/5")).json()["items"] == [later]
     assert [e["data"]["item"]["item_id"] for e in await removal_events(app)] == [items[0]["item_id"]]
 
@@ -102,10 +102,10 @@ async def test_cart_item_removed_redelivered_after_a_new_add_keeps_it(client: As
 async def test_malformed_and_unknown_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     items = await fill_cart(client, 5, 1)
     bridge = app.state.bridge
-    await bridge._apply(b"not json", [], "test")
-    await bridge._apply(b'{"event_id": "x"}', [], "test")
-    await bridge._apply(*event("order.paid", {"order": {}}), "test")  # no user_id: skipped
-    await bridge._apply(*event("something.new", {}), "test")
+    await bridge.consumer.apply(b"not json", [], "test")
+    await bridge.consumer.apply(b'{"event_id": "x"}', [], "test")
+    await bridge.consumer.apply(*event("order.paid", {"order": {}}), "test")  # no user_id: skipped
+    await bridge.consumer.apply(*event("something.new", {}), "test")
     assert len((await client.get("/cart/fallback/5")).json()["items"]) == 1
     assert items
 
@@ -118,13 +118,13 @@ def records(*events: tuple[bytes, list[tuple[str, bytes]]]) -> list[SimpleNamesp
 def handled_ids(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The ids of the events that bridge's handler is called with from now on."""
     handled: list[str] = []
-    handler = bridge._handler
+    handler = bridge.consumer.handler
 
     async def recording(session: AsyncSession, event: Event) -> None:
         handled.append(event.id)
         await handler(session, event)
 
-    monkeypatch.setattr(bridge, "_handler", recording)
+    monkeypatch.setattr(bridge.consumer, "handler", recording)
     return handled
 
 
@@ -155,10 +155,10 @@ async def test_a_batch_redelivered_after_its_lines_return_removes_nothing(
     )
     bridge = app.state.bridge
     handled = handled_ids(bridge, monkeypatch)
-    await bridge._apply_batch("topic", 0, batch)
+    await bridge.consumer.apply_batch("topic", 0, batch)
     assert await cart_of(client, 5) == []
     await restore_lines(app, items)
-    await bridge._apply_batch("topic", 0, batch)
+    await bridge.consumer.apply_batch("topic", 0, batch)
     assert await cart_of(client, 5) == items, "the redelivered batch removed the returned lines again"
     removed = [e["data"]["item"]["item_id"] for e in await removal_events(app)]
     assert sorted(removed) == sorted(ids), "a removal was published twice"
@@ -181,10 +181,10 @@ async def test_an_event_redelivered_after_its_line_returns_removes_nothing(
     raw = event(type_, data, "once-1")
     bridge = app.state.bridge
     handled = handled_ids(bridge, monkeypatch)
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     assert await cart_of(client, 5) == []
     await restore_lines(app, items)
-    await bridge._apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")
     assert await cart_of(client, 5) == items, "the redelivered event removed the returned line again"
     removed = [e["data"]["item"]["item_id"] for e in await removal_events(app)]
     assert removed == [items[0]["item_id"]], "a removal was published twice"

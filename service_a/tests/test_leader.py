@@ -7,7 +7,7 @@ import asyncio
 
 from app.main import MIGRATIONS
 from shopkit import db, migrations
-from shopkit.kafka import KafkaBridge
+from shopkit.kafka import KafkaBridge, KafkaConfig
 from shopkit.leader import leader_lock
 
 
@@ -52,27 +52,21 @@ async def test_one_relay_leads(database_url: str) -> None:
     await migrations.upgrade(engines[0], MIGRATIONS)
     bridges = [
         KafkaBridge(
-            enabled=False,
-            bootstrap_servers=[],
-            group_id="g",
-            source="test",
-            produce_topics=[],
-            consume_topics=[],
+            KafkaConfig(source="test", enabled=False, poll_seconds=0.05),
             handler=lambda session, event: asyncio.sleep(0),
             sessions=db.make_session_factory(engine),
-            poll_seconds=0.05,
             relay_lock=leader_lock(engine, "outbox-relay"),
         )
         for engine in engines
     ]
     try:
-        leads = [await b._lead() for b in bridges]
+        leads = [await b.relay.election.lead() for b in bridges]
         assert sorted(leads) == [False, True]
         leader, standby = (bridges[0], bridges[1]) if leads[0] else (bridges[1], bridges[0])
-        assert await leader._lead() and not await standby._lead()
+        assert await leader.relay.election.lead() and not await standby.relay.election.lead()
         await leader.stop()
-        assert await standby._lead()
-        assert standby.relay_leader and not leader.relay_leader
+        assert await standby.relay.election.lead()
+        assert standby.relay.election.leader and not leader.relay.election.leader
     finally:
         for bridge in bridges:
             await bridge.stop()

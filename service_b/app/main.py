@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import crud
 from app import db as _tables  # noqa: F401
 from app.api.routes import cart, order
-from app.payments import Payments, StockClient
+from app.payments import Payments
 from app.settings import Settings
+from app.stock_client import StockClient
 from shopkit import identity, migrations
 from shopkit.events import Event
 from shopkit.kafka import KafkaBridge

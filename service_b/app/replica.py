@@ -26,7 +26,7 @@ class MasterUnknown(Exception):
 
 
 class Master(Protocol):
-    """Reads of A's master cart (app.payments.StockClient)."""
+    """Reads of A's master cart (app.stock_client.StockClient)."""
 
     async def master_owner(self, item_id: int) -> int | None:
         """The owner of item_id in the master cart, None when there is no such line."""

@@ -18,7 +18,7 @@ from httpx import AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import (
+from shopkit_testing import (
     TEST_IDENTITY,
     Server,
     as_service,
@@ -140,7 +140,7 @@ class Shop:
         resp = await self.a.post("/cart/add", json={"user_id": user_id, "product_id": product_id, "quantity": quantity})
         assert resp.status_code == 201, resp.text
         item = resp.json()
-        await self.b_app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
+        await self.b_app.state.bridge.consumer.apply(*cart_event("cart.item_added", item), "test")
         return item
 
     async def quantity(self, product_id: int) -> int:

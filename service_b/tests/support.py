@@ -1,4 +1,4 @@
-"""What service B's tests share besides :mod:`shopkit.testing`: where this
+"""What service B's tests share besides :mod:`shopkit_testing`: where this
 service, service A and the repository are."""
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ ITEM = {"item_id": 11, "user_id": 3, "product_id": 4, "quantity": 2, "added_at":
 async def test_added_is_upserted_once(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
     raw = cart_event("cart.item_added", ITEM, event_id="e-1")
-    await bridge._apply(*raw, "test")
-    await bridge._apply(*raw, "test")  # redelivery
-    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # re-published under a new id
+    await bridge.consumer.apply(*raw, "test")
+    await bridge.consumer.apply(*raw, "test")  # redelivery
+    await bridge.consumer.apply(*cart_event("cart.item_added", ITEM), "test")  # re-published under a new id
     assert (await client.get("/cart/3")).json() == {"user_id": 3, "items": [ITEM]}
     async with app.state.sessions() as session:
         assert (await session.execute(select(func.count()).select_from(Inbox))).scalar_one() == 2
@@ -32,15 +32,15 @@ async def test_added_is_upserted_once(client: AsyncClient, app: FastAPI) -> None
 
 async def test_added_with_string_ids(client: AsyncClient, app: FastAPI) -> None:
     item = {**ITEM, "item_id": "12", "user_id": "3"}
-    await app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
+    await app.state.bridge.consumer.apply(*cart_event("cart.item_added", item), "test")
     assert (await client.get("/cart/3")).json()["items"] == [{**ITEM, "item_id": 12}]
 
 
 async def test_removed(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
-    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")
-    await bridge._apply(*cart_event("cart.item_removed", ITEM), "test")
-    await bridge._apply(*cart_event("cart.item_removed", ITEM), "test")  # already gone: no-op
+    await bridge.consumer.apply(*cart_event("cart.item_added", ITEM), "test")
+    await bridge.consumer.apply(*cart_event("cart.item_removed", ITEM), "test")
+    await bridge.consumer.apply(*cart_event("cart.item_removed", ITEM), "test")  # already gone: no-op
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
@@ -50,29 +50,29 @@ async def test_add_redelivered_after_its_remove_stays_removed(client: AsyncClien
     # from bringing the removed line back.
     bridge = app.state.bridge
     added = cart_event("cart.item_added", ITEM, event_id="add-1")
-    await bridge._apply(*added, "test")
-    await bridge._apply(*cart_event("cart.item_removed", ITEM, event_id="remove-1"), "test")
-    await bridge._apply(*added, "test")
+    await bridge.consumer.apply(*added, "test")
+    await bridge.consumer.apply(*cart_event("cart.item_removed", ITEM, event_id="remove-1"), "test")
+    await bridge.consumer.apply(*added, "test")
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
 async def test_add_redelivered_after_a_remove_on_b_stays_removed(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
     added = cart_event("cart.item_added", ITEM, event_id="add-2")
-    await bridge._apply(*added, "test")
+    await bridge.consumer.apply(*added, "test")
     resp = await client.delete(f"/cart/{ITEM['item_id']}")
     assert (resp.status_code, resp.json()) == (200, ITEM)
-    await bridge._apply(*added, "test")
+    await bridge.consumer.apply(*added, "test")
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
 async def test_malformed_events_are_skipped(client: AsyncClient, app: FastAPI) -> None:
     bridge = app.state.bridge
-    await bridge._apply(b"\xff not json", [], "test")
-    await bridge._apply(*cart_event("cart.item_added", {**ITEM, "quantity": 0}), "test")
-    await bridge._apply(*cart_event("cart.item_added", {"item_id": 1}), "test")
-    await bridge._apply(*cart_event("cart.something_new", ITEM), "test")
-    await bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
+    await bridge.consumer.apply(b"\xff not json", [], "test")
+    await bridge.consumer.apply(*cart_event("cart.item_added", {**ITEM, "quantity": 0}), "test")
+    await bridge.consumer.apply(*cart_event("cart.item_added", {"item_id": 1}), "test")
+    await bridge.consumer.apply(*cart_event("cart.something_new", ITEM), "test")
+    await bridge.consumer.apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
     assert (await client.get("/cart/3")).json()["items"] == [ITEM]
 
 
@@ -86,11 +86,11 @@ async def test_record_of_an_earlier_version_is_read(client: AsyncClient, app: Fa
         "data": {"item": ITEM},
     }
     bridge = app.state.bridge
-    await bridge._apply(json.dumps(envelope).encode(), [("content-type", b"application/json")], "test")
+    await bridge.consumer.apply(json.dumps(envelope).encode(), [("content-type", b"application/json")], "test")
     assert (await client.get("/cart/3")).json()["items"] == [ITEM]
     # Its event_id is its ce_id: the same event in either form is applied once.
-    await bridge._apply(*cart_event("cart.item_removed", ITEM, event_id="rm-old"), "test")
-    await bridge._apply(json.dumps(envelope).encode(), [], "test")
+    await bridge.consumer.apply(*cart_event("cart.item_removed", ITEM, event_id="rm-old"), "test")
+    await bridge.consumer.apply(json.dumps(envelope).encode(), [], "test")
     assert (await client.get("/cart/3")).json()["items"] == []
 
 
@@ -119,9 +119,9 @@ def _replaced(headers: list[tuple[str, bytes]], name: str, value: bytes) -> list
 )
 async def test_malformed_cloudevents_are_skipped(client: AsyncClient, app: FastAPI, broken: object) -> None:
     value, headers = broken(*cart_event("cart.item_added", ITEM))  # type: ignore[operator]
-    await app.state.bridge._apply(value, headers, "test")
+    await app.state.bridge.consumer.apply(value, headers, "test")
     assert (await client.get("/cart/3")).json()["items"] == []
-    await app.state.bridge._apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
+    await app.state.bridge.consumer.apply(*cart_event("cart.item_added", ITEM), "test")  # the consumer keeps going
     assert (await client.get("/cart/3")).json()["items"] == [ITEM]
 
 
@@ -135,7 +135,7 @@ async def test_a_fetched_batch_is_applied_in_order_once(client: AsyncClient, app
     already in the inbox applied once."""
     bridge = app.state.bridge
     other = {**ITEM, "item_id": 12}
-    await bridge._apply(*cart_event("cart.item_added", other, event_id="e-0"), "test")
+    await bridge.consumer.apply(*cart_event("cart.item_added", other, event_id="e-0"), "test")
     added = cart_event("cart.item_added", ITEM, event_id="e-1")
     batch = records(
         cart_event("cart.item_added", other, event_id="e-0"),  # applied before: skipped
@@ -144,8 +144,8 @@ async def test_a_fetched_batch_is_applied_in_order_once(client: AsyncClient, app
         cart_event("cart.item_removed", ITEM, event_id="e-2"),
         cart_event("cart.item_added", {**ITEM, "item_id": 13}, event_id="e-3"),
     )
-    await bridge._apply_batch("topic", 0, batch)
-    await bridge._apply_batch("topic", 0, batch)  # the whole fetch redelivered
+    await bridge.consumer.apply_batch("topic", 0, batch)
+    await bridge.consumer.apply_batch("topic", 0, batch)  # the whole fetch redelivered
     items = (await client.get("/cart/3")).json()["items"]
     assert [i["item_id"] for i in items] == [12, 13]
     async with app.state.sessions() as session:
@@ -162,20 +162,20 @@ async def test_a_batch_with_a_bad_event_applies_the_rest(client: AsyncClient, ap
         cart_event("cart.item_added", {"item_id": 1}),
         cart_event("cart.item_added", {**ITEM, "item_id": 12}),
     )
-    await bridge._apply_batch("topic", 0, batch)
+    await bridge.consumer.apply_batch("topic", 0, batch)
     assert [i["item_id"] for i in (await client.get("/cart/3")).json()["items"]] == [11, 12]
 
 
 def handled_ids(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The ids of the events that bridge's handler is called with from now on."""
     handled: list[str] = []
-    handler = bridge._handler
+    handler = bridge.consumer.handler
 
     async def recording(session: AsyncSession, event: Event) -> None:
         handled.append(event.id)
         await handler(session, event)
 
-    monkeypatch.setattr(bridge, "_handler", recording)
+    monkeypatch.setattr(bridge.consumer, "handler", recording)
     return handled
 
 
@@ -192,10 +192,10 @@ async def test_a_batch_of_adds_redelivered_after_its_removes_stays_removed(
     removes = records(
         cart_event("cart.item_removed", ITEM, "remove-11"), cart_event("cart.item_removed", other, "remove-12")
     )
-    await bridge._apply_batch("topic", 0, adds)
+    await bridge.consumer.apply_batch("topic", 0, adds)
     assert [i["item_id"] for i in (await client.get("/cart/3")).json()["items"]] == [11, 12]
-    await bridge._apply_batch("topic", 0, removes)
+    await bridge.consumer.apply_batch("topic", 0, removes)
     assert (await client.get("/cart/3")).json()["items"] == []
-    await bridge._apply_batch("topic", 0, adds)
+    await bridge.consumer.apply_batch("topic", 0, adds)
     assert (await client.get("/cart/3")).json()["items"] == [], "the redelivered adds brought the removed lines back"
     assert handled == ["add-11", "add-12", "remove-11", "remove-12"], "the redelivered batch reached the handler"

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from app.main import MIGRATIONS
 from shopkit.migrations import database_revision, head_revision
-from shopkit.testing import schema_differences
+from shopkit_testing import schema_differences
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["empty database", "database made by create_all"])

@@ -15,7 +15,7 @@ from app.db import CartItem
 from app.main import MIGRATIONS
 from app.models import CartItemPublic
 from shopkit import db, migrations
-from shopkit.testing import Server, as_service, running
+from shopkit_testing import Server, as_service, running
 from tests.conftest import next_id
 from tests.support import SERVICE_A_DIR, SERVICE_DIR
 

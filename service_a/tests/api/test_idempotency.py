@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 from shopkit import idempotency
 from shopkit.db import Outbox
 from shopkit.idempotency import IdempotencyRecord
-from shopkit.testing import as_user, assert_error
 from shopkit.wire import utcnow
+from shopkit_testing import as_user, assert_error
 from tests.support import create_stock
 
 

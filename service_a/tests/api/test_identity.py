@@ -13,17 +13,17 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from shopkit import identity
+from shopkit import identity, trusted_keys
 from shopkit.db import Outbox
 from shopkit.identity import ADMIN_SCOPE, SERVICE_SCOPE
-from shopkit.testing import (
+from shopkit_testing import (
     TEST_IDENTITY,
-    _write_key,
     as_admin,
     as_service,
     as_user,
     assert_error,
     forged_assertions,
+    write_key,
 )
 from tests.support import create_stock
 
@@ -154,7 +154,7 @@ async def test_user_id_header_is_ignored(client: AsyncClient) -> None:
 
 async def test_verification_is_cached_per_assertion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One signature check per assertion, however many requests carry it."""
-    verifier = identity.Verifier(identity.parse_trust(TEST_IDENTITY.keys), "service_a")
+    verifier = identity.Verifier(trusted_keys.parse_trust(TEST_IDENTITY.keys), "service_a")
     calls = 0
     real = pyjwt.decode
 
@@ -175,8 +175,8 @@ async def test_verification_is_cached_per_assertion(monkeypatch: pytest.MonkeyPa
 async def test_new_key_is_picked_up_without_restart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Rotating: the trusted JWKS file is rewritten with a new key, and the
     running verifier accepts assertions signed with it."""
-    monkeypatch.setattr(identity, "_FILE_CHECK_SECONDS", 0.0)
-    old_key, jwks = _write_key(tmp_path, "shop-gateway")
+    monkeypatch.setattr(trusted_keys, "_FILE_CHECK_SECONDS", 0.0)
+    old_key, jwks = write_key(tmp_path, "shop-gateway")
     verifier = identity.Verifier({"shop-gateway": str(jwks)}, "service_a")
     verifier.load()
     old = identity.Signer(str(old_key), "shop-gateway")
@@ -184,7 +184,7 @@ async def test_new_key_is_picked_up_without_restart(monkeypatch: pytest.MonkeyPa
 
     new_dir = tmp_path / "new"
     new_dir.mkdir()
-    new_key, new_jwks = _write_key(new_dir, "shop-gateway")
+    new_key, new_jwks = write_key(new_dir, "shop-gateway")
     new = identity.Signer(str(new_key), "shop-gateway")
     token = new.assertion("service_a", (), "12")
     with pytest.raises(identity.Unauthenticated, match="no key"):

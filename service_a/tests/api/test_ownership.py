@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from shopkit.db import Outbox
-from shopkit.testing import as_admin, as_user, assert_error
+from shopkit_testing import as_admin, as_user, assert_error
 from tests.support import create_stock
 
 USER = 10

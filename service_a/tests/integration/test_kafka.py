@@ -14,7 +14,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import as_service, event_record, eventually
+from shopkit_testing import as_service, event_record, eventually
 from tests.support import create_stock
 
 pytestmark = pytest.mark.integration

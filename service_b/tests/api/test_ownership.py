@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from shopkit.db import Outbox
-from shopkit.testing import as_admin, as_user, assert_error, forged_assertions
+from shopkit_testing import as_admin, as_user, assert_error, forged_assertions
 from tests.conftest import Shop, next_id
 
 OWNER, OTHER, ADMIN, SERVICE = "owner", "other user", "admin", "service with shop:admin"

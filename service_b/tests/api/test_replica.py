@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.main import create_app
 from app.settings import Settings
 from shopkit.db import Outbox
-from shopkit.testing import as_service, as_user, assert_error, free_port
+from shopkit_testing import as_service, as_user, assert_error, free_port
 from tests.conftest import Shop, cart_event, next_id
 
 
@@ -44,7 +44,7 @@ async def test_delete_of_a_line_the_copy_lacks(client: AsyncClient, shop: Shop, 
     # Another user is told what they are always told about it: nothing.
     assert_error(await client.delete(path, headers=as_user(user + 1)), 404, "NOT_FOUND")
     # Once the copy has it, the retry removes it.
-    await app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
+    await app.state.bridge.consumer.apply(*cart_event("cart.item_added", item), "test")
     resp = await client.delete(path, headers=as_user(user))
     assert (resp.status_code, resp.json()["item_id"]) == (200, item["item_id"]), resp.text
 
@@ -61,7 +61,7 @@ async def test_payment_of_a_cart_the_copy_has_empty(client: AsyncClient, shop: S
     assert_retry(await client.post("/order/pay", json={"user_id": user}, headers=as_user(user)))
     assert await outbox(app) == 0
     assert await shop.quantity(pid) == 5
-    await app.state.bridge._apply(*cart_event("cart.item_added", item), "test")
+    await app.state.bridge.consumer.apply(*cart_event("cart.item_added", item), "test")
     resp = await client.post("/order/pay", json={"user_id": user}, headers=as_user(user))
     assert resp.status_code == 200, resp.text
     assert await shop.quantity(pid) == 4

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shopkit.testing import (
+from shopkit_testing import (
     Server,
     as_service,
     eventually,

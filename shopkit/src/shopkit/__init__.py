@@ -3,7 +3,8 @@
 One module per job:
 
 - :mod:`shopkit.kafka`: the transactional outbox relay and the idempotent
-  consumer (:class:`~shopkit.kafka.KafkaBridge`, :func:`~shopkit.kafka.add_event`).
+  consumer, a module per job (outbox, relay, election, admin, consumer,
+  pruning, config) composed by :class:`~shopkit.kafka.KafkaBridge`.
 - :mod:`shopkit.events`: the event types of the services' own topics and
   their CloudEvents form (:class:`~shopkit.events.Event`).
 - :mod:`shopkit.cart`: the cart line columns and the one cart query.
@@ -23,11 +24,12 @@ One module per job:
   time functions.
 - :mod:`shopkit.deps`, :mod:`shopkit.health`, :mod:`shopkit.serve`: FastAPI
   dependencies, ``/healthz`` and ``/readyz``, and ``python -m app``.
-- :mod:`shopkit.testing`: pytest utilities (real uvicorn servers, fresh
-  databases, broker checks); needs the ``testing`` extra.
 
 A service's app keeps ``engine``, ``sessions`` and ``bridge`` in
 ``app.state``; the dependencies and the health routes read them from there.
+
+The test suites' utilities are the separate, test-only package
+``shopkit_testing`` (``shopkit/testing/``), which runtime code may not import.
 """
 
 __version__ = "1.0.0"

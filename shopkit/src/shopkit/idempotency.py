@@ -40,7 +40,7 @@ passed: 504 DEADLINE_EXCEEDED and the transaction rolled back. The gateway
 asks what became of a mutation only after its deadline, so "no record" is
 then final: it was not applied and never will be.
 
-``POST /internal/idempotency/lookup`` (:data:`router`) answers, read-only,
+``POST /internal/idempotency/lookup`` (:mod:`shopkit.idempotency_lookup`) answers, read-only,
 whether the request described in its body (caller, method, path, query, key,
 body) was applied: ``applied`` with the stored answer, only when the scope
 and the request digest both match; ``unknown`` otherwise. It is for the
@@ -59,14 +59,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import DateTime, Integer, Row, String, Text, bindparam, delete, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from shopkit.auth import ServiceDep
 from shopkit.db import Base
 from shopkit.errors import ApiError, invalid_argument
 from shopkit.identity import caller_of
@@ -98,7 +96,7 @@ class IdempotencyRecord(Base):
 
 
 @dataclass
-class _Mutation:
+class Mutation:
     """The keyed mutation (or the deadline) of the request being served."""
 
     deadline_ms: int | None
@@ -116,7 +114,7 @@ class _Mutation:
         return bool(self.key)
 
 
-_current: contextvars.ContextVar[_Mutation | None] = contextvars.ContextVar("idempotent_mutation", default=None)
+_current: contextvars.ContextVar[Mutation | None] = contextvars.ContextVar("idempotent_mutation", default=None)
 
 
 def answer(result: BaseModel | dict[str, Any], status_code: int = 200) -> None:
@@ -146,7 +144,7 @@ _SCOPE = ("caller", "method", "path", "key")
 # The statements are built once, on the table (not the ORM entity), with
 # bound parameters: building SQLAlchemy expressions and running the ORM's
 # bulk paths for every request cost more CPU than the rest of a keyed add.
-_SELECT = select(_TABLE.c.digest, _TABLE.c.created_at, _TABLE.c.status_code, _TABLE.c.body).where(
+SELECT_RECORD = select(_TABLE.c.digest, _TABLE.c.created_at, _TABLE.c.status_code, _TABLE.c.body).where(
     *(_TABLE.c[name] == bindparam(name) for name in _SCOPE)
 )
 
@@ -179,7 +177,7 @@ def _commit_with_record(session: Session) -> None:
         return
     now = utcnow()
     params = {
-        **_scope(m),
+        **scope_params(m),
         "digest": m.digest,
         "created_at": now,
         "status_code": status_code,
@@ -192,7 +190,7 @@ def _commit_with_record(session: Session) -> None:
         raise _Duplicate()
 
 
-def _scope(m: _Mutation) -> dict[str, str]:
+def scope_params(m: Mutation) -> dict[str, str]:
     return {"caller": m.caller, "method": m.method, "path": m.path, "key": m.key}
 
 
@@ -240,7 +238,7 @@ class IdempotencyMiddleware:
                 if deadline is None:
                     await self.app(scope, receive, send)
                     return
-                token = _current.set(_Mutation(deadline_ms=deadline))
+                token = _current.set(Mutation(deadline_ms=deadline))
                 try:
                     await self.app(scope, receive, send)
                 finally:
@@ -256,7 +254,7 @@ class IdempotencyMiddleware:
         body, receive = await _buffer(receive)
         who = caller_of(scope)
         caller = who.subject if who is not None else ""
-        m = _Mutation(
+        m = Mutation(
             deadline_ms=deadline,
             caller=caller,
             method=scope["method"],
@@ -298,11 +296,11 @@ class IdempotencyMiddleware:
         for message in messages:
             await send(message)
 
-    async def _stored(self, sessions: Any, m: _Mutation) -> Row[Any] | None:
+    async def _stored(self, sessions: Any, m: Mutation) -> Row[Any] | None:
         """The record to replay, None when there is none in the window;
         INVALID_ARGUMENT when the caller used the key for another request."""
         async with sessions() as session:
-            row: Row[Any] | None = (await session.execute(_SELECT, _scope(m))).one_or_none()
+            row: Row[Any] | None = (await session.execute(SELECT_RECORD, scope_params(m))).one_or_none()
         if row is None or row.created_at < utcnow() - self.window:
             return None
         if row.digest != m.digest:
@@ -381,45 +379,3 @@ async def _replay(row: Row[Any], send: Any) -> None:
     ]
     await send({"type": "http.response.start", "status": row.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-router = APIRouter(tags=["internal"])
-
-
-class LookupRequest(BaseModel):
-    """A mutation as it was sent: who sent it, where, with which key and body."""
-
-    caller: str = Field(
-        default="", max_length=32, description="The subject of the identity assertion it was sent with."
-    )
-    method: str = Field(min_length=1, max_length=10)
-    path: str = Field(min_length=1, max_length=512)
-    query: str = Field(default="", max_length=8192)
-    key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
-    body: str = Field(default="", max_length=4 << 20, description="The request body as sent.")
-
-
-@router.post("/internal/idempotency/lookup", include_in_schema=False)
-async def lookup(request: Request, sent: LookupRequest, _: ServiceDep) -> dict[str, Any]:
-    """Whether the mutation described was applied, read-only: ``applied``
-    with the stored answer's ``status_code`` and ``body`` when a record of
-    its scope exists and was made by the same request; ``unknown`` for
-    anything else (never sent, refused, rolled back, another request, or
-    past the window). Only services (``shop:service``) may ask."""
-    m = _Mutation(
-        deadline_ms=None,
-        caller=sent.caller,
-        method=sent.method.upper(),
-        path=sent.path,
-        key=sent.key,
-        digest=request_digest(sent.query.encode(), sent.body.encode(), sent.caller),
-    )
-    async with request.app.state.read_sessions() as session:
-        row = (await session.execute(_SELECT, _scope(m))).one_or_none()
-    if row is None or row.digest != m.digest:
-        return {"state": "unknown"}
-    try:
-        body: Any = json.loads(row.body)
-    except ValueError:
-        body = row.body
-    return {"state": "applied", "status_code": row.status_code, "body": body}

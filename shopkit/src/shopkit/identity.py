@@ -15,8 +15,8 @@ by a party the service trusts, for this service as audience, naming either
 Trust is a list of ``issuer=location`` pairs (``IDENTITY_KEYS``), the
 location a JWKS file or an http(s) URL serving one; a file is read again when
 it changes and a URL every 5 minutes or when a token names a key id not yet
-seen (at most once per 10 s), so a new key is picked up without a restart.
-Only EdDSA and ES256 signatures are accepted; ``kid``, ``iss``, ``aud``,
+seen (at most once per 10 s), so a new key is picked up without a restart
+(:mod:`shopkit.trusted_keys`). Only EdDSA and ES256 signatures are accepted; ``kid``, ``iss``, ``aud``,
 ``sub``, ``iat`` and ``exp`` are required and the lifetime is bounded.
 
 Verified assertions are cached until they expire (the gateway reuses one
@@ -29,11 +29,9 @@ whatever other headers say.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -41,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
-from jwt import PyJWK, PyJWKSet
+from jwt import PyJWK
 
 from shopkit import errors
+from shopkit.trusted_keys import ALGORITHMS, TrustedIssuer
 from shopkit.wire import INT64_MAX
 
 log = logging.getLogger(__name__)
@@ -58,8 +56,6 @@ SERVICE_SCOPE = "shop:service"
 """The scope of internal routes (service to service)."""
 SERVICE_PREFIX = "svc:"
 """Prefix of a service's subject: ``svc:<issuer>``."""
-ALGORITHMS = ("EdDSA", "ES256")
-"""Signature algorithms accepted; everything else (HS*, none, RS*) is refused."""
 MAX_LIFETIME_SECONDS = 900
 """Longest exp - iat accepted (the debugging header lives 10 minutes; the gateway's 60 s)."""
 LEEWAY_SECONDS = 5
@@ -70,12 +66,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 _HEADER_KEY = ASSERTION_HEADER.lower().encode()
 _MAX_TOKEN = 4096
 _USER_ID = re.compile(r"[1-9][0-9]{0,18}")
-_SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,27}")
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_FILE_CHECK_SECONDS = 1.0
-_URL_REFRESH_SECONDS = 300.0
-_URL_MISS_SECONDS = 10.0
 _CACHE_SIZE = 4096
 
 
@@ -114,94 +106,6 @@ class Caller:
             raise errors.permission_denied(f"{self.subject} may not act for user {user_id}")
 
 
-def parse_trust(spec: str) -> dict[str, str]:
-    """``issuer=location,...`` as a dict; ValueError when malformed."""
-    trust: dict[str, str] = {}
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        issuer, sep, location = part.partition("=")
-        issuer, location = issuer.strip(), location.strip()
-        if not sep or not location or _SERVICE_NAME.fullmatch(issuer) is None:
-            raise ValueError(f"{part!r}: want issuer=location, issuer in [a-z0-9_-], at most 28 characters")
-        if issuer in trust:
-            raise ValueError(f"issuer {issuer!r} listed twice")
-        trust[issuer] = location
-    if not trust:
-        raise ValueError("no trusted issuer: set IDENTITY_KEYS to issuer=jwks-file-or-url,...")
-    return trust
-
-
-def _keys_of(document: bytes, origin: str) -> dict[str, PyJWK]:
-    try:
-        data = json.loads(document)
-        keys = PyJWKSet.from_dict(data).keys if "keys" in data else [PyJWK.from_dict(data)]
-    except (ValueError, TypeError, jwt.PyJWTError) as exc:
-        raise ValueError(f"{origin}: not a JWKS: {exc}") from exc
-    out: dict[str, PyJWK] = {}
-    for key in keys:
-        if key.key_id and key.algorithm_name in ALGORITHMS:
-            out[key.key_id] = key
-    return out
-
-
-class _Issuer:
-    """The keys of one trusted issuer, kept fresh from their file or URL."""
-
-    def __init__(self, name: str, location: str) -> None:
-        self.name = name
-        self.location = location
-        self.url = location.startswith(("http://", "https://"))
-        self._http: httpx.AsyncClient | None = None
-        self.keys: dict[str, PyJWK] = {}
-        self._stamp: tuple[int, int] | None = None
-        self._checked = float("-inf")
-        self._fetched = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def load_file(self) -> None:
-        st = os.stat(self.location)
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            self.keys = _keys_of(Path(self.location).read_bytes(), self.location)
-            self._stamp = stamp
-            log.info("identity: issuer %s: %d key(s) from %s", self.name, len(self.keys), self.location)
-
-    async def fetch(self) -> None:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
-        resp = await self._http.get(self.location)
-        if len(resp.content) > 1 << 20:
-            raise ValueError(f"{self.location}: JWKS larger than 1 MiB")
-        resp.raise_for_status()
-        self.keys = _keys_of(resp.content, self.location)
-        log.info("identity: issuer %s: %d key(s) from %s", self.name, len(self.keys), self.location)
-
-    async def key(self, kid: str) -> PyJWK | None:
-        now = time.monotonic()
-        if not self.url:
-            if now - self._checked >= _FILE_CHECK_SECONDS:
-                self._checked = now
-                try:
-                    self.load_file()
-                except (OSError, ValueError) as exc:
-                    # Keep the keys already read: a half-written file must not
-                    # lock everyone out.
-                    log.warning("identity: issuer %s: %s", self.name, exc)
-            return self.keys.get(kid)
-        stale = now - self._fetched >= _URL_REFRESH_SECONDS
-        missing = kid not in self.keys and now - self._fetched >= _URL_MISS_SECONDS
-        if stale or missing:
-            async with self._lock:
-                if time.monotonic() - self._fetched >= _URL_MISS_SECONDS:
-                    self._fetched = time.monotonic()
-                    try:
-                        await self.fetch()
-                    except (httpx.HTTPError, ValueError) as exc:
-                        log.warning("identity: issuer %s: %s", self.name, exc)
-        return self.keys.get(kid)
-
-
 class Verifier:
     """Verifies assertions for one audience against the trusted issuers."""
 
@@ -215,7 +119,7 @@ class Verifier:
     ) -> None:
         self.audience = audience
         self.user_issuers = frozenset(user_issuers)
-        self._issuers = {name: _Issuer(name, loc) for name, loc in trust.items()}
+        self._issuers = {name: TrustedIssuer(name, loc) for name, loc in trust.items()}
         self._clock = clock
         self._cache: dict[str, tuple[Caller, float]] = {}
 

@@ -10,7 +10,9 @@ import logging
 import logging.config
 import logging.handlers
 import queue
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,7 +100,7 @@ def queued_stderr_handler() -> logging.Handler:
     is read there) and hands the line to a thread that writes it to stderr,
     so a slow or blocked stderr never stalls the event loop. At most
     QUEUE_SIZE (10,000) lines wait; more are dropped. The writer thread is
-    flushed and stopped at exit. One per process: a second call replaces the
+    flushed and stopped at exit and at SIGTERM. One per process: a second call replaces the
     first."""
     global _listener
     if _listener is not None:
@@ -106,15 +108,41 @@ def queued_stderr_handler() -> logging.Handler:
     lines: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_SIZE)
     _listener = logging.handlers.QueueListener(lines, logging.StreamHandler(sys.stderr))
     _listener.start()
+    _flush_on_sigterm()
     return _DroppingQueueHandler(lines)
 
 
 def _stop_listener() -> None:
-    if _listener is not None:
-        _listener.stop()
+    global _listener
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()
 
 
 atexit.register(_stop_listener)
+
+
+def _flush_on_sigterm() -> None:
+    """Write the waiting lines out before SIGTERM ends the process.
+
+    uvicorn answers SIGTERM with a graceful shutdown and then raises the
+    signal again under the handler it found at start; with the default one
+    the process dies there, without running atexit, and the queued lines
+    (its last ones: "Application shutdown complete", "Finished server
+    process") would be lost. This handler writes them, then dies of the
+    signal as before. Only installed over the default handler, from the
+    main thread (where Python handles signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _flush_then_terminate)
+
+
+def _flush_then_terminate(signum: int, _frame: object) -> None:
+    _stop_listener()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from shopkit import db, health, idempotency, identity, telemetry
+from shopkit import db, health, idempotency_lookup, identity, telemetry
 from shopkit.errors import install_error_handlers
 from shopkit.idempotency import IdempotencyMiddleware
 from shopkit.logs import RequestContextMiddleware
@@ -66,7 +66,7 @@ def build_app(
     verifier.load()  # a key file that cannot be read stops the start, loudly
     app.add_middleware(identity.IdentityMiddleware, verifier=verifier)
     app.add_middleware(RequestContextMiddleware)
-    for router in (health.router, idempotency.router, *routers):
+    for router in (health.router, idempotency_lookup.router, *routers):
         app.include_router(router)
     # OTLP tracing when the OTEL_* variables ask for it (see shopkit.telemetry).
     if telemetry.setup_tracing(title):

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkit.db import normalize_database_url
-from shopkit.identity import parse_trust
+from shopkit.trusted_keys import parse_trust
 
 # Fields whose defaults are each service's own: a service gives the default
 # (``port: Port = 8002``) and keeps the constraints and description.

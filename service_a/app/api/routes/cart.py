@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app import crud
+from app import carts
 from app.api.deps import BridgeDep, ReadSessionDep, SessionDep, SettingsDep, UserIdPath
 from app.db import CartItem
 from app.models import CartItemCreate, CartItemPublic, CartPublic, FallbackCartRequest
@@ -21,7 +21,7 @@ async def add_cart_item(
     """AddCartItem: check the stock, add a line to the master cart and publish
     it; 403 for another user's cart."""
     caller.check_user(body.user_id)
-    item = await crud.add_cart_item(session, settings, body)
+    item = await carts.add_cart_item(session, settings, body)
     bridge.wake()
     return item
 

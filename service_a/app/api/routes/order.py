@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from app import crud
+from app import reservations
 from app.api.deps import SessionDep
 from app.models import ProcessStockRequest, ProcessStockResponse, ReleaseStockRequest, ReleaseStockResponse
 from shopkit.auth import require_service
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/order", tags=["order"], dependencies=[Depends(requir
 @router.post("/process_stock", response_model=ProcessStockResponse)
 async def process_stock(body: ProcessStockRequest, session: SessionDep) -> ProcessStockResponse:
     """ProcessOrderStock: decrement every line at once, all or nothing."""
-    return ProcessStockResponse(items=await crud.process_stock(session, body))
+    return ProcessStockResponse(items=await reservations.process_stock(session, body))
 
 
 @router.post("/release_stock", response_model=ReleaseStockResponse)
@@ -24,5 +24,5 @@ async def release_stock(body: ReleaseStockRequest, session: SessionDep) -> Relea
     """Give back the stock taken under a reservation id (service B's compensation).
 
     Not part of the public API: the gateway has no route to it."""
-    released, lines = await crud.release_stock(session, body.reservation_id)
+    released, lines = await reservations.release_stock(session, body.reservation_id)
     return ReleaseStockResponse(reservation_id=body.reservation_id, released=released, items=lines)

@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import select
 
 from shopkit.db import Outbox
-from shopkit.testing import assert_error
+from shopkit_testing import assert_error
 from tests.support import create_stock
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

@@ -8,7 +8,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.main import create_app
 from app.settings import Settings
-from shopkit.testing import TEST_IDENTITY, as_service, assert_error, free_port
+from shopkit_testing import TEST_IDENTITY, as_service, assert_error, free_port
 from tests.support import create_stock
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpx import AsyncClient
 
-from shopkit.testing import as_service, assert_error, running
+from shopkit_testing import as_service, assert_error, running
 from tests.support import SERVICE_DIR, create_stock
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from shopkit.testing import assert_error
+from shopkit_testing import assert_error
 from tests.support import create_stock
 
 

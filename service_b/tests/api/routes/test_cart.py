@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from app.db import Checkout
 from shopkit.db import Outbox
-from shopkit.testing import assert_error
 from shopkit.wire import utcnow
+from shopkit_testing import assert_error
 from tests.conftest import Shop, next_id
 
 

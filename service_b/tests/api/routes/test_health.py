@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
-from shopkit.testing import assert_error
+from shopkit_testing import assert_error
 
 
 async def test_healthz(client: AsyncClient) -> None:

@@ -18,8 +18,8 @@ from app.main import create_app
 from app.payments import Payments
 from app.settings import Settings
 from shopkit.db import Outbox
-from shopkit.testing import as_service, assert_error, free_port
 from shopkit.wire import utcnow
+from shopkit_testing import as_service, assert_error, free_port
 from tests.conftest import Shop, next_id
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
