@@ -101,4 +101,3 @@ func wireViolations(b []byte, md protoreflect.MessageDescriptor, prefix string) 
 	}
 	return out
 }
-

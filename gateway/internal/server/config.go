@@ -131,7 +131,6 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 }
 
-
 // Tracing instruments the server's two edges.
 type Tracing interface {
 	// GRPCServerHandler is the stats handler of the gRPC server.
