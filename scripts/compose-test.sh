@@ -47,7 +47,7 @@ SOCKET_PID=""
 HEALTH_PID=""
 STARTED=0
 
-compose() { docker-compose --no-ansi "$@"; }
+compose() { docker-compose --ansi never "$@"; }
 
 # logs SERVICE: its last log lines and state, for a failure message.
 logs() {
@@ -71,7 +71,7 @@ cleanup() {
   set +e
   if [[ ${STARTED} == 1 ]]; then
     step "down -v (project ${PROJECT})"
-    timeout 180 docker-compose --no-ansi down -v --remove-orphans --timeout 20 >&2 2>&1
+    timeout 180 docker-compose --ansi never down -v --remove-orphans --timeout 20 >&2 2>&1
     left="$(podman ps -a -q --filter "label=com.docker.compose.project=${PROJECT}")"
     if [[ -n "${left}" ]]; then
       say "removing containers left behind: ${left//$'\n'/ }"
@@ -147,7 +147,17 @@ build_images() {
   local start
   step "shop images from their Dockerfiles"
   start=${SECONDS}
+  # The host's Go module downloads as the module proxy (falling back to the
+  # real one) and its build cache: the gateway's deps are not fetched or
+  # compiled again when `make test` or a developer already did.
+  local gomod gocache
+  gomod="$(go env GOMODCACHE)/cache/download"
+  gocache="$(go env GOCACHE)"
+  mkdir -p "${gomod}" "${gocache}"
   podman build --quiet --pull=never -f "${ROOT}/gateway/Dockerfile" --ignorefile "${ROOT}/.dockerignore" \
+    -v "${gomod}:/var/cache/goproxy:ro" -v "${gocache}:/var/cache/go-build" \
+    --build-arg GOPROXY=file:///var/cache/goproxy,https://proxy.golang.org \
+    --build-arg GOCACHE=/var/cache/go-build \
     -t docker.io/shop/gateway:dev "${ROOT}" >/dev/null || { echo "compose-test: building gateway/Dockerfile failed" >&2; exit 1; }
   say "gateway image in $((SECONDS - start)) s"
   local svc port
@@ -198,7 +208,7 @@ up() {
   HEALTH_PID=$!
   STARTED=1
   local start=${SECONDS}
-  if ! timeout "${HEALTH_TIMEOUT}" docker-compose --no-ansi up -d --no-build >&2 2>&1; then
+  if ! timeout "${HEALTH_TIMEOUT}" docker-compose --ansi never up -d --no-build >&2 2>&1; then
     report_unhealthy
     exit 1
   fi
@@ -287,7 +297,7 @@ main() {
   if [[ -n "$(podman ps -a -q --filter "label=com.docker.compose.project=${PROJECT}")" ]]; then
     step "removing what an earlier run of project ${PROJECT} left"
     STARTED=1
-    docker-compose --no-ansi down -v --remove-orphans --timeout 5 >&2 2>&1 || true
+    docker-compose --ansi never down -v --remove-orphans --timeout 5 >&2 2>&1 || true
   fi
   build_images
   choose_ports

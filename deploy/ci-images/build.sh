@@ -164,11 +164,19 @@ main() {
   [[ ${EUID} -eq 0 ]] || die "run as root (debootstrap, podman)"
   mkdir -p "${CACHE}"
   debian
-  python
-  alpine
-  golang
-  kafka
-  postgres
+  # The rest are built on the base side by side: mostly downloads and
+  # unpacking, they take half as long together as one after the other.
+  local pids=() name failed=""
+  for name in python alpine golang kafka postgres; do
+    "${name}" &
+    pids+=("$!:${name}")
+  done
+  for p in "${pids[@]}"; do
+    wait "${p%%:*}" || failed="${failed} ${p#*:}"
+  done
+  [[ -z "${failed}" ]] || die "stand-ins not built:${failed}"
+  # Earlier builds of the stand-ins, now untagged.
+  podman image prune -f --filter label=shop.ci.inputs >/dev/null
   rm -rf "${CACHE}/ctx"
 }
 
