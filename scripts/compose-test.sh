@@ -192,7 +192,12 @@ report_unhealthy() {
     id="$(cid "${svc}")"
     if [[ -z "${id}" ]]; then bad="${bad} ${svc}"; logs "${svc}"; continue; fi
     state="$(podman inspect --format '{{.State.Status}}/{{.State.Health.Status}}' "${id}" 2>/dev/null || echo gone)"
-    if [[ "${state}" != running/healthy ]]; then bad="${bad} ${svc}(${state})"; logs "${svc}"; fi
+    if [[ "${state}" != running/healthy ]]; then
+      bad="${bad} ${svc}(${state})"
+      logs "${svc}"
+      printf -- '---- %s: last healthcheck output ----\n%s\n' "${svc}" \
+        "$(podman inspect --format '{{range .State.Health.Log}}{{.Output}}{{end}}' "${id}" 2>/dev/null | tail -5)" >&2
+    fi
   done
   for svc in keys identity-keys; do
     id="$(cid "${svc}")"
@@ -212,13 +217,19 @@ up() {
     report_unhealthy
     exit 1
   fi
-  local id
+  # Nothing waits for the gateway to be healthy: wait here, and stop at
+  # the first verdict (unhealthy: its retries are used up; or it exited).
+  local id state=""
   for _ in $(seq "${HEALTH_TIMEOUT}"); do
     id="$(cid gateway)"
-    [[ -n "${id}" && "$(podman inspect --format '{{.State.Health.Status}}' "${id}")" == healthy ]] && break
+    state="$( [[ -n "${id}" ]] && podman inspect --format '{{.State.Status}}/{{.State.Health.Status}}' "${id}" 2>/dev/null)" || state=""
+    case "${state}" in
+      running/healthy) break ;;
+      running/unhealthy | exited/* | stopped/*) break ;;
+    esac
     sleep 1
   done
-  [[ "$(podman inspect --format '{{.State.Health.Status}}' "$(cid gateway)")" == healthy ]] || { report_unhealthy; exit 1; }
+  [[ "${state}" == running/healthy ]] || { report_unhealthy; exit 1; }
   say "all services healthy $((SECONDS - start)) s after up"
 }
 
