@@ -75,6 +75,7 @@ cleanup() {
     left="$(podman ps -a -q --filter "label=com.docker.compose.project=${PROJECT}")"
     if [[ -n "${left}" ]]; then
       say "removing containers left behind: ${left//$'\n'/ }"
+      # shellcheck disable=SC2086 # one argument per container
       podman rm -f -t 5 ${left} >/dev/null 2>&1
       rc=1
     fi
@@ -113,6 +114,7 @@ start_socket() {
     exit 1
   fi
   mkdir -p "${RUN_DIR}"
+  rm -f "${RUN_DIR}/podman.sock"  # a dead run's; the live one answered above
   podman system service --time=0 "${DOCKER_HOST}" >"${RUN_DIR}/service.log" 2>&1 &
   SOCKET_PID=$!
   for _ in $(seq 50); do

@@ -119,7 +119,7 @@ golang() {
   if up_to_date "${GOLANG_TAG}" "${hash}"; then log "${GOLANG_TAG} is up to date"; return; fi
   local mod="golang.org/toolchain@v0.0.1-go${GO_VERSION}.linux-amd64" dir ctx
   log "go mod download ${mod}"
-  dir="$(cd /tmp && GOFLAGS= GOTOOLCHAIN=local go mod download -json "${mod}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  dir="$(cd /tmp && GOFLAGS="" GOTOOLCHAIN=local go mod download -json "${mod}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -f "${dir}/bin/go" ]] || die "no Go toolchain in ${dir:-the module cache}"
   ctx="$(context golang)"
   cp -r "${dir}" "${ctx}/go"

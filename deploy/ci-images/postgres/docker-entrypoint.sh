@@ -25,7 +25,11 @@ if [ "${1:-}" = postgres ]; then
     for f in /docker-entrypoint-initdb.d/*; do
       case "$f" in
         *.sql) echo "running $f"; psql -v ON_ERROR_STOP=1 -h "$sock" -U "$user" -d "$db" -f "$f" ;;
-        *.sh) echo "running $f"; . "$f" ;;
+        *.sh)
+          echo "running $f"
+          # shellcheck disable=SC1090 # the init scripts are the user's
+          . "$f"
+          ;;
         *) ;;
       esac
     done
