@@ -104,6 +104,10 @@ test-go-unit: ## Go unit tests with the race detector (fuzz seed corpora include
 test: ## Every test: Go unit, Python, and the integration and end-to-end suites against a real Kafka.
 	bash scripts/test-all.sh
 
+.PHONY: compose-test
+compose-test: ## Start docker-compose.yml for real (podman + docker-compose, stand-in base images from deploy/ci-images/; root) and drive a purchase through it; down -v after.
+	bash scripts/compose-test.sh
+
 .PHONY: chromium
 chromium: ## Install Debian's chromium (root) for the API explorer's browser test, unless it is there.
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }

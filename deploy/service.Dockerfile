@@ -6,9 +6,6 @@
 # package shopkit/; deploy/service.Dockerfile.dockerignore says what is sent.
 
 FROM python:3.11-slim
-# SERVICE: the service's folder (service_a or service_b); PORT: the port it serves on.
-ARG SERVICE
-ARG PORT
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -25,6 +22,12 @@ COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY shopkit /opt/shopkit
 RUN pip install --no-cache-dir --no-deps /opt/shopkit
+# SERVICE: the service's folder (service_a or service_b); PORT: the port it
+# serves on. Declared here, after the dependencies, so that both services
+# share the layers above (a build argument's value is part of the cache key
+# of every RUN after its declaration).
+ARG SERVICE
+ARG PORT
 WORKDIR /opt/service
 COPY ${SERVICE}/app ./app
 # The code stays root-owned and read-only; the working directory is the

@@ -64,12 +64,34 @@ DB_DRIVERS = {
 # ---- reading compose, Dockerfiles, ignore files and requirements ---------------
 
 
+# ${NAME:-default}, the only interpolation the file uses (host ports).
+INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}")
+
+
+def interpolate(value: object) -> object:
+    """The value as compose reads it with no variables set: each default."""
+    if isinstance(value, str):
+        return INTERPOLATION.sub(lambda m: m.group(2), value)
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict:
+def compose_raw() -> dict:
+    """The file as written, variables not substituted."""
     assert COMPOSE_FILE.is_file(), f"{COMPOSE_FILE} is missing"
     data = yaml.safe_load(COMPOSE_FILE.read_text())
     assert isinstance(data, dict) and isinstance(data.get("services"), dict)
     return data
+
+
+@pytest.fixture(scope="module")
+def compose(compose_raw) -> dict:
+    """The file as compose reads it when no SHOP_*_PORT variable is set."""
+    return interpolate(compose_raw)
 
 
 def env_of(service: dict) -> dict[str, str]:
@@ -453,6 +475,74 @@ def version_tuple(text: str) -> tuple[int, ...]:
 def test_compose_spec_shape(compose):
     assert "version" not in compose, "the Compose spec has no top-level version key"
     assert set(compose["services"]) == EXPECTED_SERVICES
+
+
+def test_no_top_level_name(compose):
+    # docker-compose 1.29 (with podman) rejects it; -p names the project.
+    assert "name" not in compose, "no top-level name: give the project with -p (see the header)"
+    assert "-p shop" in COMPOSE_FILE.read_text().split("\nservices:")[0]
+
+
+def test_healthchecks_are_cmd_shell(compose):
+    # CMD arrays are split on spaces by podman's Docker API; CMD-SHELL with
+    # one string is run the same way by every engine.
+    for name, svc in compose["services"].items():
+        test = (svc.get("healthcheck") or {}).get("test")
+        if test is None:
+            continue
+        assert isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL", (
+            f'{name}: healthcheck {test!r} should be ["CMD-SHELL", "command"]'
+        )
+        shlex.split(test[1])  # quotes balanced
+
+
+def test_published_ports_are_movable(compose_raw):
+    # Every host port comes from a SHOP_*_PORT variable (default: make run's).
+    names = set()
+    for name, svc in compose_raw["services"].items():
+        for item in svc.get("ports") or []:
+            spec = re.fullmatch(r"(?P<ip>[^:]+):(?P<host>\$\{[^}]*\}|\d+):(?P<container>\d+)", str(item))
+            assert spec and spec["ip"] == "127.0.0.1", f"{name}: {item} is not on loopback"
+            m = INTERPOLATION.fullmatch(spec["host"])
+            assert m and m.group(1).startswith("SHOP_") and m.group(1).endswith("_PORT"), (
+                f"{name}: host port of {item} should be ${{SHOP_..._PORT:-default}}"
+            )
+            names.add(m.group(1))
+    assert len(names) == len(EXPECTED_HOST_PORTS)
+    # What Kafka advertises to the host follows its published port.
+    kafka = compose_raw["services"]["kafka"]
+    published = str(kafka["ports"][0]).split(":", 1)[1].rsplit(":", 1)[0]
+    assert f"EXTERNAL://localhost:{published}" in env_of(kafka)["KAFKA_ADVERTISED_LISTENERS"]
+    # compose-test publishes on ports of its own: the script sets every one.
+    script = (ROOT / "scripts" / "compose-test.sh").read_text()
+    for var in names:
+        assert var in script, f"scripts/compose-test.sh does not choose {var}"
+
+
+def test_ci_images_stand_in_for_every_upstream_image(compose):
+    # make compose-test builds a stand-in for each image pulled from a
+    # registry (by the compose file or a Dockerfile's FROM), tagged with its
+    # fully qualified name.
+    build_sh = (ROOT / "deploy" / "ci-images" / "build.sh").read_text()
+    tags = set(re.findall(r"^readonly [A-Z]+_TAG=(\S+)$", build_sh, re.M))
+    built_here = {svc["image"] for svc in compose["services"].values() if svc.get("build") and svc.get("image")}
+    upstream = set()
+    for svc in compose["services"].values():
+        if svc.get("image") and svc["image"] not in built_here:
+            upstream.add(svc["image"])
+        if svc.get("build"):
+            stages = stages_of(svc)
+            names = {st.name for st in stages if st.name}
+            upstream |= {st.base for st in stages if st.base not in names and st.base != "scratch"}
+
+    def qualified(image: str) -> str:
+        first = image.split("/", 1)[0]
+        if "/" in image and ("." in first or ":" in first):
+            return image
+        return f"docker.io/{image}" if "/" in image else f"docker.io/library/{image}"
+
+    missing = {qualified(i) for i in upstream} - tags
+    assert not missing, f"no stand-in in deploy/ci-images/build.sh for {sorted(missing)}"
 
 
 def test_every_service_has_an_image_or_a_buildable_context(compose):
