@@ -36,6 +36,6 @@ if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
   bash scripts/kafka.sh start
 fi
 
-LIVE_BENCH=1 GATEWAY_BIN="${ROOT}/bin/gateway" \
-  go test -count=1 -v -timeout 30m -run '^TestLiveBench$' ./tests/livebench |
+GATEWAY_BIN="${ROOT}/bin/gateway" \
+  go test -tags livebench -count=1 -v -timeout 30m -run '^TestLiveBench$' ./tests/livebench |
   grep --line-buffered -v -E '^=== RUN|^\s+(==== |[0-9]{4}-[0-9]{2}-[0-9]{2} )'

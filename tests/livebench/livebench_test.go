@@ -1,7 +1,10 @@
+//go:build livebench
+
 // Package livebench measures the live updates (the Watch streams) on the
 // real stack (gateway binary, both services, the broker), for
-// docs/benchmarks.md. It runs only through `make bench-live`
-// (scripts/bench-live.sh: LIVE_BENCH=1, after the load guard), and prints:
+// docs/benchmarks.md. It is built only with the livebench tag, so no test
+// run compiles it, and runs only through `make bench-live`
+// (scripts/bench-live.sh: -tags livebench, after the load guard), and prints:
 //
 //   - latency from a mutation's answer (REST POST /cart/add, the user named
 //     with an admin token) to its CartItemAdded on the owner's Server-Sent
@@ -84,9 +87,6 @@ func paramsFromEnv(tb testing.TB) params {
 }
 
 func TestLiveBench(t *testing.T) {
-	if os.Getenv("LIVE_BENCH") != "1" {
-		t.Skip("a benchmark: run it with make bench-live")
-	}
 	if os.Getenv("BENCH_LOAD_CHECKED") != "1" {
 		t.Fatal("run through make bench-live (scripts/bench-live.sh), which refuses to measure on a busy machine")
 	}
