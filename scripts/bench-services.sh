@@ -17,7 +17,7 @@
 #                   request (not in the default targets)
 #   gw-add-BACKEND  the same POST /cart/add through the gateway: bearer
 #                   token, events on (outbox + broker), -outbox-sync always
-#                   (and BENCH_GATEWAY_FLAGS, e.g. "-outbox-sync none", to
+#                   (and BENCH_GATEWAY_FLAGS, e.g. "-outbox-sync interval", to
 #                   take the gateway's path apart)
 #   b-pay-BACKEND   service B POST /order/pay direct, no Idempotency-Key
 #   gw-pay-BACKEND  the same POST /order/pay through the gateway

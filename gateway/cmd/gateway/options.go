@@ -136,8 +136,8 @@ func (o *options) declareEvents(s *settings) {
 		doc: "replication factor of created topics; `broker`: the broker's `default.replication.factor`"})
 	s.add(setting{name: "outbox-dir", env: "GATEWAY_OUTBOX_DIR", def: app.DefaultOutboxDir, value: parsedValue(&o.outboxDir, nonEmpty),
 		doc: "directory of the durable event outbox"})
-	s.add(setting{name: "outbox-max-bytes", env: "GATEWAY_OUTBOX_MAX_BYTES", def: itoa(outbox.DefaultMaxBytes), note: "(256 MiB)", value: intValue(&o.outboxMaxBytes, 1<<20, 1<<40, false),
-		doc: "cap of events waiting for Kafka (1 MiB to 1 TiB); at the cap mutations get 503 before reaching a service"})
+	s.add(setting{name: "outbox-max-bytes", env: "GATEWAY_OUTBOX_MAX_BYTES", def: itoa(outbox.DefaultMaxBytes), note: "(256 MiB)", value: intValue(&o.outboxMaxBytes, 4<<10, 1<<40, false),
+		doc: "cap of events waiting for Kafka (4 KiB to 1 TiB); at the cap mutations get 503 before reaching a service"})
 	s.add(setting{name: "outbox-commit-delay", env: "GATEWAY_OUTBOX_COMMIT_DELAY", def: dur(app.DefaultOutboxCommitDelay), value: durationValue(&o.outboxDelay, 0, false),
 		doc: "group commit: how long the outbox waits to put concurrent events into one fsync (a lone request is never delayed); `0` syncs each batch at once"})
 	s.add(setting{name: "outbox-sync", env: "GATEWAY_OUTBOX_SYNC", def: app.OutboxSyncAlways, value: oneOfValue(&o.outboxSync, app.OutboxSyncAlways, app.OutboxSyncInterval),
