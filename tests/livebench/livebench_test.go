@@ -120,18 +120,20 @@ func TestLiveBench(t *testing.T) {
 	waitStreams(t, s, 0)
 
 	// (c) The request path with streams open against none, interleaved.
-	var none, with []float64
+	var none, with, cpuNone, cpuWith []float64
 	for r := range p.rounds {
-		none = append(none, readRate(t, s, product, p.clients, p.duration))
+		rate, cpu := readRate(t, s, product, p.clients, p.duration)
+		none, cpuNone = append(none, rate), append(cpuNone, cpu)
 		idle := openIdle(t, s, admin, watched+int64(1+r)*1e6, p.subscribers, p.perConn)
-		with = append(with, readRate(t, s, product, p.clients, p.duration))
+		rate, cpu = readRate(t, s, product, p.clients, p.duration)
+		with, cpuWith = append(with, rate), append(cpuWith, cpu)
 		idle.close(t, s)
 	}
 	mNone, mWith := median(none), median(with)
 	fmt.Printf("GET /stock/{id}, %d clients, %v per measurement, %d rounds (median):\n", p.clients, p.duration, p.rounds)
-	fmt.Printf("  %-44s %10.0f req/s  %v\n", "no stream open", mNone, rounded(none))
-	fmt.Printf("  %-44s %10.0f req/s  %v\n", fmt.Sprintf("%d idle streams open", p.subscribers), mWith, rounded(with))
-	fmt.Printf("  ratio %.3fx (target >= 0.95x)\n", mWith/mNone)
+	fmt.Printf("  %-44s %10.0f req/s  %v  gateway CPU %.0f µs/req %v\n", "no stream open", mNone, rounded(none), median(cpuNone), rounded(cpuNone))
+	fmt.Printf("  %-44s %10.0f req/s  %v  gateway CPU %.0f µs/req %v\n", fmt.Sprintf("%d idle streams open", p.subscribers), mWith, rounded(with), median(cpuWith), rounded(cpuWith))
+	fmt.Printf("  ratio %.3fx (target >= 0.95x); the gateway's own CPU per request %.3fx\n", mWith/mNone, median(cpuWith)/median(cpuNone))
 
 	// (b) Memory per idle stream.
 	before := gatewayMemory(t, s)
@@ -339,12 +341,19 @@ func gatewayMemory(tb testing.TB, s *harness.Stack) memory {
 	return memory{rss: m["process_resident_memory_bytes"], heap: m["go_memstats_heap_inuse_bytes"], goroutines: m["go_goroutines"]}
 }
 
-// readRate is the requests/s of GET /stock/{product} from c clients for d.
-func readRate(tb testing.TB, s *harness.Stack, product int64, c int, d time.Duration) float64 {
+// readRate is the requests/s of GET /stock/{product} from c clients for d,
+// and the gateway process's own CPU per request in µs (its
+// process_cpu_seconds_total on the admin /metrics, after − before): the
+// read is bounded by service A, whose noise the CPU figure does not carry.
+func readRate(tb testing.TB, s *harness.Stack, product int64, c int, d time.Duration) (rps, cpuMicros float64) {
 	tb.Helper()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c}}
 	defer client.CloseIdleConnections()
 	u := fmt.Sprintf("%s/stock/%d", s.RESTURL(), product)
+	cpu0, ok := metrics(tb, s, "process_cpu_seconds_total")["process_cpu_seconds_total"]
+	if !ok {
+		tb.Fatal("the gateway's admin /metrics has no process_cpu_seconds_total")
+	}
 	var done, bad atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -374,7 +383,9 @@ func readRate(tb testing.TB, s *harness.Stack, product int64, c int, d time.Dura
 	if bad.Load() > 0 {
 		tb.Fatalf("GET /stock/%d: %d answers not 200", product, bad.Load())
 	}
-	return float64(done.Load()) / time.Since(start).Seconds()
+	rps = float64(done.Load()) / time.Since(start).Seconds()
+	cpu := metrics(tb, s, "process_cpu_seconds_total")["process_cpu_seconds_total"] - cpu0
+	return rps, cpu * 1e6 / float64(max(done.Load(), 1))
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
