@@ -42,7 +42,7 @@ const defaultGCPercent = 400
 // args, and serves until SIGINT or SIGTERM.
 func run(fs *flag.FlagSet, args []string) error {
 	var o options
-	if err := o.declare().load(fs, envLookup); err != nil {
+	if err := o.declare().load(fs, os.LookupEnv); err != nil {
 		return err
 	}
 	if err := fs.Parse(args); err != nil {

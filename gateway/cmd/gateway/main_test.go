@@ -176,3 +176,19 @@ func TestRunRefusesMalformedEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// A flag wins over its variable; the variable over the default.
+func TestFlagWinsOverVariable(t *testing.T) {
+	env := map[string]string{"GATEWAY_UPSTREAM_TIMEOUT": "3s", "GATEWAY_RATE_LIMIT": "5"}
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var o options
+	if err := o.declare().load(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"-upstream-timeout", "7s"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.upstreamTimeout != 7*time.Second || o.rateLimit != 5 {
+		t.Errorf("upstream timeout %v (flag 7s over env 3s), rate limit %v (env 5)", o.upstreamTimeout, o.rateLimit)
+	}
+}

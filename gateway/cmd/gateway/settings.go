@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,9 +79,6 @@ func (st *setting) readmeRow() string {
 	}
 	return fmt.Sprintf("| `-%s` | `%s` | %s | %s |", st.name, st.env, def, st.doc)
 }
-
-// envLookup is the process environment, for load.
-func envLookup(key string) (string, bool) { return os.LookupEnv(key) }
 
 // value is a flag.Value of type T parsed and checked by parse; it keeps
 // the text it was given, so -h shows the default as declared.
